@@ -1,0 +1,3 @@
+module github.com/omiproject/omi
+
+go 1.26

@@ -1,0 +1,145 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omiproject/omi/blockstore"
+)
+
+func openT(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestFormat(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t)
+	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), 12000)[:blockstore.BlockSize]
+	random := make([]byte, 100000)
+	rand.New(rand.NewPCG(1, 2)).Read(random)
+
+	for _, tc := range []struct {
+		name       string
+		data       []byte
+		compressed bool
+	}{
+		{"text", text, true},
+		{"random", random, false},
+	} {
+		h, err := s.Put(ctx, tc.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := h.String()
+		path := filepath.Join(s.Dir(), name[:2], name)
+		if path != s.Path(h) {
+			t.Fatalf("Path = %s, want %s", s.Path(h), path)
+		}
+		obj, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(obj[:4]) != "OMIB" || obj[4] != 1 {
+			t.Fatalf("%s: bad header % x", tc.name, obj[:12])
+		}
+		if got := obj[5] == flagZstd; got != tc.compressed {
+			t.Fatalf("%s: compressed flag = %v, want %v", tc.name, got, tc.compressed)
+		}
+		if tc.compressed && len(obj) > len(tc.data)/4 {
+			t.Fatalf("%s: %d bytes stored for %d of repetitive text", tc.name, len(obj), len(tc.data))
+		}
+		if !tc.compressed && !bytes.Equal(obj[headerSize:], tc.data) {
+			t.Fatalf("%s: raw payload differs", tc.name)
+		}
+	}
+}
+
+// An unknown version must read as corrupt, not be guessed at.
+func TestUnknownVersionIsCorrupt(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t)
+	h, err := s.Put(ctx, []byte("version test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _ := os.ReadFile(s.Path(h))
+	obj[4] = 9
+	if err := os.WriteFile(s.Path(h), obj, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, h, nil); !errors.Is(err, blockstore.ErrCorrupt) {
+		t.Fatalf("Get = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestWalkRemovesStaleTempFiles(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t)
+	stale := filepath.Join(s.Dir(), "ab", tempPrefix+"123")
+	fresh := filepath.Join(s.Dir(), "ab", tempPrefix+"456")
+	junk := filepath.Join(s.Dir(), "ab", "not-a-hash")
+	for _, p := range []string{stale, fresh, junk} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleTemp)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := s.Walk(ctx, func(blockstore.Hash, time.Time) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("Walk reported %d blocks in an empty store", n)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale temp file kept: %v", err)
+	}
+	for _, p := range []string{fresh, junk} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s removed: %v", p, err)
+		}
+	}
+}
+
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(strings.Repeat("persist me ", 1000))
+	h, err := s.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	got, err := s2.Get(ctx, h, nil)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after reopen: %v", err)
+	}
+	if _, err := s2.Put(ctx, make([]byte, MaxBlockSize+1)); err == nil {
+		t.Fatal("oversized Put accepted")
+	}
+}

@@ -36,6 +36,9 @@ func (s *Signer) Sign(r *http.Request, body []byte, now time.Time) error {
 	if s.AccessKey == "" || s.SecretKey == "" || s.Region == "" || s.Service == "" {
 		return errors.New("sign: access key, secret key, region and service are required")
 	}
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
 	date := now.UTC().Format(DateFormat)
 	r.Header.Set(f.dateHeader, date)
 

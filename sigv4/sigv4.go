@@ -104,7 +104,7 @@ func (a *Authorization) scope() string {
 //	<ALG> Credential=<AK>/<yyyymmdd>/<region>/<service>/<terminator>, SignedHeaders=<h1;h2>, Signature=<hex>
 //
 // Fields may be separated by commas, spaces or both and may come in any
-// order. It returns ErrUnsupportedAlgorithm when the scheme is neither OSC4
+// order. Host must be among the signed headers. It returns ErrUnsupportedAlgorithm when the scheme is neither OSC4
 // nor AWS4 (including "Basic"), and ErrMalformed for anything else wrong.
 func ParseAuthorization(header string) (*Authorization, error) {
 	header = strings.TrimSpace(header)
@@ -156,6 +156,11 @@ func ParseAuthorization(header string) (*Authorization, error) {
 			return nil, fmt.Errorf("%w: empty name in SignedHeaders %q", ErrMalformed, signedHeaders)
 		}
 		a.SignedHeaders = append(a.SignedHeaders, strings.ToLower(h))
+	}
+	// SigV4 requires host to be signed; without it a request could be
+	// replayed against another endpoint sharing the keys.
+	if !contains(a.SignedHeaders, "host") {
+		return nil, fmt.Errorf("%w: SignedHeaders %q does not include host", ErrMalformed, signedHeaders)
 	}
 
 	a.Signature = strings.ToLower(a.Signature)

@@ -370,6 +370,9 @@ func TestSignerErrors(t *testing.T) {
 	if err := (&Signer{Algorithm: AlgorithmOSC4}).Sign(r, nil, time.Now()); err == nil {
 		t.Error("missing keys: no error")
 	}
+	if err := Verify(r, "/", nil, nil, "s", time.Now()); !errors.Is(err, ErrMalformed) {
+		t.Errorf("nil authorization: %v", err)
+	}
 }
 
 func TestParseBasic(t *testing.T) {

@@ -25,6 +25,9 @@ import (
 // carries a port and the signature does not match, the host without the
 // port is tried too, because the Python and Rust SDKs sign it that way.
 func Verify(r *http.Request, path string, body []byte, auth *Authorization, secretKey string, now time.Time) error {
+	if auth == nil {
+		return fmt.Errorf("%w: no authorization", ErrMalformed)
+	}
 	f, ok := familyOf(auth.Algorithm)
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, auth.Algorithm)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/blockstore/blocktest"
 )
 
 func openT(t *testing.T) *Store {
@@ -142,4 +143,25 @@ func TestReopen(t *testing.T) {
 	if _, err := s2.Put(ctx, make([]byte, MaxBlockSize+1)); err == nil {
 		t.Fatal("oversized Put accepted")
 	}
+}
+
+// corruptible exposes the on-disk files to the conformance suite.
+type corruptible struct{ *Store }
+
+// Corrupt flips one byte in the middle of the stored object of h.
+func (c corruptible) Corrupt(t *testing.T, h blockstore.Hash) {
+	t.Helper()
+	path := c.Path(h)
+	obj, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj[headerSize+(len(obj)-headerSize)/2] ^= 0x40
+	if err := os.WriteFile(path, obj, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	blocktest.Run(t, func(t *testing.T) blockstore.Store { return corruptible{openT(t)} })
 }

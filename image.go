@@ -10,32 +10,27 @@ const (
 // Image is an OMI. Every field is always written to the wire, because
 // terraform-provider-outscale and the v3 SDK dereference them unchecked.
 type Image struct {
-	AccountAlias        string         `json:"AccountAlias"`
-	AccountId           string         `json:"AccountId"`
-	Architecture        string         `json:"Architecture"`
-	BlockDeviceMappings []ImageBDM     `json:"BlockDeviceMappings"`
-	BootModes           []string       `json:"BootModes"`
-	CreationDate        string         `json:"CreationDate"`
-	Description         string         `json:"Description"`
-	FileLocation        string         `json:"FileLocation"`
-	ImageId             string         `json:"ImageId"`
-	ImageName           string         `json:"ImageName"`
-	ImageType           string         `json:"ImageType"`
-	PermissionsToLaunch Permissions    `json:"PermissionsToLaunch"`
-	ProductCodes        []string       `json:"ProductCodes"`
-	RootDeviceName      string         `json:"RootDeviceName"`
-	RootDeviceType      string         `json:"RootDeviceType"`
-	SecureBoot          bool           `json:"SecureBoot"`
-	State               string         `json:"State"`
-	StateComment        StateComment   `json:"StateComment"`
-	Tags                []Tag          `json:"Tags"`
-	TpmMandatory        bool           `json:"TpmMandatory"`
-	Internal            *ImageInternal `json:"-"`
+	AccountAlias        string       `json:"AccountAlias"`
+	AccountId           string       `json:"AccountId"`
+	Architecture        string       `json:"Architecture"`
+	BlockDeviceMappings []ImageBDM   `json:"BlockDeviceMappings"`
+	BootModes           []string     `json:"BootModes"`
+	CreationDate        string       `json:"CreationDate"`
+	Description         string       `json:"Description"`
+	FileLocation        string       `json:"FileLocation"`
+	ImageId             string       `json:"ImageId"`
+	ImageName           string       `json:"ImageName"`
+	ImageType           string       `json:"ImageType"`
+	PermissionsToLaunch Permissions  `json:"PermissionsToLaunch"`
+	ProductCodes        []string     `json:"ProductCodes"`
+	RootDeviceName      string       `json:"RootDeviceName"`
+	RootDeviceType      string       `json:"RootDeviceType"`
+	SecureBoot          bool         `json:"SecureBoot"`
+	State               string       `json:"State"`
+	StateComment        StateComment `json:"StateComment"`
+	Tags                []Tag        `json:"Tags"`
+	TpmMandatory        bool         `json:"TpmMandatory"`
 }
-
-// ImageInternal holds server-side facts about an image that are not part of
-// the API's Image object.
-type ImageInternal struct{}
 
 // StateComment explains a failed image.
 type StateComment struct {

@@ -175,3 +175,12 @@ func MatchPattern(pattern, s string) bool {
 	}
 	return p == len(pattern)
 }
+
+// Caller is the authenticated identity behind an API request.
+type Caller struct {
+	Account     *Account
+	AccessKeyID string // "" when authenticated by login/password
+}
+
+// AccountID is the caller's account id.
+func (c *Caller) AccountID() string { return c.Account.AccountId }

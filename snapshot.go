@@ -29,6 +29,18 @@ type Snapshot struct {
 	SizeBytes int64 `json:"SizeBytes,omitempty"`
 	// StateMessage says why a snapshot is in error (not in the API).
 	StateMessage string `json:"StateMessage,omitempty"`
+	// UsedBy lists the images whose block device mappings refer to this
+	// snapshot; a snapshot in use cannot be deleted. Not in the API.
+	UsedBy []string `json:"UsedBy,omitempty"`
+}
+
+// ForWire returns a copy without the fields the API's Snapshot object does
+// not have.
+func (s *Snapshot) ForWire() *Snapshot {
+	c := *s
+	c.SizeBytes, c.StateMessage, c.UsedBy = 0, "", nil
+	c.Normalize()
+	return &c
 }
 
 func (s *Snapshot) Kind() Kind         { return KindSnapshot }

@@ -93,3 +93,6 @@ func (i *Image) SnapshotIDs() []string {
 	}
 	return ids
 }
+
+// TagList implements Tagged.
+func (i *Image) TagList() *[]Tag { return &i.Tags }

@@ -184,3 +184,10 @@ type Caller struct {
 
 // AccountID is the caller's account id.
 func (c *Caller) AccountID() string { return c.Account.AccountId }
+
+// Tagged is a resource that carries tags (CreateTags, DeleteTags, ReadTags).
+type Tagged interface {
+	Resource
+	// TagList points at the resource's tags so they can be changed in place.
+	TagList() *[]Tag
+}

@@ -32,13 +32,16 @@ type Snapshot struct {
 	// UsedBy lists the images whose block device mappings refer to this
 	// snapshot; a snapshot in use cannot be deleted. Not in the API.
 	UsedBy []string `json:"UsedBy,omitempty"`
+	// SourceSnapshotId is the snapshot a copy was made from (not in the
+	// API): the data plane copies its block map.
+	SourceSnapshotId string `json:"SourceSnapshotId,omitempty"`
 }
 
 // ForWire returns a copy without the fields the API's Snapshot object does
 // not have.
 func (s *Snapshot) ForWire() *Snapshot {
 	c := *s
-	c.SizeBytes, c.StateMessage, c.UsedBy = 0, "", nil
+	c.SizeBytes, c.StateMessage, c.UsedBy, c.SourceSnapshotId = 0, "", nil, ""
 	c.Normalize()
 	return &c
 }
@@ -60,3 +63,6 @@ func (s *Snapshot) Normalize() {
 		s.PermissionsToCreateVolume.AccountIds = []string{}
 	}
 }
+
+// TagList implements Tagged.
+func (s *Snapshot) TagList() *[]Tag { return &s.Tags }

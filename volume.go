@@ -61,3 +61,6 @@ func (v *Volume) Normalize() {
 		v.LinkedVolumes = []LinkedVolume{}
 	}
 }
+
+// TagList implements Tagged.
+func (v *Volume) TagList() *[]Tag { return &v.Tags }

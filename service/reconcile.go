@@ -1,0 +1,303 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/omiproject/omi"
+)
+
+// DataPlane moves the bytes behind volumes and snapshots. The service calls
+// it from the reconciler, outside any store transaction, and records the
+// outcome in the resource's state. A nil DataPlane (the metadata-only mode)
+// completes every transition at once.
+type DataPlane interface {
+	// CreateVolume makes the data of a new volume: size bytes of zeros, or
+	// the content of snapshot fromSnapshot when it is not "".
+	CreateVolume(ctx context.Context, volumeID string, size int64, fromSnapshot string) error
+	// ResizeVolume grows a volume's data to size bytes.
+	ResizeVolume(ctx context.Context, volumeID string, size int64) error
+	// Snapshot freezes the current content of a volume as a snapshot.
+	Snapshot(ctx context.Context, volumeID, snapshotID string) error
+	// CopySnapshot gives dst the content of src (metadata only).
+	CopySnapshot(ctx context.Context, src, dst string) error
+	// Delete frees the data of a volume or snapshot; deleting what does not
+	// exist is not an error.
+	Delete(ctx context.Context, id string) error
+}
+
+// work is one pending transition of a resource.
+type work struct {
+	kind omi.Kind
+	id   string
+}
+
+// Start runs the reconciler: it completes the transitions that requests
+// leave pending (creating volumes, pending snapshots and images) and those
+// found in the store at start, left by a previous process.
+func (s *Service) Start(ctx context.Context) {
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.loop(ctx)
+	}()
+	s.kickNow()
+}
+
+// Close stops the reconciler and waits for the transition in progress.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+	})
+}
+
+// SetDataPlane attaches the data plane; call before Start.
+func (s *Service) SetDataPlane(dp DataPlane) { s.data = dp }
+
+// enqueue notes that resource id has a transition to run. It is cheap: the
+// reconciler rescans the store for pending work on every wake-up, which also
+// makes the queue survive restarts for free.
+func (s *Service) enqueue(ctx context.Context, kind omi.Kind, id string) {
+	if omi.IsDryRun(ctx) {
+		return
+	}
+	s.kickNow()
+}
+
+func (s *Service) kickNow() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// released frees the data of a deleted volume or snapshot.
+func (s *Service) released(ctx context.Context, kind omi.Kind, id string) {
+	if omi.IsDryRun(ctx) || s.data == nil {
+		return
+	}
+	if err := s.data.Delete(context.WithoutCancel(ctx), id); err != nil {
+		s.log.Warn("free data", "kind", kind, "id", id, "err", err)
+	}
+}
+
+// Settle runs the reconciler until no transition is pending (tests and
+// tools that want to observe the final states).
+func (s *Service) Settle(ctx context.Context) error {
+	for {
+		n, err := s.reconcileOnce(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+func (s *Service) loop(ctx context.Context) {
+	// A periodic rescan picks up work enqueued by other processes sharing
+	// the store and retries transitions that failed transiently.
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-tick.C:
+		}
+		if _, err := s.reconcileOnce(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("reconcile", "err", err)
+		}
+	}
+}
+
+// reconcileOnce finds pending resources and completes them, returning how
+// many it handled.
+func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
+	var todo []work
+	err := s.store.View(ctx, func(tx omi.Tx) error {
+		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Volume) (bool, error) {
+			if v.State == omi.VolumeCreating {
+				todo = append(todo, work{omi.KindVolume, v.VolumeId})
+			}
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Snapshot) (bool, error) {
+			if v.State == omi.SnapshotPending {
+				todo = append(todo, work{omi.KindSnapshot, v.SnapshotId})
+			}
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		return omi.Scan(tx, omi.Query{}, func(v *omi.Image) (bool, error) {
+			if v.State == omi.ImagePending {
+				todo = append(todo, work{omi.KindImage, v.ImageId})
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, w := range todo {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if err := s.complete(ctx, w); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(todo), errors.Join(errs...)
+}
+
+// complete runs one transition: the data work first, then the state change
+// in a transaction that re-checks the resource is still pending.
+func (s *Service) complete(ctx context.Context, w work) error {
+	switch w.kind {
+	case omi.KindVolume:
+		return s.completeVolume(ctx, w.id)
+	case omi.KindSnapshot:
+		return s.completeSnapshot(ctx, w.id)
+	case omi.KindImage:
+		return s.completeImage(ctx, w.id)
+	}
+	return nil
+}
+
+func (s *Service) completeVolume(ctx context.Context, id string) error {
+	var v *omi.Volume
+	if err := s.store.View(ctx, func(tx omi.Tx) (err error) {
+		v, err = omi.Get[omi.Volume](tx, id)
+		return err
+	}); err != nil {
+		return ignoreMissing(err)
+	}
+	state := omi.VolumeAvailable
+	if s.data != nil {
+		if err := s.data.CreateVolume(ctx, id, int64(v.Size)*gib, v.SnapshotId); err != nil {
+			s.log.Error("create volume data", "volume", id, "err", err)
+			state = omi.VolumeError
+		}
+	}
+	return s.transition(ctx, omi.KindVolume, id, func(tx omi.Tx) error {
+		v, err := omi.Get[omi.Volume](tx, id)
+		if err != nil || v.State != omi.VolumeCreating {
+			return err
+		}
+		v.State = state
+		return omi.Put(tx, v)
+	})
+}
+
+func (s *Service) completeSnapshot(ctx context.Context, id string) error {
+	var sn *omi.Snapshot
+	if err := s.store.View(ctx, func(tx omi.Tx) (err error) {
+		sn, err = omi.Get[omi.Snapshot](tx, id)
+		return err
+	}); err != nil {
+		return ignoreMissing(err)
+	}
+	state, msg := omi.SnapshotCompleted, ""
+	if s.data != nil {
+		var err error
+		if sn.SourceSnapshotId != "" {
+			err = s.data.CopySnapshot(ctx, sn.SourceSnapshotId, id)
+		} else {
+			err = s.data.Snapshot(ctx, sn.VolumeId, id)
+		}
+		if err != nil {
+			s.log.Error("snapshot data", "snapshot", id, "err", err)
+			state, msg = omi.SnapshotError, err.Error()
+		}
+	}
+	return s.transition(ctx, omi.KindSnapshot, id, func(tx omi.Tx) error {
+		sn, err := omi.Get[omi.Snapshot](tx, id)
+		if err != nil || sn.State != omi.SnapshotPending {
+			return err
+		}
+		sn.State, sn.StateMessage = state, msg
+		if state == omi.SnapshotCompleted {
+			sn.Progress = 100
+		}
+		return omi.Put(tx, sn)
+	})
+}
+
+// completeImage makes a pending image available once every snapshot it
+// maps is completed, or failed when one is in error or gone.
+func (s *Service) completeImage(ctx context.Context, id string) error {
+	return s.transition(ctx, omi.KindImage, id, func(tx omi.Tx) error {
+		img, err := omi.Get[omi.Image](tx, id)
+		if err != nil || img.State != omi.ImagePending {
+			return err
+		}
+		for _, sid := range img.SnapshotIDs() {
+			sn, err := omi.Get[omi.Snapshot](tx, sid)
+			switch {
+			case isNotFound(err):
+				img.State = omi.ImageFailed
+				img.StateComment = omi.StateComment{StateCode: "Server.SnapshotMissing", StateMessage: "snapshot " + sid + " no longer exists"}
+				return omi.Put(tx, img)
+			case err != nil:
+				return err
+			case sn.State == omi.SnapshotError:
+				img.State = omi.ImageFailed
+				img.StateComment = omi.StateComment{StateCode: "Server.SnapshotError", StateMessage: "snapshot " + sid + ": " + sn.StateMessage}
+				return omi.Put(tx, img)
+			case sn.State != omi.SnapshotCompleted:
+				return nil // not yet; a later pass finishes it
+			}
+		}
+		img.State = omi.ImageAvailable
+		return omi.Put(tx, img)
+	})
+}
+
+// transition runs a state change; a resource deleted meanwhile is fine.
+func (s *Service) transition(ctx context.Context, kind omi.Kind, id string, fn func(omi.Tx) error) error {
+	return ignoreMissing(s.store.Update(ctx, fn))
+}
+
+func ignoreMissing(err error) error {
+	if isNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// dateRange parses the From/To creation date filters.
+func dateRange(from, to string) (time.Time, time.Time, error) {
+	var f, t time.Time
+	var err error
+	if from != "" {
+		if f, err = parseDate(from); err != nil {
+			return f, t, omi.Invalid(omi.CodeInvalidValue, "FromCreationDate %q is not a date", from)
+		}
+	}
+	if to != "" {
+		if t, err = parseDate(to); err != nil {
+			return f, t, omi.Invalid(omi.CodeInvalidValue, "ToCreationDate %q is not a date", to)
+		}
+	}
+	return f, t, nil
+}
+
+// inRange reports whether date lies within [from, to]; zero bounds are open.
+func inRange(date string, from, to time.Time) bool {
+	if from.IsZero() && to.IsZero() {
+		return true
+	}
+	d, err := parseDate(date)
+	if err != nil {
+		return false
+	}
+	return (from.IsZero() || !d.Before(from)) && (to.IsZero() || !d.After(to))
+}

@@ -1,0 +1,245 @@
+package service
+
+import (
+	"context"
+	"sort"
+
+	"github.com/omiproject/omi"
+)
+
+// taggedKinds are the kinds CreateTags can reach, in ReadTags order.
+var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume}
+
+// loadTagged loads a resource the caller owns for a tag change. Missing and
+// other accounts' resources get the kind's not-found error.
+func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
+	kind, ok := omi.KindOfID(id)
+	if !ok {
+		return nil, omi.Invalid(omi.CodeMalformedID, "%q is not the id of a taggable resource", id)
+	}
+	var r omi.Tagged
+	var err error
+	switch kind {
+	case omi.KindImage:
+		r, err = getTagged[omi.Image](tx, id)
+	case omi.KindSnapshot:
+		r, err = getTagged[omi.Snapshot](tx, id)
+	case omi.KindVolume:
+		r, err = getTagged[omi.Volume](tx, id)
+	default:
+		err = omi.ErrNotFound
+	}
+	if isNotFound(err) || (err == nil && r.Owner() != c.AccountID()) {
+		return nil, notFoundFor(kind, id)
+	}
+	return r, err
+}
+
+func getTagged[T any, PT interface {
+	*T
+	omi.Tagged
+}](tx omi.Tx, id string) (omi.Tagged, error) {
+	v, err := omi.Get[T, PT](tx, id)
+	if err != nil {
+		return nil, err
+	}
+	return PT(v), nil
+}
+
+// notFoundFor is the not-found error of a kind.
+func notFoundFor(kind omi.Kind, id string) error {
+	switch kind {
+	case omi.KindImage:
+		return imageNotFound(id)
+	case omi.KindSnapshot:
+		return snapshotNotFound(id)
+	case omi.KindVolume:
+		return omi.NotFound(omi.CodeNoSuchVolume, "The VolumeId '%s' doesn't exist.", id)
+	case omi.KindVm:
+		return omi.NotFound(omi.CodeNoSuchVm, "The VmId '%s' doesn't exist.", id)
+	case omi.KindTask:
+		return omi.NotFound(omi.CodeNoSuchTask, "The TaskId '%s' doesn't exist.", id)
+	}
+	return omi.NotFound(omi.CodeNoSuchResource, "The resource '%s' doesn't exist.", id)
+}
+
+type CreateTagsRequest struct {
+	Base
+	ResourceIds []string  `json:"ResourceIds"`
+	Tags        []omi.Tag `json:"Tags"`
+}
+type CreateTagsResponse struct{}
+
+// CreateTags adds or replaces tags on resources the caller owns. It changes
+// all the resources or none.
+func (s *Service) CreateTags(ctx context.Context, c *omi.Caller, in *CreateTagsRequest) (*CreateTagsResponse, error) {
+	if len(in.ResourceIds) == 0 || len(in.Tags) == 0 {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "ResourceIds and Tags are required")
+	}
+	for _, t := range in.Tags {
+		if e := omi.CheckTag(t); e != nil {
+			return nil, e
+		}
+	}
+	err := s.update(ctx, func(tx omi.Tx) error {
+		for _, id := range in.ResourceIds {
+			r, err := loadTagged(tx, c, id)
+			if err != nil {
+				return err
+			}
+			tags := r.TagList()
+			for _, t := range in.Tags {
+				*tags = omi.SetTag(*tags, t.Key, t.Value)
+			}
+			if len(*tags) > omi.MaxTagsPerRes {
+				return omi.Errorf("10041", omi.TypeTooManyResources, "resource %s would have more than %d tags", id, omi.MaxTagsPerRes)
+			}
+			if err := omi.Put(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &CreateTagsResponse{}, nil
+}
+
+// TagToDelete is a tag of DeleteTags: without Value every value of the key
+// goes; with one, only that exact pair.
+type TagToDelete struct {
+	Key   string  `json:"Key"`
+	Value *string `json:"Value"`
+}
+
+type DeleteTagsRequest struct {
+	Base
+	ResourceIds []string      `json:"ResourceIds"`
+	Tags        []TagToDelete `json:"Tags"`
+}
+type DeleteTagsResponse struct{}
+
+// DeleteTags removes tags from resources the caller owns.
+func (s *Service) DeleteTags(ctx context.Context, c *omi.Caller, in *DeleteTagsRequest) (*DeleteTagsResponse, error) {
+	if len(in.ResourceIds) == 0 || len(in.Tags) == 0 {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "ResourceIds and Tags are required")
+	}
+	for _, t := range in.Tags {
+		if t.Key == "" {
+			return nil, omi.Invalid(omi.CodeInvalidTagKey, "tag key must not be empty")
+		}
+	}
+	err := s.update(ctx, func(tx omi.Tx) error {
+		for _, id := range in.ResourceIds {
+			r, err := loadTagged(tx, c, id)
+			if err != nil {
+				return err
+			}
+			tags := r.TagList()
+			for _, t := range in.Tags {
+				*tags = omi.RemoveTag(*tags, t.Key, t.Value)
+			}
+			if err := omi.Put(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &DeleteTagsResponse{}, nil
+}
+
+type FiltersTag struct {
+	Keys          []string `json:"Keys"`
+	ResourceIds   []string `json:"ResourceIds"`
+	ResourceTypes []string `json:"ResourceTypes"`
+	Values        []string `json:"Values"`
+}
+
+// ResourceTagOut is one tag of ReadTags (ResourceTag with its resource).
+type ResourceTagOut struct {
+	Key          string `json:"Key"`
+	ResourceId   string `json:"ResourceId"`
+	ResourceType string `json:"ResourceType"`
+	Value        string `json:"Value"`
+}
+
+type ReadTagsRequest struct {
+	Base
+	Paging
+	Filters *FiltersTag `json:"Filters"`
+}
+type ReadTagsResponse struct {
+	Tags          []ResourceTagOut `json:"Tags"`
+	NextPageToken string           `json:"NextPageToken,omitempty"`
+}
+
+// ReadTags lists the tags of the caller's resources.
+func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsRequest) (*ReadTagsResponse, error) {
+	f := in.Filters
+	if f == nil {
+		f = &FiltersTag{}
+	}
+	var out []ResourceTagOut
+	err := s.view(ctx, func(tx omi.Tx) error {
+		for _, kind := range taggedKinds {
+			if !anyOf(f.ResourceTypes, string(kind)) {
+				continue
+			}
+			q := omi.Query{Kind: kind, Owners: []string{c.AccountID()}, IDs: f.ResourceIds}
+			err := tx.Scan(q, func(rec omi.Record) (bool, error) {
+				var r omi.Tagged
+				var err error
+				switch kind {
+				case omi.KindImage:
+					r, err = decodeTagged[omi.Image](rec)
+				case omi.KindSnapshot:
+					r, err = decodeTagged[omi.Snapshot](rec)
+				case omi.KindVolume:
+					r, err = decodeTagged[omi.Volume](rec)
+				}
+				if err != nil {
+					return false, err
+				}
+				for _, t := range *r.TagList() {
+					if anyOf(f.Keys, t.Key) && anyOf(f.Values, t.Value) {
+						out = append(out, ResourceTagOut{Key: t.Key, Value: t.Value, ResourceId: rec.ID, ResourceType: string(kind)})
+					}
+				}
+				return true, nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].ResourceId != out[j].ResourceId {
+			return out[i].ResourceId < out[j].ResourceId
+		}
+		return out[i].Key < out[j].Key
+	})
+	tags, next, err := page(out, in.NextPageToken, in.ResultsPerPage)
+	if err != nil {
+		return nil, err
+	}
+	return &ReadTagsResponse{Tags: nonNil(tags), NextPageToken: next}, nil
+}
+
+func decodeTagged[T any, PT interface {
+	*T
+	omi.Tagged
+}](rec omi.Record) (omi.Tagged, error) {
+	v, err := omi.Decode[T, PT](rec)
+	if err != nil {
+		return nil, err
+	}
+	return PT(v), nil
+}

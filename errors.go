@@ -39,6 +39,7 @@ const (
 	TypeDependencyProblem  = "DependencyProblem"
 	TypeInternal           = "InternalError"
 	TypeMissingCredentials = "MissingLoginPassword"
+	TypeWrongAuthMethod    = "WrongAuthenticationMethod"
 )
 
 // Errorf builds an *Error with the given code and type.

@@ -94,9 +94,6 @@ func (s *Service) newImage(c *omi.Caller, in *CreateImageRequest) *omi.Image {
 	if img.Architecture == "" {
 		img.Architecture = "x86_64"
 	}
-	if len(img.BootModes) == 0 {
-		img.BootModes = []string{"legacy"}
-	}
 	return img
 }
 

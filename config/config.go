@@ -1,0 +1,133 @@
+// Package config reads omi's YAML configuration file: the region and the
+// accounts with their access keys. Flags and environment variables override
+// the file; see cmd/omi.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/omiproject/omi"
+	"github.com/omiproject/omi/service"
+)
+
+// File is the configuration file.
+type File struct {
+	// Region is the region this process serves (default eu-west-2).
+	Region string `yaml:"region"`
+	// Accounts are provisioned at every start; the file is authoritative
+	// for what it names.
+	Accounts []Account `yaml:"accounts"`
+	// Provider is the account that owns the official OMIs. Optional: a
+	// built-in provider account (alias Outscale) is used when absent.
+	Provider *Account `yaml:"provider"`
+}
+
+// Account is one account of the file.
+type Account struct {
+	AccountID  string      `yaml:"account_id"`
+	Alias      string      `yaml:"alias"`
+	Email      string      `yaml:"email"`
+	Password   string      `yaml:"password"`
+	AccessKeys []AccessKey `yaml:"access_keys"`
+}
+
+// AccessKey is an access key id and secret.
+type AccessKey struct {
+	AccessKeyID string `yaml:"access_key_id"`
+	SecretKey   string `yaml:"secret_key"`
+}
+
+// DefaultProvider is the built-in provider account: it owns the official
+// OMIs and has no access key unless the file gives it one.
+var DefaultProvider = Account{AccountID: "000000000001", Alias: "Outscale", Email: "provider@omi.invalid"}
+
+// Load reads and validates a configuration file. Unknown keys are errors,
+// so a typo does not silently drop an account.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse decodes and validates configuration data.
+func Parse(data []byte) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// Validate checks ids, keys and uniqueness.
+func (f *File) Validate() error {
+	ids, emails, keys := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	all := f.Accounts
+	if f.Provider != nil {
+		all = append(append([]Account{}, all...), *f.Provider)
+	}
+	for i, a := range all {
+		where := fmt.Sprintf("accounts[%d] (%s)", i, a.Alias)
+		if !omi.ValidAccountID(a.AccountID) {
+			return fmt.Errorf("config: %s: account_id %q must be 12 digits", where, a.AccountID)
+		}
+		if ids[a.AccountID] {
+			return fmt.Errorf("config: %s: account_id %s is listed twice", where, a.AccountID)
+		}
+		ids[a.AccountID] = true
+		if a.Email == "" {
+			return fmt.Errorf("config: %s: email is required (it is the login of the access-key calls)", where)
+		}
+		if emails[a.Email] {
+			return fmt.Errorf("config: %s: email %s is listed twice", where, a.Email)
+		}
+		emails[a.Email] = true
+		for _, k := range a.AccessKeys {
+			if !omi.ValidAccessKeyID(k.AccessKeyID) {
+				return fmt.Errorf("config: %s: access_key_id %q must be 20 upper-case letters or digits", where, k.AccessKeyID)
+			}
+			if !omi.ValidSecretKey(k.SecretKey) {
+				return fmt.Errorf("config: %s: secret_key of %s must be 40 printable characters", where, k.AccessKeyID)
+			}
+			if keys[k.AccessKeyID] {
+				return fmt.Errorf("config: %s: access key %s is listed twice", where, k.AccessKeyID)
+			}
+			keys[k.AccessKeyID] = true
+		}
+	}
+	return nil
+}
+
+// Specs turns the file's accounts, and the provider account, into what the
+// service provisions.
+func (f *File) Specs() []service.AccountSpec {
+	prov := DefaultProvider
+	if f.Provider != nil {
+		prov = *f.Provider
+	}
+	out := []service.AccountSpec{spec(prov, true)}
+	for _, a := range f.Accounts {
+		out = append(out, spec(a, false))
+	}
+	return out
+}
+
+func spec(a Account, provider bool) service.AccountSpec {
+	s := service.AccountSpec{AccountID: a.AccountID, Alias: a.Alias, Email: a.Email, Password: a.Password, Provider: provider}
+	for _, k := range a.AccessKeys {
+		s.AccessKeys = append(s.AccessKeys, service.KeySpec{AccessKeyID: k.AccessKeyID, SecretKey: k.SecretKey})
+	}
+	return s
+}

@@ -1,0 +1,47 @@
+package oapi
+
+// routes is the table of served operations and how each authenticates.
+// The public calls are those the API specification declares without
+// security; the access-key calls also accept login/password.
+func (s *Server) routes() map[string]call {
+	v := s.svc
+	return map[string]call{
+		// Public region facts.
+		"ReadRegions":       op(authNone, v.ReadRegions),
+		"ReadVmTypes":       op(authNone, v.ReadVmTypes),
+		"ReadProductTypes":  op(authNone, v.ReadProductTypes),
+		"ReadPublicCatalog": op(authNone, v.ReadPublicCatalog),
+		"ReadSubregions":    op(authKey, v.ReadSubregions),
+
+		// Accounts and credentials.
+		"ReadAccounts":        op(authKey, v.ReadAccounts),
+		"CheckAuthentication": op(authKey, v.CheckAuthentication),
+		"CreateAccessKey":     op(authKeyBasic, v.CreateAccessKey),
+		"ReadAccessKeys":      op(authKeyBasic, v.ReadAccessKeys),
+		"UpdateAccessKey":     op(authKeyBasic, v.UpdateAccessKey),
+		"DeleteAccessKey":     op(authKeyBasic, v.DeleteAccessKey),
+
+		// Volumes.
+		"CreateVolume": op(authKey, v.CreateVolume),
+		"ReadVolumes":  op(authKey, v.ReadVolumes),
+		"UpdateVolume": op(authKey, v.UpdateVolume),
+		"DeleteVolume": op(authKey, v.DeleteVolume),
+
+		// Snapshots.
+		"CreateSnapshot": op(authKey, v.CreateSnapshot),
+		"ReadSnapshots":  op(authKey, v.ReadSnapshots),
+		"UpdateSnapshot": op(authKey, v.UpdateSnapshot),
+		"DeleteSnapshot": op(authKey, v.DeleteSnapshot),
+
+		// Images.
+		"CreateImage": op(authKey, v.CreateImage),
+		"ReadImages":  op(authKey, v.ReadImages),
+		"UpdateImage": op(authKey, v.UpdateImage),
+		"DeleteImage": op(authKey, v.DeleteImage),
+
+		// Tags.
+		"CreateTags": op(authKey, v.CreateTags),
+		"DeleteTags": op(authKey, v.DeleteTags),
+		"ReadTags":   op(authKey, v.ReadTags),
+	}
+}

@@ -39,6 +39,18 @@ func (s *Server) routes() map[string]call {
 		"UpdateImage": op(authKey, v.UpdateImage),
 		"DeleteImage": op(authKey, v.DeleteImage),
 
+		// VMs.
+		"CreateVms":    op(authKey, v.CreateVms),
+		"ReadVms":      op(authKey, v.ReadVms),
+		"ReadVmsState": op(authKey, v.ReadVmsState),
+		"StartVms":     op(authKey, v.StartVms),
+		"StopVms":      op(authKey, v.StopVms),
+		"RebootVms":    op(authKey, v.RebootVms),
+		"DeleteVms":    op(authKey, v.DeleteVms),
+		"UpdateVm":     op(authKey, v.UpdateVm),
+		"LinkVolume":   op(authKey, v.LinkVolume),
+		"UnlinkVolume": op(authKey, v.UnlinkVolume),
+
 		// Tags.
 		"CreateTags": op(authKey, v.CreateTags),
 		"DeleteTags": op(authKey, v.DeleteTags),

@@ -214,10 +214,72 @@ func (s *Service) checkImageBDMs(tx omi.Tx, c *omi.Caller, in []omi.ImageBDM, ro
 	return out, nil
 }
 
-// createImageFromVm makes an OMI from a VM's volumes. VMs belong to the
-// block data plane; until one exists, every VmId is unknown.
+// createImageFromVm makes an OMI from a VM: a snapshot of the root volume
+// and of every other attached volume, and mappings that describe them. With
+// NoReboot false (the default) the VM is stopped for the snapshots and
+// started again afterwards; with NoReboot true it is snapshotted running.
+// Snapshots share the volumes' blocks, so this costs metadata only.
 func (s *Service) createImageFromVm(ctx context.Context, c *omi.Caller, in *CreateImageRequest) (*CreateImageResponse, error) {
-	return nil, omi.NotFound(omi.CodeNoSuchVm, "The VmId '%s' doesn't exist.", in.VmId)
+	img := s.newImage(c, in)
+	img.State = omi.ImagePending
+	err := s.update(ctx, func(tx omi.Tx) error {
+		vm, err := s.ownVm(tx, c, in.VmId)
+		if err != nil {
+			return err
+		}
+		if vm.State != omi.VmRunning && vm.State != omi.VmStopped {
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s; OMIs are created from running or stopped VMs", vm.VmId, vm.State)
+		}
+		if vm.ImagingFor != "" {
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is already being imaged into %s", vm.VmId, vm.ImagingFor)
+		}
+		src, _ := omi.Get[omi.Image](tx, vm.ImageId)
+		if in.Architecture == "" {
+			img.Architecture = vm.Architecture
+		}
+		if len(in.ProductCodes) == 0 {
+			img.ProductCodes = slices.Clone(vm.ProductCodes)
+		}
+		if len(in.BootModes) == 0 {
+			img.BootModes = []string{vm.BootMode}
+		}
+		if src != nil && !in.TpmMandatory {
+			img.TpmMandatory = src.TpmMandatory
+		}
+		img.RootDeviceName = vm.RootDeviceName
+		for _, m := range vm.BlockDeviceMappings {
+			v, err := omi.Get[omi.Volume](tx, m.Bsu.VolumeId)
+			if err != nil {
+				return err
+			}
+			sn := &omi.Snapshot{AccountId: img.AccountId, AccountAlias: img.AccountAlias, SnapshotId: omi.NewID(omi.PrefixSnapshot),
+				CreationDate: img.CreationDate, Description: fmt.Sprintf("Created by CreateImage(%s) for %s from %s", vm.VmId, img.ImageId, v.VolumeId),
+				State: omi.SnapshotPending, VolumeId: v.VolumeId, VolumeSize: v.Size, SizeBytes: int64(v.Size) * gib}
+			if err := insertNew(tx, sn, func() { sn.SnapshotId = omi.NewID(omi.PrefixSnapshot) }); err != nil {
+				return err
+			}
+			size, del := v.Size, m.Bsu.DeleteOnVmDeletion
+			b := &omi.BsuImage{SnapshotId: sn.SnapshotId, VolumeSize: &size, VolumeType: v.VolumeType, DeleteOnVmDeletion: &del}
+			if v.VolumeType == omi.VolumeIO1 {
+				iops := v.Iops
+				b.Iops = &iops
+			}
+			img.BlockDeviceMappings = append(img.BlockDeviceMappings, omi.ImageBDM{DeviceName: m.DeviceName, Bsu: b})
+		}
+		if err := insertImage(tx, img); err != nil {
+			return err
+		}
+		if !in.NoReboot && vm.State == omi.VmRunning {
+			vm.State, vm.ImagingFor = omi.VmStopping, img.ImageId
+			return omi.Put(tx, vm)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.enqueue(ctx, omi.KindImage, img.ImageId)
+	return &CreateImageResponse{Image: img}, nil
 }
 
 // copyImage copies an OMI the caller may launch into the caller's account:

@@ -115,11 +115,27 @@ func (s *Service) loop(ctx context.Context) {
 	}
 }
 
-// reconcileOnce finds pending resources and completes them, returning how
-// many it handled.
+// reconcileOnce finds resources in a transitional state and moves them on,
+// returning how many transitions it made. The order matters: VMs stop
+// before their volumes are snapshotted, snapshots complete before the
+// images that use them, and imaged VMs start again last.
 func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
+	var vms []*omi.Vm
 	var todo []work
 	err := s.store.View(ctx, func(tx omi.Tx) error {
+		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Vm) (bool, error) {
+			switch v.State {
+			case omi.VmPending, omi.VmStopping, omi.VmShuttingDown, omi.VmTerminated:
+				vms = append(vms, v)
+			case omi.VmStopped:
+				if v.ImagingFor != "" {
+					vms = append(vms, v)
+				}
+			}
+			return true, nil
+		}); err != nil {
+			return err
+		}
 		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Volume) (bool, error) {
 			if v.State == omi.VolumeCreating {
 				todo = append(todo, work{omi.KindVolume, v.VolumeId})
@@ -146,21 +162,38 @@ func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	changed := 0
 	var errs []error
-	for _, w := range todo {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
+	count := func(did bool, err error) {
+		if did {
+			changed++
 		}
-		if err := s.complete(ctx, w); err != nil {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return len(todo), errors.Join(errs...)
+	for _, vm := range vms {
+		if vm.State == omi.VmStopping || vm.State == omi.VmShuttingDown || vm.State == omi.VmTerminated {
+			count(s.settleVmDown(ctx, vm.VmId))
+		}
+	}
+	for _, w := range todo {
+		if ctx.Err() != nil {
+			return changed, ctx.Err()
+		}
+		count(s.complete(ctx, w))
+	}
+	for _, vm := range vms {
+		if vm.State == omi.VmPending || vm.State == omi.VmStopped {
+			count(s.settleVmUp(ctx, vm.VmId))
+		}
+	}
+	return changed, errors.Join(errs...)
 }
 
 // complete runs one transition: the data work first, then the state change
 // in a transaction that re-checks the resource is still pending.
-func (s *Service) complete(ctx context.Context, w work) error {
+func (s *Service) complete(ctx context.Context, w work) (bool, error) {
 	switch w.kind {
 	case omi.KindVolume:
 		return s.completeVolume(ctx, w.id)
@@ -169,16 +202,115 @@ func (s *Service) complete(ctx context.Context, w work) error {
 	case omi.KindImage:
 		return s.completeImage(ctx, w.id)
 	}
-	return nil
+	return false, nil
 }
 
-func (s *Service) completeVolume(ctx context.Context, id string) error {
+// TerminatedRetention is how long a terminated VM stays readable.
+const TerminatedRetention = time.Hour
+
+// settleVmDown moves a VM down: stopping to stopped, shutting-down to
+// terminated (deleting or detaching its volumes), and forgets terminated
+// VMs after TerminatedRetention.
+func (s *Service) settleVmDown(ctx context.Context, id string) (bool, error) {
+	did := false
+	var freed []string
+	err := s.transition(ctx, func(tx omi.Tx) error {
+		vm, err := omi.Get[omi.Vm](tx, id)
+		if err != nil {
+			return err
+		}
+		switch vm.State {
+		case omi.VmStopping:
+			vm.State, did = omi.VmStopped, true
+		case omi.VmShuttingDown:
+			for _, m := range vm.BlockDeviceMappings {
+				v, err := omi.Get[omi.Volume](tx, m.Bsu.VolumeId)
+				if isNotFound(err) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if m.Bsu.DeleteOnVmDeletion {
+					if err := tx.Delete(omi.KindVolume, v.VolumeId); err != nil {
+						return err
+					}
+					freed = append(freed, v.VolumeId)
+					continue
+				}
+				v.LinkedVolumes, v.State = nil, omi.VolumeAvailable
+				if err := omi.Put(tx, v); err != nil {
+					return err
+				}
+			}
+			vm.State, vm.BlockDeviceMappings, vm.TerminatedAt, did = omi.VmTerminated, nil, s.nowString(), true
+		case omi.VmTerminated:
+			t, err := parseDate(vm.TerminatedAt)
+			if err == nil && s.now().Sub(t) < TerminatedRetention {
+				return nil
+			}
+			did = true
+			return tx.Delete(omi.KindVm, id)
+		default:
+			return nil
+		}
+		return omi.Put(tx, vm)
+	})
+	for _, v := range freed {
+		s.released(ctx, omi.KindVolume, v)
+	}
+	return did, err
+}
+
+// settleVmUp starts a pending VM once its volumes are ready, and restarts a
+// VM stopped for an image once the image's snapshots are taken.
+func (s *Service) settleVmUp(ctx context.Context, id string) (bool, error) {
+	did := false
+	err := s.transition(ctx, func(tx omi.Tx) error {
+		vm, err := omi.Get[omi.Vm](tx, id)
+		if err != nil {
+			return err
+		}
+		switch {
+		case vm.State == omi.VmStopped && vm.ImagingFor != "":
+			img, err := omi.Get[omi.Image](tx, vm.ImagingFor)
+			if err == nil && img.State == omi.ImagePending {
+				for _, sid := range img.SnapshotIDs() {
+					if sn, err := omi.Get[omi.Snapshot](tx, sid); err == nil && sn.State == omi.SnapshotPending {
+						return nil // snapshots still being taken
+					}
+				}
+			} else if err != nil && !isNotFound(err) {
+				return err
+			}
+			vm.State, vm.ImagingFor = omi.VmPending, ""
+		case vm.State == omi.VmPending:
+			for _, m := range vm.BlockDeviceMappings {
+				v, err := omi.Get[omi.Volume](tx, m.Bsu.VolumeId)
+				if err != nil && !isNotFound(err) {
+					return err
+				}
+				if err == nil && v.State == omi.VolumeCreating {
+					return nil
+				}
+			}
+			vm.State = omi.VmRunning
+		default:
+			return nil
+		}
+		did = true
+		return omi.Put(tx, vm)
+	})
+	return did, err
+}
+
+func (s *Service) completeVolume(ctx context.Context, id string) (bool, error) {
 	var v *omi.Volume
 	if err := s.store.View(ctx, func(tx omi.Tx) (err error) {
 		v, err = omi.Get[omi.Volume](tx, id)
 		return err
 	}); err != nil {
-		return ignoreMissing(err)
+		return false, ignoreMissing(err)
 	}
 	state := omi.VolumeAvailable
 	if s.data != nil {
@@ -187,23 +319,28 @@ func (s *Service) completeVolume(ctx context.Context, id string) error {
 			state = omi.VolumeError
 		}
 	}
-	return s.transition(ctx, omi.KindVolume, id, func(tx omi.Tx) error {
+	did := false
+	err := s.transition(ctx, func(tx omi.Tx) error {
 		v, err := omi.Get[omi.Volume](tx, id)
 		if err != nil || v.State != omi.VolumeCreating {
 			return err
 		}
-		v.State = state
+		v.State, did = state, true
+		if state == omi.VolumeAvailable && len(v.LinkedVolumes) > 0 {
+			v.State = omi.VolumeInUse
+		}
 		return omi.Put(tx, v)
 	})
+	return did, err
 }
 
-func (s *Service) completeSnapshot(ctx context.Context, id string) error {
+func (s *Service) completeSnapshot(ctx context.Context, id string) (bool, error) {
 	var sn *omi.Snapshot
 	if err := s.store.View(ctx, func(tx omi.Tx) (err error) {
 		sn, err = omi.Get[omi.Snapshot](tx, id)
 		return err
 	}); err != nil {
-		return ignoreMissing(err)
+		return false, ignoreMissing(err)
 	}
 	state, msg := omi.SnapshotCompleted, ""
 	if s.data != nil {
@@ -218,23 +355,27 @@ func (s *Service) completeSnapshot(ctx context.Context, id string) error {
 			state, msg = omi.SnapshotError, err.Error()
 		}
 	}
-	return s.transition(ctx, omi.KindSnapshot, id, func(tx omi.Tx) error {
+	did := false
+	err := s.transition(ctx, func(tx omi.Tx) error {
 		sn, err := omi.Get[omi.Snapshot](tx, id)
 		if err != nil || sn.State != omi.SnapshotPending {
 			return err
 		}
+		did = true
 		sn.State, sn.StateMessage = state, msg
 		if state == omi.SnapshotCompleted {
 			sn.Progress = 100
 		}
 		return omi.Put(tx, sn)
 	})
+	return did, err
 }
 
 // completeImage makes a pending image available once every snapshot it
 // maps is completed, or failed when one is in error or gone.
-func (s *Service) completeImage(ctx context.Context, id string) error {
-	return s.transition(ctx, omi.KindImage, id, func(tx omi.Tx) error {
+func (s *Service) completeImage(ctx context.Context, id string) (bool, error) {
+	did := false
+	err := s.transition(ctx, func(tx omi.Tx) error {
 		img, err := omi.Get[omi.Image](tx, id)
 		if err != nil || img.State != omi.ImagePending {
 			return err
@@ -243,13 +384,13 @@ func (s *Service) completeImage(ctx context.Context, id string) error {
 			sn, err := omi.Get[omi.Snapshot](tx, sid)
 			switch {
 			case isNotFound(err):
-				img.State = omi.ImageFailed
+				img.State, did = omi.ImageFailed, true
 				img.StateComment = omi.StateComment{StateCode: "Server.SnapshotMissing", StateMessage: "snapshot " + sid + " no longer exists"}
 				return omi.Put(tx, img)
 			case err != nil:
 				return err
 			case sn.State == omi.SnapshotError:
-				img.State = omi.ImageFailed
+				img.State, did = omi.ImageFailed, true
 				img.StateComment = omi.StateComment{StateCode: "Server.SnapshotError", StateMessage: "snapshot " + sid + ": " + sn.StateMessage}
 				return omi.Put(tx, img)
 			case sn.State != omi.SnapshotCompleted:
@@ -257,12 +398,14 @@ func (s *Service) completeImage(ctx context.Context, id string) error {
 			}
 		}
 		img.State = omi.ImageAvailable
+		did = true
 		return omi.Put(tx, img)
 	})
+	return did, err
 }
 
 // transition runs a state change; a resource deleted meanwhile is fine.
-func (s *Service) transition(ctx context.Context, kind omi.Kind, id string, fn func(omi.Tx) error) error {
+func (s *Service) transition(ctx context.Context, fn func(omi.Tx) error) error {
 	return ignoreMissing(s.store.Update(ctx, fn))
 }
 

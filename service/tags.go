@@ -8,7 +8,7 @@ import (
 )
 
 // taggedKinds are the kinds CreateTags can reach, in ReadTags order.
-var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume}
+var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume, omi.KindVm}
 
 // loadTagged loads a resource the caller owns for a tag change. Missing and
 // other accounts' resources get the kind's not-found error.
@@ -26,6 +26,8 @@ func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
 		r, err = getTagged[omi.Snapshot](tx, id)
 	case omi.KindVolume:
 		r, err = getTagged[omi.Volume](tx, id)
+	case omi.KindVm:
+		r, err = getTagged[omi.Vm](tx, id)
 	default:
 		err = omi.ErrNotFound
 	}
@@ -200,6 +202,8 @@ func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsReque
 					r, err = decodeTagged[omi.Snapshot](rec)
 				case omi.KindVolume:
 					r, err = decodeTagged[omi.Volume](rec)
+				case omi.KindVm:
+					r, err = decodeTagged[omi.Vm](rec)
 				}
 				if err != nil {
 					return false, err

@@ -1,0 +1,775 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/omiproject/omi"
+)
+
+// MaxVmsPerCall bounds MaxVmsCount.
+const MaxVmsPerCall = 20
+
+// BDMVmCreation is a block device mapping of CreateVms: it overrides the
+// OMI's mapping of the same device, removes it (NoDevice), or adds a volume.
+type BDMVmCreation struct {
+	Bsu               *omi.BsuImage `json:"Bsu"`
+	DeviceName        string        `json:"DeviceName"`
+	NoDevice          *string       `json:"NoDevice"`
+	VirtualDeviceName string        `json:"VirtualDeviceName"`
+}
+
+type CreateVmsRequest struct {
+	Base
+	BlockDeviceMappings         []BDMVmCreation `json:"BlockDeviceMappings"`
+	BootMode                    string          `json:"BootMode"`
+	BootOnCreation              *bool           `json:"BootOnCreation"`
+	ClientToken                 string          `json:"ClientToken"`
+	DeletionProtection          bool            `json:"DeletionProtection"`
+	ImageId                     string          `json:"ImageId"`
+	KeypairName                 string          `json:"KeypairName"`
+	MaxVmsCount                 *int            `json:"MaxVmsCount"`
+	MinVmsCount                 *int            `json:"MinVmsCount"`
+	Performance                 string          `json:"Performance"`
+	Placement                   *omi.Placement  `json:"Placement"`
+	TpmEnabled                  *bool           `json:"TpmEnabled"`
+	UserData                    string          `json:"UserData"`
+	VmInitiatedShutdownBehavior string          `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string          `json:"VmType"`
+}
+type CreateVmsResponse struct {
+	Vms []*omi.Vm `json:"Vms"`
+}
+
+// volumePlan is one volume a new VM gets.
+type volumePlan struct {
+	device    string
+	snapshot  string
+	size      int
+	vtype     string
+	iops      int
+	deleteOnV bool
+}
+
+// CreateVms starts VMs from an OMI: each gets its own volumes, created from
+// the OMI's snapshots (copy-on-write, so this costs metadata) plus the
+// extra volumes asked for. The VMs are pending, then running.
+func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsRequest) (*CreateVmsResponse, error) {
+	if in.ImageId == "" {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "ImageId is required")
+	}
+	typeName := in.VmType
+	if typeName == "" {
+		typeName = omi.DefaultVmType
+	}
+	vt, err := omi.ParseVmType(typeName)
+	if err != nil {
+		return nil, omi.NotFound(omi.CodeNoSuchVmType, "The VmType '%s' doesn't exist: %v", typeName, err)
+	}
+	minN, maxN := 1, 1
+	if in.MinVmsCount != nil {
+		minN = *in.MinVmsCount
+	}
+	if in.MaxVmsCount != nil {
+		maxN = *in.MaxVmsCount
+	} else if minN > maxN {
+		maxN = minN
+	}
+	if minN < 1 || maxN < minN || maxN > MaxVmsPerCall {
+		return nil, omi.Invalid(omi.CodeInvalidValue, "MinVmsCount and MaxVmsCount must satisfy 1 <= MinVmsCount <= MaxVmsCount <= %d", MaxVmsPerCall)
+	}
+	subregion := s.cfg.Region + "a"
+	if in.Placement != nil && in.Placement.SubregionName != "" {
+		subregion = in.Placement.SubregionName
+	}
+	if !s.validSubregion(subregion) {
+		return nil, omi.NotFound(omi.CodeNoSuchAZ, "The SubregionName '%s' doesn't exist in region %s.", subregion, s.cfg.Region)
+	}
+	if in.BootMode != "" && in.BootMode != "uefi" && in.BootMode != "legacy" {
+		return nil, omi.Invalid(omi.CodeInvalidValue, "BootMode must be uefi or legacy, not %q", in.BootMode)
+	}
+	shutdown := in.VmInitiatedShutdownBehavior
+	if shutdown == "" {
+		shutdown = "stop"
+	}
+	if shutdown != "stop" && shutdown != "restart" && shutdown != "terminate" {
+		return nil, omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
+	}
+	if len(in.UserData) > 500<<10 {
+		return nil, omi.Invalid(omi.CodeValueLength, "UserData must be at most 500 KiB")
+	}
+	var vms []*omi.Vm
+	reused := false
+	err = s.update(ctx, func(tx omi.Tx) error {
+		if in.ClientToken != "" {
+			prev, err := s.vmsByToken(tx, c, in.ClientToken)
+			if err != nil || len(prev) > 0 {
+				vms, reused = prev, true
+				return err
+			}
+		}
+		img, err := s.visibleImage(tx, c, in.ImageId)
+		if err != nil {
+			return err
+		}
+		if img.State != omi.ImageAvailable {
+			return omi.BadState(omi.CodeInvalidImageState, "OMI %s is %s, not available", img.ImageId, img.State)
+		}
+		if IsWindows(img.ProductCodes) && !vt.FitsWindows() {
+			return omi.Invalid(omi.CodeInvalidValue, "OMI %s is a Windows OMI: its VMs need at least a generation %d processor, %d vCores and %d GiB of memory; %s is too small",
+				img.ImageId, omi.WindowsMinimum.Generation, omi.WindowsMinimum.VCores, omi.WindowsMinimum.MemoryGiB, typeName)
+		}
+		tpm := img.TpmMandatory
+		if in.TpmEnabled != nil {
+			if img.TpmMandatory && !*in.TpmEnabled {
+				return omi.Invalid(omi.CodeInvalidValue, "OMI %s requires a vTPM: TpmEnabled cannot be false", img.ImageId)
+			}
+			tpm = tpm || *in.TpmEnabled
+		}
+		plan, err := s.planVolumes(tx, c, img, in.BlockDeviceMappings)
+		if err != nil {
+			return err
+		}
+		bootMode := in.BootMode
+		if bootMode == "" {
+			bootMode = "legacy"
+			if len(img.BootModes) > 0 {
+				bootMode = img.BootModes[0]
+			}
+		} else if len(img.BootModes) > 0 && !slices.Contains(img.BootModes, bootMode) {
+			return omi.Invalid(omi.CodeInvalidValue, "OMI %s does not support boot mode %s", img.ImageId, bootMode)
+		}
+		reservation := omi.NewID(omi.PrefixReservation)
+		now := s.nowString()
+		perf := map[int]string{1: "highest", 2: "high", 3: "medium"}[vt.Performance]
+		for i := 0; i < maxN; i++ {
+			ip := fmt.Sprintf("10.0.%d.%d", rand.IntN(250)+1, rand.IntN(250)+4)
+			vm := &omi.Vm{AccountId: c.AccountID(), VmId: omi.NewID(omi.PrefixVm), VmType: typeName, ImageId: img.ImageId,
+				State: omi.VmPending, CreationDate: now, ClientToken: in.ClientToken, DeletionProtection: in.DeletionProtection,
+				KeypairName: in.KeypairName, Architecture: img.Architecture, BootMode: bootMode, Hypervisor: "xen",
+				LaunchNumber: i, Performance: perf, Placement: omi.Placement{SubregionName: subregion, Tenancy: "default"},
+				PrivateIp: ip, PrivateDnsName: fmt.Sprintf("ip-%s.%s.compute.internal", dashes(ip), s.cfg.Region),
+				ProductCodes: slices.Clone(img.ProductCodes), ReservationId: reservation, RootDeviceName: img.RootDeviceName,
+				RootDeviceType: "ebs", TpmEnabled: tpm, UserData: in.UserData, VmInitiatedShutdownBehavior: shutdown,
+				IsSourceDestChecked: true, BsuOptimized: true}
+			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
+				return err
+			}
+			for _, p := range plan {
+				v := &omi.Volume{AccountId: vm.AccountId, VolumeId: omi.NewID(omi.PrefixVolume), CreationDate: now,
+					Size: p.size, SnapshotId: p.snapshot, State: omi.VolumeCreating, SubregionName: subregion,
+					VolumeType: p.vtype, Iops: p.iops,
+					LinkedVolumes: []omi.LinkedVolume{{VmId: vm.VmId, VolumeId: "", DeviceName: p.device, State: "attached", DeleteOnVmDeletion: p.deleteOnV}}}
+				if err := insertNew(tx, v, func() { v.VolumeId = omi.NewID(omi.PrefixVolume) }); err != nil {
+					return err
+				}
+				v.LinkedVolumes[0].VolumeId = v.VolumeId
+				if err := omi.Put(tx, v); err != nil {
+					return err
+				}
+				vm.BlockDeviceMappings = append(vm.BlockDeviceMappings, omi.VmBDM{DeviceName: p.device,
+					Bsu: omi.BsuLinked{VolumeId: v.VolumeId, State: "attached", LinkDate: now, DeleteOnVmDeletion: p.deleteOnV}})
+			}
+			if in.BootOnCreation != nil && !*in.BootOnCreation {
+				vm.State = omi.VmStopped
+			}
+			if err := omi.Put(tx, vm); err != nil {
+				return err
+			}
+			vms = append(vms, vm)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !reused {
+		s.enqueue(ctx, omi.KindVm, "")
+	}
+	out := make([]*omi.Vm, len(vms))
+	for i, vm := range vms {
+		out[i] = vm.ForWire()
+	}
+	return &CreateVmsResponse{Vms: out}, nil
+}
+
+func dashes(ip string) string {
+	b := []byte(ip)
+	for i := range b {
+		if b[i] == '.' {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// planVolumes merges the OMI's mappings with the request's overrides.
+func (s *Service) planVolumes(tx omi.Tx, c *omi.Caller, img *omi.Image, overrides []BDMVmCreation) ([]volumePlan, error) {
+	var plan []volumePlan
+	byDevice := map[string]int{}
+	for _, m := range img.BlockDeviceMappings {
+		if m.Bsu == nil || m.Bsu.SnapshotId == "" {
+			continue
+		}
+		p := volumePlan{device: m.DeviceName, snapshot: m.Bsu.SnapshotId, vtype: m.Bsu.VolumeType, deleteOnV: true}
+		if p.vtype == "" {
+			p.vtype = omi.VolumeStandard
+		}
+		if m.Bsu.VolumeSize != nil {
+			p.size = *m.Bsu.VolumeSize
+		}
+		if m.Bsu.Iops != nil {
+			p.iops = *m.Bsu.Iops
+		}
+		if m.Bsu.DeleteOnVmDeletion != nil {
+			p.deleteOnV = *m.Bsu.DeleteOnVmDeletion
+		}
+		if p.size == 0 {
+			sn, err := omi.Get[omi.Snapshot](tx, p.snapshot)
+			if err != nil {
+				return nil, omi.BadState(omi.CodeInvalidImageState, "OMI %s refers to snapshot %s, which is not available", img.ImageId, p.snapshot)
+			}
+			p.size = sn.VolumeSize
+		}
+		byDevice[p.device] = len(plan)
+		plan = append(plan, p)
+	}
+	removed := map[string]bool{}
+	for i, o := range overrides {
+		if !omi.ValidDeviceName(o.DeviceName) {
+			return nil, omi.Invalid(omi.CodeInvalidDeviceName, "BlockDeviceMappings[%d].DeviceName %q is not a valid device name", i, o.DeviceName)
+		}
+		if o.NoDevice != nil {
+			if o.DeviceName == img.RootDeviceName {
+				return nil, omi.Invalid(omi.CodeInvalidRootMap, "the root device %s cannot be removed", o.DeviceName)
+			}
+			removed[o.DeviceName] = true
+			continue
+		}
+		if o.Bsu == nil {
+			continue // ephemeral devices have no volume here
+		}
+		b := o.Bsu
+		idx, ok := byDevice[o.DeviceName]
+		if !ok {
+			p := volumePlan{device: o.DeviceName, vtype: omi.VolumeStandard, deleteOnV: true}
+			if b.SnapshotId != "" {
+				sn, err := s.visibleSnapshot(tx, c, b.SnapshotId)
+				if err != nil {
+					return nil, err
+				}
+				if sn.State != omi.SnapshotCompleted {
+					return nil, omi.BadState(omi.CodeInvalidState, "snapshot %s is %s, not completed", sn.SnapshotId, sn.State)
+				}
+				p.snapshot, p.size = sn.SnapshotId, sn.VolumeSize
+			} else if b.VolumeSize == nil {
+				return nil, omi.Invalid(omi.CodeInvalidBDM, "BlockDeviceMappings[%d] adds a volume: give Bsu.VolumeSize or Bsu.SnapshotId", i)
+			}
+			idx = len(plan)
+			byDevice[o.DeviceName] = idx
+			plan = append(plan, p)
+		} else if b.SnapshotId != "" && b.SnapshotId != plan[idx].snapshot {
+			return nil, omi.Invalid(omi.CodeInvalidBDM, "BlockDeviceMappings[%d] cannot replace the snapshot of OMI device %s", i, o.DeviceName)
+		}
+		p := &plan[idx]
+		if b.VolumeSize != nil {
+			if *b.VolumeSize < p.size {
+				return nil, omi.Invalid(omi.CodeTooSmallVolume, "VolumeSize %d GiB of %s is smaller than its snapshot (%d GiB)", *b.VolumeSize, o.DeviceName, p.size)
+			}
+			p.size = *b.VolumeSize
+		}
+		if b.VolumeType != "" {
+			p.vtype, p.iops = b.VolumeType, 0
+		}
+		if b.Iops != nil {
+			p.iops = *b.Iops
+		}
+		if b.DeleteOnVmDeletion != nil {
+			p.deleteOnV = *b.DeleteOnVmDeletion
+		}
+	}
+	out := plan[:0]
+	for _, p := range plan {
+		if removed[p.device] {
+			continue
+		}
+		var iops *int
+		if p.vtype == omi.VolumeIO1 {
+			iops = &p.iops
+		}
+		if e := omi.CheckVolumeSpec(p.vtype, p.size, iops); e != nil {
+			return nil, e
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 || out[0].device != img.RootDeviceName && !slices.ContainsFunc(out, func(p volumePlan) bool { return p.device == img.RootDeviceName }) {
+		return nil, omi.BadState(omi.CodeInvalidImageState, "OMI %s has no root volume mapping for %s", img.ImageId, img.RootDeviceName)
+	}
+	return out, nil
+}
+
+func (s *Service) vmsByToken(tx omi.Tx, c *omi.Caller, token string) ([]*omi.Vm, error) {
+	var out []*omi.Vm
+	err := omi.Scan(tx, omi.Query{Owners: []string{c.AccountID()}}, func(v *omi.Vm) (bool, error) {
+		if v.ClientToken == token && v.State != omi.VmTerminated {
+			out = append(out, v)
+		}
+		return true, nil
+	})
+	return out, err
+}
+
+func vmNotFound(id string) error {
+	return omi.NotFound(omi.CodeNoSuchVm, "The VmId '%s' doesn't exist.", id)
+}
+
+// ownVm loads a VM of the caller; a terminated one is gone for changes.
+func (s *Service) ownVm(tx omi.Tx, c *omi.Caller, id string) (*omi.Vm, error) {
+	vm, err := omi.Get[omi.Vm](tx, id)
+	if isNotFound(err) || (err == nil && vm.AccountId != c.AccountID()) {
+		return nil, vmNotFound(id)
+	}
+	return vm, err
+}
+
+type FiltersVm struct {
+	tagFilter
+	Architectures                        []string `json:"Architectures"`
+	BlockDeviceMappingDeleteOnVmDeletion *bool    `json:"BlockDeviceMappingDeleteOnVmDeletion"`
+	BlockDeviceMappingDeviceNames        []string `json:"BlockDeviceMappingDeviceNames"`
+	BlockDeviceMappingStates             []string `json:"BlockDeviceMappingStates"`
+	BlockDeviceMappingVolumeIds          []string `json:"BlockDeviceMappingVolumeIds"`
+	BootModes                            []string `json:"BootModes"`
+	ClientTokens                         []string `json:"ClientTokens"`
+	ImageIds                             []string `json:"ImageIds"`
+	KeypairNames                         []string `json:"KeypairNames"`
+	LaunchNumbers                        []int    `json:"LaunchNumbers"`
+	PrivateIps                           []string `json:"PrivateIps"`
+	ProductCodes                         []string `json:"ProductCodes"`
+	ReservationIds                       []string `json:"ReservationIds"`
+	RootDeviceNames                      []string `json:"RootDeviceNames"`
+	SubregionNames                       []string `json:"SubregionNames"`
+	Tenancies                            []string `json:"Tenancies"`
+	TpmEnabled                           *bool    `json:"TpmEnabled"`
+	VmIds                                []string `json:"VmIds"`
+	VmStateCodes                         []int    `json:"VmStateCodes"`
+	VmStateNames                         []string `json:"VmStateNames"`
+	VmTypes                              []string `json:"VmTypes"`
+}
+
+func (f *FiltersVm) match(v *omi.Vm) bool {
+	if !anyOf(f.Architectures, v.Architecture) || !anyOf(f.BootModes, v.BootMode) || !anyOf(f.ClientTokens, v.ClientToken) ||
+		!anyOf(f.ImageIds, v.ImageId) || !anyOf(f.KeypairNames, v.KeypairName) || !anyOf(f.LaunchNumbers, v.LaunchNumber) ||
+		!anyOf(f.PrivateIps, v.PrivateIp) || !intersects(f.ProductCodes, v.ProductCodes) || !anyOf(f.ReservationIds, v.ReservationId) ||
+		!anyOf(f.RootDeviceNames, v.RootDeviceName) || !anyOf(f.SubregionNames, v.Placement.SubregionName) ||
+		!anyOf(f.Tenancies, v.Placement.Tenancy) || !anyOf(f.VmStateCodes, omi.VmStateCode(v.State)) ||
+		!anyOf(f.VmStateNames, v.State) || !anyOf(f.VmTypes, v.VmType) || !f.tagFilter.match(v.Tags) ||
+		(f.TpmEnabled != nil && *f.TpmEnabled != v.TpmEnabled) {
+		return false
+	}
+	need := f.BlockDeviceMappingDeleteOnVmDeletion != nil || len(f.BlockDeviceMappingDeviceNames) > 0 ||
+		len(f.BlockDeviceMappingStates) > 0 || len(f.BlockDeviceMappingVolumeIds) > 0
+	return !need || slices.ContainsFunc(v.BlockDeviceMappings, func(m omi.VmBDM) bool {
+		return anyOf(f.BlockDeviceMappingDeviceNames, m.DeviceName) && anyOf(f.BlockDeviceMappingStates, m.Bsu.State) &&
+			anyOf(f.BlockDeviceMappingVolumeIds, m.Bsu.VolumeId) &&
+			(f.BlockDeviceMappingDeleteOnVmDeletion == nil || *f.BlockDeviceMappingDeleteOnVmDeletion == m.Bsu.DeleteOnVmDeletion)
+	})
+}
+
+type ReadVmsRequest struct {
+	Base
+	Paging
+	Filters *FiltersVm `json:"Filters"`
+}
+type ReadVmsResponse struct {
+	Vms           []*omi.Vm `json:"Vms"`
+	NextPageToken string    `json:"NextPageToken,omitempty"`
+}
+
+// ReadVms lists the caller's VMs; terminated ones stay listed for an hour.
+func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest) (*ReadVmsResponse, error) {
+	f := in.Filters
+	if f == nil {
+		f = &FiltersVm{}
+	}
+	var out []*omi.Vm
+	var next string
+	err := s.view(ctx, func(tx omi.Tx) error {
+		var err error
+		out, next, err = listPage[omi.Vm](tx, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VmIds}, in.Paging, omi.PrefixVm, f.match)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, vm := range out {
+		out[i] = vm.ForWire()
+	}
+	return &ReadVmsResponse{Vms: out, NextPageToken: next}, nil
+}
+
+// VmStateChange is an item of the Start/Stop/Delete/Reboot responses.
+type VmStateChange struct {
+	CurrentState  string `json:"CurrentState"`
+	PreviousState string `json:"PreviousState"`
+	VmId          string `json:"VmId"`
+}
+
+type VmIdsRequest struct {
+	Base
+	ForceStop bool     `json:"ForceStop"`
+	VmIds     []string `json:"VmIds"`
+}
+type VmStatesResponse struct {
+	Vms []VmStateChange `json:"Vms"`
+}
+
+// changeVms applies a state change to each of the caller's VMs, all or
+// none.
+func (s *Service) changeVms(ctx context.Context, c *omi.Caller, ids []string, fn func(tx omi.Tx, vm *omi.Vm) error) (*VmStatesResponse, error) {
+	if len(ids) == 0 {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "VmIds is required")
+	}
+	var out []VmStateChange
+	err := s.update(ctx, func(tx omi.Tx) error {
+		out = out[:0]
+		for _, id := range ids {
+			vm, err := s.ownVm(tx, c, id)
+			if err != nil {
+				return err
+			}
+			prev := vm.State
+			if err := fn(tx, vm); err != nil {
+				return err
+			}
+			if err := omi.Put(tx, vm); err != nil {
+				return err
+			}
+			out = append(out, VmStateChange{VmId: vm.VmId, PreviousState: prev, CurrentState: vm.State})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.enqueue(ctx, omi.KindVm, "")
+	return &VmStatesResponse{Vms: nonNil(out)}, nil
+}
+
+// StopVms stops running VMs (stopping, then stopped).
+func (s *Service) StopVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
+	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+		switch vm.State {
+		case omi.VmRunning, omi.VmPending:
+			vm.State = omi.VmStopping
+		case omi.VmStopping, omi.VmStopped:
+		default:
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s and cannot be stopped", vm.VmId, vm.State)
+		}
+		return nil
+	})
+}
+
+// StartVms starts stopped VMs (pending, then running).
+func (s *Service) StartVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
+	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+		switch vm.State {
+		case omi.VmStopped:
+			vm.State = omi.VmPending
+		case omi.VmRunning, omi.VmPending:
+		default:
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s and cannot be started", vm.VmId, vm.State)
+		}
+		return nil
+	})
+}
+
+type RebootVmsResponse struct{}
+
+// RebootVms reboots running VMs; with no hypervisor this only checks state.
+func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*RebootVmsResponse, error) {
+	_, err := s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+		if vm.State != omi.VmRunning {
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s; only running VMs can be rebooted", vm.VmId, vm.State)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &RebootVmsResponse{}, nil
+}
+
+// DeleteVms terminates VMs (shutting-down, then terminated). Volumes marked
+// DeleteOnVmDeletion go with the VM; the others are detached. Terminating
+// a terminated VM succeeds; a VM with DeletionProtection is refused.
+func (s *Service) DeleteVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
+	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+		switch {
+		case vm.State == omi.VmTerminated || vm.State == omi.VmShuttingDown:
+			return nil
+		case vm.DeletionProtection:
+			return omi.BadState(omi.CodeInvalidState, "VM %s has DeletionProtection: disable it with UpdateVm before deleting the VM", vm.VmId)
+		case vm.ImagingFor != "":
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is being imaged into %s; delete it once the OMI is created", vm.VmId, vm.ImagingFor)
+		}
+		vm.State = omi.VmShuttingDown
+		return nil
+	})
+}
+
+type UpdateVmBDM struct {
+	DeviceName string `json:"DeviceName"`
+	Bsu        *struct {
+		DeleteOnVmDeletion *bool  `json:"DeleteOnVmDeletion"`
+		VolumeId           string `json:"VolumeId"`
+	} `json:"Bsu"`
+}
+
+type UpdateVmRequest struct {
+	Base
+	BlockDeviceMappings         []UpdateVmBDM `json:"BlockDeviceMappings"`
+	DeletionProtection          *bool         `json:"DeletionProtection"`
+	IsSourceDestChecked         *bool         `json:"IsSourceDestChecked"`
+	KeypairName                 *string       `json:"KeypairName"`
+	Performance                 string        `json:"Performance"`
+	UserData                    *string       `json:"UserData"`
+	VmId                        string        `json:"VmId"`
+	VmInitiatedShutdownBehavior string        `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string        `json:"VmType"`
+}
+type UpdateVmResponse struct {
+	Vm *omi.Vm `json:"Vm"`
+}
+
+// UpdateVm changes a VM's attributes; the VM type, performance and user
+// data only while it is stopped.
+func (s *Service) UpdateVm(ctx context.Context, c *omi.Caller, in *UpdateVmRequest) (*UpdateVmResponse, error) {
+	if in.VmId == "" {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "VmId is required")
+	}
+	var vm *omi.Vm
+	err := s.update(ctx, func(tx omi.Tx) error {
+		var err error
+		if vm, err = s.ownVm(tx, c, in.VmId); err != nil {
+			return err
+		}
+		if vm.State == omi.VmTerminated || vm.State == omi.VmShuttingDown {
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s", vm.VmId, vm.State)
+		}
+		needStopped := in.VmType != "" || in.Performance != "" || in.UserData != nil
+		if needStopped && vm.State != omi.VmStopped {
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s: stop it to change its type, performance or user data", vm.VmId, vm.State)
+		}
+		if in.VmType != "" {
+			vt, err := omi.ParseVmType(in.VmType)
+			if err != nil {
+				return omi.NotFound(omi.CodeNoSuchVmType, "The VmType '%s' doesn't exist: %v", in.VmType, err)
+			}
+			if IsWindows(vm.ProductCodes) && !vt.FitsWindows() {
+				return omi.Invalid(omi.CodeInvalidValue, "VM %s runs a Windows OMI: %s is below the minimum (generation %d, %d vCores, %d GiB)",
+					vm.VmId, in.VmType, omi.WindowsMinimum.Generation, omi.WindowsMinimum.VCores, omi.WindowsMinimum.MemoryGiB)
+			}
+			vm.VmType = in.VmType
+		}
+		if in.Performance != "" {
+			if in.Performance != "medium" && in.Performance != "high" && in.Performance != "highest" {
+				return omi.Invalid(omi.CodeInvalidValue, "Performance must be medium, high or highest")
+			}
+			vm.Performance = in.Performance
+		}
+		if in.UserData != nil {
+			vm.UserData = *in.UserData
+		}
+		if in.DeletionProtection != nil {
+			vm.DeletionProtection = *in.DeletionProtection
+		}
+		if in.KeypairName != nil {
+			vm.KeypairName = *in.KeypairName
+		}
+		if in.IsSourceDestChecked != nil {
+			vm.IsSourceDestChecked = *in.IsSourceDestChecked
+		}
+		if b := in.VmInitiatedShutdownBehavior; b != "" {
+			if b != "stop" && b != "restart" && b != "terminate" {
+				return omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
+			}
+			vm.VmInitiatedShutdownBehavior = b
+		}
+		for _, m := range in.BlockDeviceMappings {
+			if m.Bsu == nil || m.Bsu.DeleteOnVmDeletion == nil {
+				continue
+			}
+			i := slices.IndexFunc(vm.BlockDeviceMappings, func(b omi.VmBDM) bool { return b.DeviceName == m.DeviceName })
+			if i < 0 {
+				return omi.Invalid(omi.CodeInvalidDeviceName, "VM %s has no device %s", vm.VmId, m.DeviceName)
+			}
+			vm.BlockDeviceMappings[i].Bsu.DeleteOnVmDeletion = *m.Bsu.DeleteOnVmDeletion
+			if err := setLinkDelete(tx, vm.BlockDeviceMappings[i].Bsu.VolumeId, *m.Bsu.DeleteOnVmDeletion); err != nil {
+				return err
+			}
+		}
+		return omi.Put(tx, vm)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &UpdateVmResponse{Vm: vm.ForWire()}, nil
+}
+
+func setLinkDelete(tx omi.Tx, volumeID string, del bool) error {
+	v, err := omi.Get[omi.Volume](tx, volumeID)
+	if err != nil {
+		return ignoreMissing(err)
+	}
+	for i := range v.LinkedVolumes {
+		v.LinkedVolumes[i].DeleteOnVmDeletion = del
+	}
+	return omi.Put(tx, v)
+}
+
+type FiltersVmsState struct {
+	SubregionNames []string `json:"SubregionNames"`
+	VmIds          []string `json:"VmIds"`
+	VmStates       []string `json:"VmStates"`
+}
+type ReadVmsStateRequest struct {
+	Base
+	Paging
+	AllVms  bool             `json:"AllVms"`
+	Filters *FiltersVmsState `json:"Filters"`
+}
+type VmStatesOut struct {
+	MaintenanceEvents []any  `json:"MaintenanceEvents"`
+	SubregionName     string `json:"SubregionName"`
+	VmId              string `json:"VmId"`
+	VmState           string `json:"VmState"`
+}
+type ReadVmsStateResponse struct {
+	VmStates      []VmStatesOut `json:"VmStates"`
+	NextPageToken string        `json:"NextPageToken,omitempty"`
+}
+
+// ReadVmsState lists VM states: running VMs, or all with AllVms.
+func (s *Service) ReadVmsState(ctx context.Context, c *omi.Caller, in *ReadVmsStateRequest) (*ReadVmsStateResponse, error) {
+	f := in.Filters
+	if f == nil {
+		f = &FiltersVmsState{}
+	}
+	var vms []*omi.Vm
+	var next string
+	err := s.view(ctx, func(tx omi.Tx) error {
+		var err error
+		vms, next, err = listPage[omi.Vm](tx, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VmIds}, in.Paging, omi.PrefixVm, func(v *omi.Vm) bool {
+			return (in.AllVms || v.State == omi.VmRunning) && anyOf(f.SubregionNames, v.Placement.SubregionName) && anyOf(f.VmStates, v.State)
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]VmStatesOut, len(vms))
+	for i, v := range vms {
+		out[i] = VmStatesOut{MaintenanceEvents: []any{}, SubregionName: v.Placement.SubregionName, VmId: v.VmId, VmState: v.State}
+	}
+	return &ReadVmsStateResponse{VmStates: out, NextPageToken: next}, nil
+}
+
+type LinkVolumeRequest struct {
+	Base
+	DeviceName string `json:"DeviceName"`
+	VmId       string `json:"VmId"`
+	VolumeId   string `json:"VolumeId"`
+}
+type LinkVolumeResponse struct{}
+
+// LinkVolume attaches an available volume to a VM as a device.
+func (s *Service) LinkVolume(ctx context.Context, c *omi.Caller, in *LinkVolumeRequest) (*LinkVolumeResponse, error) {
+	if in.DeviceName == "" || in.VmId == "" || in.VolumeId == "" {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "DeviceName, VmId and VolumeId are required")
+	}
+	if !omi.ValidDeviceName(in.DeviceName) || in.DeviceName == omi.RootDeviceName {
+		return nil, omi.Invalid(omi.CodeInvalidDeviceName, "DeviceName %q is not a valid data device name (/dev/sdX or /dev/xvdX, X in b-z)", in.DeviceName)
+	}
+	err := s.update(ctx, func(tx omi.Tx) error {
+		vm, err := s.ownVm(tx, c, in.VmId)
+		if err != nil {
+			return err
+		}
+		v, err := s.ownVolume(tx, c, in.VolumeId)
+		if err != nil {
+			return err
+		}
+		if vm.State != omi.VmRunning && vm.State != omi.VmStopped {
+			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s; volumes link to running or stopped VMs", vm.VmId, vm.State)
+		}
+		if v.State != omi.VolumeAvailable {
+			return omi.BadState(omi.CodeInvalidVolState, "volume %s is %s, not available", v.VolumeId, v.State)
+		}
+		if v.SubregionName != vm.Placement.SubregionName {
+			return omi.Invalid(omi.CodeInvalidZone, "volume %s is in %s and VM %s in %s", v.VolumeId, v.SubregionName, vm.VmId, vm.Placement.SubregionName)
+		}
+		if slices.ContainsFunc(vm.BlockDeviceMappings, func(b omi.VmBDM) bool { return b.DeviceName == in.DeviceName }) {
+			return omi.Conflict("9003", "device %s of VM %s is already used", in.DeviceName, vm.VmId)
+		}
+		now := s.nowString()
+		v.State = omi.VolumeInUse
+		v.LinkedVolumes = []omi.LinkedVolume{{VmId: vm.VmId, VolumeId: v.VolumeId, DeviceName: in.DeviceName, State: "attached"}}
+		vm.BlockDeviceMappings = append(vm.BlockDeviceMappings, omi.VmBDM{DeviceName: in.DeviceName,
+			Bsu: omi.BsuLinked{VolumeId: v.VolumeId, State: "attached", LinkDate: now}})
+		if err := omi.Put(tx, v); err != nil {
+			return err
+		}
+		return omi.Put(tx, vm)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &LinkVolumeResponse{}, nil
+}
+
+type UnlinkVolumeRequest struct {
+	Base
+	ForceUnlink bool   `json:"ForceUnlink"`
+	VolumeId    string `json:"VolumeId"`
+}
+type UnlinkVolumeResponse struct{}
+
+// UnlinkVolume detaches a volume from its VM. The root volume only leaves
+// a stopped VM.
+func (s *Service) UnlinkVolume(ctx context.Context, c *omi.Caller, in *UnlinkVolumeRequest) (*UnlinkVolumeResponse, error) {
+	if in.VolumeId == "" {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "VolumeId is required")
+	}
+	err := s.update(ctx, func(tx omi.Tx) error {
+		v, err := s.ownVolume(tx, c, in.VolumeId)
+		if err != nil {
+			return err
+		}
+		if len(v.LinkedVolumes) == 0 {
+			return omi.Conflict("9063", "volume %s is not linked to a VM", v.VolumeId)
+		}
+		link := v.LinkedVolumes[0]
+		vm, err := omi.Get[omi.Vm](tx, link.VmId)
+		if err != nil && !isNotFound(err) {
+			return err
+		}
+		if vm != nil {
+			if link.DeviceName == vm.RootDeviceName && vm.State != omi.VmStopped && vm.State != omi.VmTerminated {
+				return omi.BadState(omi.CodeInvalidVmState, "volume %s is the root of VM %s, which is %s: stop the VM first", v.VolumeId, vm.VmId, vm.State)
+			}
+			vm.BlockDeviceMappings = slices.DeleteFunc(vm.BlockDeviceMappings, func(b omi.VmBDM) bool { return b.Bsu.VolumeId == v.VolumeId })
+			if err := omi.Put(tx, vm); err != nil {
+				return err
+			}
+		}
+		v.LinkedVolumes, v.State = nil, omi.VolumeAvailable
+		return omi.Put(tx, v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &UnlinkVolumeResponse{}, nil
+}

@@ -1,0 +1,150 @@
+package omi
+
+// VM states, with the state codes ReadVmsState reports.
+const (
+	VmPending      = "pending"
+	VmRunning      = "running"
+	VmStopping     = "stopping"
+	VmStopped      = "stopped"
+	VmShuttingDown = "shutting-down"
+	VmTerminated   = "terminated"
+)
+
+// Vm is a virtual machine. omi has no hypervisor: a VM's lifecycle is
+// simulated, but its volumes are real and readable and writable over NBD.
+// Every field of the API's Vm object is written, because the v3 SDK treats
+// most of them as always present.
+type Vm struct {
+	AccountId                   string          `json:"-"`
+	ActionsOnNextBoot           map[string]any  `json:"ActionsOnNextBoot"`
+	Architecture                string          `json:"Architecture"`
+	BlockDeviceMappings         []VmBDM         `json:"BlockDeviceMappings"`
+	BootMode                    string          `json:"BootMode"`
+	BsuOptimized                bool            `json:"BsuOptimized"`
+	ClientToken                 string          `json:"ClientToken"`
+	CreationDate                string          `json:"CreationDate"`
+	DeletionProtection          bool            `json:"DeletionProtection"`
+	Hypervisor                  string          `json:"Hypervisor"`
+	ImageId                     string          `json:"ImageId"`
+	IsSourceDestChecked         bool            `json:"IsSourceDestChecked"`
+	KeypairName                 string          `json:"KeypairName"`
+	LaunchNumber                int             `json:"LaunchNumber"`
+	NestedVirtualization        bool            `json:"NestedVirtualization"`
+	NetId                       string          `json:"NetId,omitempty"`
+	Nics                        []any           `json:"Nics"`
+	OsFamily                    string          `json:"OsFamily"`
+	Performance                 string          `json:"Performance"`
+	Placement                   Placement       `json:"Placement"`
+	PrivateDnsName              string          `json:"PrivateDnsName"`
+	PrivateIp                   string          `json:"PrivateIp"`
+	ProductCodes                []string        `json:"ProductCodes"`
+	PublicDnsName               string          `json:"PublicDnsName"`
+	PublicIp                    string          `json:"PublicIp"`
+	ReservationId               string          `json:"ReservationId"`
+	RootDeviceName              string          `json:"RootDeviceName"`
+	RootDeviceType              string          `json:"RootDeviceType"`
+	SecurityGroups              []SecurityGroup `json:"SecurityGroups"`
+	State                       string          `json:"State"`
+	StateReason                 string          `json:"StateReason"`
+	SubnetId                    string          `json:"SubnetId,omitempty"`
+	Tags                        []Tag           `json:"Tags"`
+	TpmEnabled                  bool            `json:"TpmEnabled"`
+	UserData                    string          `json:"UserData"`
+	VmId                        string          `json:"VmId"`
+	VmInitiatedShutdownBehavior string          `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string          `json:"VmType"`
+	// TerminatedAt is when a terminated VM was deleted; it stays readable
+	// for a while, as on the real cloud (not in the API).
+	TerminatedAt string `json:"TerminatedAt,omitempty"`
+	// ImagingFor is the image being created from this VM with a reboot:
+	// the VM is stopped for the snapshots and started again once they are
+	// taken (not in the API).
+	ImagingFor string `json:"ImagingFor,omitempty"`
+}
+
+// ForWire returns a copy without the fields the API's Vm object lacks.
+func (v *Vm) ForWire() *Vm {
+	c := *v
+	c.TerminatedAt, c.ImagingFor = "", ""
+	c.Normalize()
+	return &c
+}
+
+// VmBDM is a volume attached to a VM (BlockDeviceMappingCreated).
+type VmBDM struct {
+	DeviceName string    `json:"DeviceName"`
+	Bsu        BsuLinked `json:"Bsu"`
+}
+
+// BsuLinked is the attachment of a volume (BsuCreated).
+type BsuLinked struct {
+	DeleteOnVmDeletion bool   `json:"DeleteOnVmDeletion"`
+	LinkDate           string `json:"LinkDate"`
+	State              string `json:"State"`
+	VolumeId           string `json:"VolumeId"`
+}
+
+// Placement is where a VM runs.
+type Placement struct {
+	SubregionName string `json:"SubregionName"`
+	Tenancy       string `json:"Tenancy"`
+}
+
+// SecurityGroup names a security group a VM belongs to.
+type SecurityGroup struct {
+	SecurityGroupId   string `json:"SecurityGroupId"`
+	SecurityGroupName string `json:"SecurityGroupName"`
+}
+
+func (v *Vm) Kind() Kind                   { return KindVm }
+func (v *Vm) ResourceID() string           { return v.VmId }
+func (v *Vm) Owner() string                { return v.AccountId }
+func (v *Vm) IndexName() string            { return "" }
+func (v *Vm) Visibility() (bool, []string) { return false, nil }
+
+// SetOwner restores the owner, which the API's Vm object does not carry.
+func (v *Vm) SetOwner(id string) { v.AccountId = id }
+
+// TagList implements Tagged.
+func (v *Vm) TagList() *[]Tag { return &v.Tags }
+
+// Normalize replaces nil slices and maps by empty ones.
+func (v *Vm) Normalize() {
+	if v.BlockDeviceMappings == nil {
+		v.BlockDeviceMappings = []VmBDM{}
+	}
+	if v.Nics == nil {
+		v.Nics = []any{}
+	}
+	if v.ProductCodes == nil {
+		v.ProductCodes = []string{}
+	}
+	if v.SecurityGroups == nil {
+		v.SecurityGroups = []SecurityGroup{}
+	}
+	if v.Tags == nil {
+		v.Tags = []Tag{}
+	}
+	if v.ActionsOnNextBoot == nil {
+		v.ActionsOnNextBoot = map[string]any{}
+	}
+}
+
+// VmStateCode is the numeric code of a VM state.
+func VmStateCode(state string) int {
+	switch state {
+	case VmPending:
+		return 0
+	case VmRunning:
+		return 16
+	case VmShuttingDown:
+		return 32
+	case VmTerminated:
+		return 48
+	case VmStopping:
+		return 64
+	case VmStopped:
+		return 80
+	}
+	return -1
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/omiproject/omi/config"
+	"github.com/omiproject/omi/oapi"
+	"github.com/omiproject/omi/service"
+	"github.com/omiproject/omi/sqlite"
+)
+
+// serveFlags are the settings of omi serve. Each flag has an environment
+// variable (OMI_ and the flag name in capitals with _ for -), which the flag
+// overrides.
+type serveFlags struct {
+	listen   string
+	data     string
+	config   string
+	region   string
+	logLevel string
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func parseServeFlags(args []string) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := flag.NewFlagSet("omi serve", flag.ContinueOnError)
+	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
+	fs.StringVar(&f.data, "data", envOr("OMI_DATA", "omi-data"), "data directory: metadata database, blocks (env OMI_DATA)")
+	fs.StringVar(&f.config, "config", envOr("OMI_CONFIG", ""), "YAML configuration file with accounts (env OMI_CONFIG)")
+	fs.StringVar(&f.region, "region", envOr("OMI_REGION", ""), "region name; default: the config's, else eu-west-2 (env OMI_REGION)")
+	fs.StringVar(&f.logLevel, "log-level", envOr("OMI_LOG_LEVEL", "info"), "debug, info, warn or error (env OMI_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("omi serve: unexpected argument %q", fs.Arg(0))
+	}
+	return f, nil
+}
+
+func serve(args []string) error {
+	f, err := parseServeFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := &config.File{}
+	if f.config != "" {
+		if cfg, err = config.Load(f.config); err != nil {
+			return err
+		}
+	}
+	region := f.region
+	if region == "" {
+		region = cfg.Region
+	}
+	if region == "" {
+		region = "eu-west-2"
+	}
+	if err := os.MkdirAll(f.data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	store, err := sqlite.Open(ctx, filepath.Join(f.data, "omi.db"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	endpoint := "http://" + ln.Addr().String()
+	svc := service.New(store, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://")}, log)
+	if err := svc.Provision(ctx, cfg.Specs()); err != nil {
+		ln.Close()
+		return fmt.Errorf("provision accounts: %w", err)
+	}
+	if f.config == "" {
+		if err := ensureDefaultAccount(ctx, svc, f.data, endpoint, region); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	svc.Start(ctx)
+	defer svc.Close()
+
+	srv := &http.Server{Handler: oapi.New(svc, log), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("omi serving", "api", endpoint+"/api/v1", "region", region, "data", f.data)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutCtx)
+}
+
+// ensureDefaultAccount creates an account on the first start without a
+// configuration file and prints how to use it. The credentials are also
+// kept in the data directory, readable by the owner only, for whoever
+// missed the first output.
+func ensureDefaultAccount(ctx context.Context, svc *service.Service, dataDir, endpoint, region string) error {
+	n, err := svc.CountAccounts(ctx)
+	if err != nil {
+		return err
+	}
+	envFile := filepath.Join(dataDir, "default-account.env")
+	if n > 0 {
+		if _, err := os.Stat(envFile); err == nil {
+			fmt.Fprintf(os.Stderr, "omi: credentials of the default account are in %s\n", envFile)
+		}
+		return nil
+	}
+	spec := service.NewAccountSpec("default", "default@omi.local")
+	if err := svc.Provision(ctx, []service.AccountSpec{spec}); err != nil {
+		return fmt.Errorf("create default account: %w", err)
+	}
+	k := spec.AccessKeys[0]
+	lines := fmt.Sprintf("export OSC_ENDPOINT_API=%s/api/v1\nexport OSC_ACCESS_KEY=%s\nexport OSC_SECRET_KEY=%s\nexport OSC_REGION=%s\n",
+		endpoint, k.AccessKeyID, k.SecretKey, region)
+	if err := os.WriteFile(envFile, []byte(lines), 0o600); err != nil {
+		return fmt.Errorf("save default credentials: %w", err)
+	}
+	fmt.Printf(`omi: created the default account %s (login %s, password %s)
+omi: paste these lines to point OUTSCALE clients at this server (also saved in %s):
+
+%s
+`, spec.AccountID, spec.Email, spec.Password, envFile, lines)
+	return nil
+}

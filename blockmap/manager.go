@@ -1,0 +1,467 @@
+package blockmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/omiproject/omi/blockstore"
+)
+
+var (
+	// ErrExists is returned (wrapped) by Create and Clone when the target id
+	// already has a map.
+	ErrExists = errors.New("blockmap: map already exists")
+	// ErrBusy is returned (wrapped) by Delete while the id is open as a
+	// Device (or briefly held by Clone, Resize, View or WriteFrom).
+	ErrBusy = errors.New("blockmap: map is in use")
+	// ErrOutOfRange is returned (wrapped) for accesses beyond the volume
+	// size, negative offsets and lengths, and input longer than the volume.
+	ErrOutOfRange = errors.New("blockmap: out of range")
+	// ErrClosed is returned by the methods of a closed Device or View.
+	ErrClosed = errors.New("blockmap: closed")
+)
+
+// Option tunes a Manager.
+type Option func(*config)
+
+type config struct {
+	dirtyLimit  int64
+	cacheBlocks int
+	workers     int
+}
+
+// WithDirtyLimit sets how many bytes of written blocks each open Device
+// buffers in memory before storing them (default 32 MiB). A larger buffer
+// absorbs rewrites of the same blocks; it never delays durability, which
+// only Flush and Close promise.
+func WithDirtyLimit(bytes int64) Option { return func(c *config) { c.dirtyLimit = bytes } }
+
+// WithCacheBlocks sets how many decompressed blocks the Manager keeps for
+// reads (default 32, 16 MiB), shared by all devices and views.
+func WithCacheBlocks(n int) Option { return func(c *config) { c.cacheBlocks = n } }
+
+// WithWorkers sets how many blocks a Device hashes, compresses and stores in
+// parallel when writing back, and how many ReadTo reads ahead (default
+// GOMAXPROCS).
+func WithWorkers(n int) Option { return func(c *config) { c.workers = max(n, 1) } }
+
+// Manager owns the maps of all volumes and snapshots of a process and the
+// devices open on them. It is safe for concurrent use. One Manager must own
+// a MapStore: two Managers on the same maps would not see each other's open
+// devices.
+type Manager struct {
+	blocks blockstore.Store
+	maps   MapStore
+	cfg    config
+	cache  *blockCache
+
+	// pins holds every hash Put by a device but not yet in a saved map,
+	// and every hash of an open View.
+	pins blockstore.Pins
+
+	mu      sync.Mutex
+	devs    map[string]*devState
+	idLocks map[string]*idLock
+
+	// gate orders map changes against the start and end of a marking.
+	// Block Puts (with their Pin), map saves and deletes hold it shared;
+	// LiveHashes holds it exclusively only to flip marking.
+	gate    sync.RWMutex
+	marking int // guarded by gate
+
+	barrierMu sync.Mutex
+	barrier   map[blockstore.Hash]struct{} // hashes of maps replaced or deleted while marking
+}
+
+type idLock struct {
+	mu sync.Mutex
+	n  int
+}
+
+// NewManager returns a Manager storing block content in blocks and maps in
+// maps.
+func NewManager(blocks blockstore.Store, maps MapStore, opts ...Option) *Manager {
+	cfg := config{dirtyLimit: 32 << 20, cacheBlocks: 32, workers: runtime.GOMAXPROCS(0)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Manager{
+		blocks:  blocks,
+		maps:    maps,
+		cfg:     cfg,
+		cache:   newBlockCache(cfg.cacheBlocks),
+		devs:    make(map[string]*devState),
+		idLocks: make(map[string]*idLock),
+	}
+}
+
+// lockID serialises operations that load or replace the map of one id.
+func (m *Manager) lockID(id string) (unlock func()) {
+	m.mu.Lock()
+	l := m.idLocks[id]
+	if l == nil {
+		l = &idLock{}
+		m.idLocks[id] = l
+	}
+	l.n++
+	m.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		m.mu.Lock()
+		if l.n--; l.n == 0 {
+			delete(m.idLocks, id)
+		}
+		m.mu.Unlock()
+	}
+}
+
+// exists reports whether id has a map or an open device. The caller holds
+// lockID(id).
+func (m *Manager) exists(ctx context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	_, open := m.devs[id]
+	m.mu.Unlock()
+	if open {
+		return true, nil
+	}
+	_, err := m.maps.Load(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// Create saves an empty volume map of size bytes: all holes, no block
+// stored.
+func (m *Manager) Create(ctx context.Context, id string, size int64) error {
+	mp, err := New(size)
+	if err != nil {
+		return fmt.Errorf("blockmap: create %s: %w", id, errors.Join(ErrOutOfRange, err))
+	}
+	unlock := m.lockID(id)
+	defer unlock()
+	switch ok, err := m.exists(ctx, id); {
+	case err != nil:
+		return fmt.Errorf("blockmap: create %s: %w", id, err)
+	case ok:
+		return fmt.Errorf("blockmap: create %s: %w", id, ErrExists)
+	}
+	return m.saveMap(ctx, id, mp)
+}
+
+// Clone saves a copy of src's map under dst, which must not exist. Only
+// metadata is written. When src is open as a Device, the writes it
+// acknowledged before Clone was called are flushed first, and the copy is the
+// device content at one instant: each block is either as before or as after
+// each concurrent write, never torn between two writebacks.
+func (m *Manager) Clone(ctx context.Context, src, dst string) error {
+	if src == dst {
+		return fmt.Errorf("blockmap: clone %s onto itself: %w", src, ErrExists)
+	}
+	s, err := m.acquire(ctx, src)
+	if err != nil {
+		return fmt.Errorf("blockmap: clone %s: %w", src, err)
+	}
+	err = m.cloneFrom(ctx, s, dst)
+	if rerr := m.release(ctx, s); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func (m *Manager) cloneFrom(ctx context.Context, s *devState, dst string) error {
+	if err := s.flush(ctx); err != nil {
+		return fmt.Errorf("blockmap: clone %s: %w", s.id, err)
+	}
+	unlock := m.lockID(dst)
+	defer unlock()
+	switch ok, err := m.exists(ctx, dst); {
+	case err != nil:
+		return fmt.Errorf("blockmap: clone %s to %s: %w", s.id, dst, err)
+	case ok:
+		return fmt.Errorf("blockmap: clone %s to %s: %w", s.id, dst, ErrExists)
+	}
+	// Holding the gate keeps marking from starting or ending between the
+	// copy and the save: the copied hashes are referenced by src (saved or
+	// pinned) at the copy, and by dst after the save.
+	m.gate.RLock()
+	defer m.gate.RUnlock()
+	mp := s.snapshot()
+	return m.saveLocked(ctx, dst, mp)
+}
+
+// Resize grows the volume to size bytes. The new space reads as zeros and
+// costs nothing; shrinking is refused.
+func (m *Manager) Resize(ctx context.Context, id string, size int64) error {
+	s, err := m.acquire(ctx, id)
+	if err != nil {
+		return fmt.Errorf("blockmap: resize %s: %w", id, err)
+	}
+	err = s.grow(ctx, size)
+	if err == nil {
+		err = s.flush(ctx)
+	}
+	if rerr := m.release(ctx, s); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("blockmap: resize %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes the map of id. Its blocks are freed by the next garbage
+// collection unless another map shares them. It fails with ErrBusy while id
+// is open; deleting a missing id is not an error.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	unlock := m.lockID(id)
+	defer unlock()
+	m.mu.Lock()
+	_, open := m.devs[id]
+	m.mu.Unlock()
+	if open {
+		return fmt.Errorf("blockmap: delete %s: %w", id, ErrBusy)
+	}
+	m.gate.RLock()
+	defer m.gate.RUnlock()
+	if err := m.barrierLocked(ctx, id); err != nil {
+		return fmt.Errorf("blockmap: delete %s: %w", id, err)
+	}
+	return m.maps.Delete(ctx, id)
+}
+
+// Size returns the size in bytes of id.
+func (m *Manager) Size(ctx context.Context, id string) (int64, error) {
+	m.mu.Lock()
+	s := m.devs[id]
+	m.mu.Unlock()
+	if s != nil {
+		return s.size(), nil
+	}
+	mp, err := m.maps.Load(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	return mp.Size(), nil
+}
+
+// Open returns a Device reading and writing id. Opens of the same id share
+// one state (buffer, map); each returned Device must be closed, and the last
+// Close flushes.
+func (m *Manager) Open(ctx context.Context, id string) (*Device, error) {
+	s, err := m.acquire(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("blockmap: open %s: %w", id, err)
+	}
+	return &Device{s: s}, nil
+}
+
+// acquire returns the shared device state of id, loading its map if it is
+// not open, and takes a reference on it.
+func (m *Manager) acquire(ctx context.Context, id string) (*devState, error) {
+	unlock := m.lockID(id)
+	defer unlock()
+	m.mu.Lock()
+	if s := m.devs[id]; s != nil {
+		s.refs++
+		m.mu.Unlock()
+		return s, nil
+	}
+	m.mu.Unlock()
+	mp, err := m.maps.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s := newDevState(m, id, mp)
+	m.mu.Lock()
+	m.devs[id] = s
+	m.mu.Unlock()
+	return s, nil
+}
+
+// release drops a reference taken by acquire; the last one flushes the
+// state and forgets it. Even when that flush fails the state is dropped (and
+// its unsaved writes lost), so that a broken store cannot pin a volume open.
+func (m *Manager) release(ctx context.Context, s *devState) error {
+	unlock := m.lockID(s.id)
+	defer unlock()
+	m.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	m.mu.Unlock()
+	if !last {
+		return nil
+	}
+	err := s.flush(ctx)
+	m.mu.Lock()
+	delete(m.devs, s.id)
+	m.mu.Unlock()
+	s.shut()
+	return err
+}
+
+// saveMap durably saves mp under id, recording the hashes of the map it
+// replaces if a marking is running.
+func (m *Manager) saveMap(ctx context.Context, id string, mp *Map) error {
+	m.gate.RLock()
+	defer m.gate.RUnlock()
+	return m.saveLocked(ctx, id, mp)
+}
+
+// saveLocked is saveMap for a caller holding the gate shared.
+func (m *Manager) saveLocked(ctx context.Context, id string, mp *Map) error {
+	if err := m.barrierLocked(ctx, id); err != nil {
+		return fmt.Errorf("blockmap: save %s: %w", id, err)
+	}
+	return m.maps.Save(ctx, id, mp)
+}
+
+// barrierLocked is the write barrier of the collector: while a marking
+// runs, a map about to be replaced or deleted first has its hashes added to
+// the barrier set, which LiveHashes reports at its end. The caller holds the
+// gate shared, so marking cannot start between this check and the change.
+func (m *Manager) barrierLocked(ctx context.Context, id string) error {
+	if m.marking == 0 {
+		return nil
+	}
+	old, err := m.maps.Load(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m.barrierMu.Lock()
+	defer m.barrierMu.Unlock()
+	return old.Walk(func(_ int64, h blockstore.Hash) error {
+		m.barrier[h] = struct{}{}
+		return nil
+	})
+}
+
+// putPinned stores data and pins its hash, atomically with respect to the
+// start of a marking: a marking either sees the pin or starts after the Put,
+// in which case the block's written time protects it from that collection.
+func (m *Manager) putPinned(ctx context.Context, data []byte) (blockstore.Hash, error) {
+	m.gate.RLock()
+	defer m.gate.RUnlock()
+	h, err := m.blocks.Put(ctx, data)
+	if err != nil {
+		return h, err
+	}
+	m.pins.Pin(h)
+	return h, nil
+}
+
+// getBlock returns the content of block h, from the cache or the store. The
+// returned slice is shared and must not be modified.
+func (m *Manager) getBlock(ctx context.Context, h blockstore.Hash) ([]byte, error) {
+	if data := m.cache.get(h); data != nil {
+		return data, nil
+	}
+	data, err := m.blocks.Get(ctx, h, nil)
+	if err != nil {
+		return nil, err
+	}
+	m.cache.add(h, data)
+	return data, nil
+}
+
+// LiveHashes calls fn with every hash that must survive a collection that
+// started before the call: the hashes of every saved map, those Put by open
+// devices but not yet saved, those of open Views, and those of maps replaced
+// or deleted while it runs. A hash may be reported more than once. Use it as
+// the live function of gc.Collect.
+//
+// It is a snapshot-at-the-beginning marking: every hash referenced when it
+// starts is reported, even if the reference is dropped meanwhile (the write
+// barrier), and hashes that become referenced later were Put after the
+// collection started, so the sweep's written-time check keeps them.
+func (m *Manager) LiveHashes(ctx context.Context, fn func(blockstore.Hash) error) error {
+	m.gate.Lock()
+	if m.marking == 0 {
+		m.barrierMu.Lock()
+		m.barrier = make(map[blockstore.Hash]struct{})
+		m.barrierMu.Unlock()
+	}
+	m.marking++
+	m.gate.Unlock()
+	defer func() {
+		m.gate.Lock()
+		if m.marking--; m.marking == 0 {
+			m.barrierMu.Lock()
+			m.barrier = nil
+			m.barrierMu.Unlock()
+		}
+		m.gate.Unlock()
+	}()
+
+	pinned := make(map[blockstore.Hash]struct{})
+	m.pins.AddTo(pinned)
+	for h := range pinned {
+		if err := fn(h); err != nil {
+			return err
+		}
+	}
+	err := m.maps.Walk(ctx, func(id string, mp *Map) error {
+		return mp.Walk(func(_ int64, h blockstore.Hash) error { return fn(h) })
+	})
+	if err != nil {
+		return fmt.Errorf("blockmap: live hashes: %w", err)
+	}
+	m.barrierMu.Lock()
+	barrier := make([]blockstore.Hash, 0, len(m.barrier))
+	for h := range m.barrier {
+		barrier = append(barrier, h)
+	}
+	m.barrierMu.Unlock()
+	for _, h := range barrier {
+		if err := fn(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFrom copies r into volume id from offset 0, as an import does, and
+// returns the number of bytes copied. Input shorter than the volume leaves
+// the rest unchanged; longer input fails with ErrOutOfRange after writing
+// what fits. All-zero blocks become holes. The data is flushed before
+// WriteFrom returns nil.
+func (m *Manager) WriteFrom(ctx context.Context, id string, r io.Reader) (int64, error) {
+	s, err := m.acquire(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("blockmap: write %s: %w", id, err)
+	}
+	n, err := s.readFrom(ctx, r)
+	if err == nil {
+		err = s.flush(ctx)
+	}
+	if rerr := m.release(ctx, s); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return n, fmt.Errorf("blockmap: write %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// ReadTo writes the whole content of id to w, holes as zeros, reading
+// blocks ahead in parallel, and returns the number of bytes written.
+func (m *Manager) ReadTo(ctx context.Context, id string, w io.Writer) (int64, error) {
+	v, err := m.View(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	defer v.Close()
+	return v.WriteTo(w)
+}

@@ -1,0 +1,332 @@
+package blockmap
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/omiproject/omi/blockstore"
+)
+
+// MaxSize is the largest volume a Map describes: 16 TiB, above the largest
+// OUTSCALE volume (14,901 GiB). It bounds the memory a decoded map header can
+// make us allocate.
+const MaxSize = 16 << 40
+
+// chunkEntries is the number of entries per in-memory chunk. Chunks that are
+// all holes are not allocated, so an empty 16 TiB map costs a slice of nil
+// pointers (1 MiB) and decoding never allocates more than the encoded data
+// justifies.
+const chunkEntries = 256
+
+type chunk [chunkEntries]blockstore.Hash
+
+// ErrCorrupt is returned (wrapped) when an encoded map fails to decode: bad
+// magic, unknown version, checksum mismatch, truncated or non-canonical data.
+var ErrCorrupt = errors.New("blockmap: corrupt map")
+
+// Map is the content of a volume or snapshot: its size in bytes and, for each
+// block of [blockstore.BlockSize] bytes, the hash of that block's content.
+// The zero hash is a hole, a block that reads as zeros and is not stored. The
+// last block is shorter when the size is not a multiple of BlockSize, and its
+// hash is that of its short content.
+//
+// A Map is a plain value: it is not safe for concurrent mutation.
+type Map struct {
+	size   int64
+	chunks []*chunk
+}
+
+// New returns a map of size bytes, all holes.
+func New(size int64) (*Map, error) {
+	if size < 0 || size > MaxSize {
+		return nil, fmt.Errorf("blockmap: size %d out of range [0, %d]", size, int64(MaxSize))
+	}
+	return &Map{size: size, chunks: make([]*chunk, numChunks(blocksOf(size)))}, nil
+}
+
+func blocksOf(size int64) int64 { return (size + blockstore.BlockSize - 1) / blockstore.BlockSize }
+func numChunks(blocks int64) int64 {
+	return (blocks + chunkEntries - 1) / chunkEntries
+}
+
+// Size returns the size in bytes.
+func (m *Map) Size() int64 { return m.size }
+
+// Blocks returns the number of entries, ceil(Size/BlockSize).
+func (m *Map) Blocks() int64 { return blocksOf(m.size) }
+
+// BlockLen returns the length in bytes of block i: BlockSize except for a
+// short last block; 0 when i is out of range.
+func (m *Map) BlockLen(i int64) int {
+	if i < 0 || i >= m.Blocks() {
+		return 0
+	}
+	if rest := m.size - i*blockstore.BlockSize; rest < blockstore.BlockSize {
+		return int(rest)
+	}
+	return blockstore.BlockSize
+}
+
+// Entry returns the hash of block i, the zero hash for a hole or an index
+// out of range.
+func (m *Map) Entry(i int64) blockstore.Hash {
+	if i < 0 || i >= m.Blocks() {
+		return blockstore.Hash{}
+	}
+	c := m.chunks[i/chunkEntries]
+	if c == nil {
+		return blockstore.Hash{}
+	}
+	return c[i%chunkEntries]
+}
+
+// SetEntry sets the hash of block i (the zero hash makes it a hole).
+func (m *Map) SetEntry(i int64, h blockstore.Hash) error {
+	if i < 0 || i >= m.Blocks() {
+		return fmt.Errorf("blockmap: block %d out of range [0, %d)", i, m.Blocks())
+	}
+	ci := i / chunkEntries
+	c := m.chunks[ci]
+	if c == nil {
+		if h.IsZero() {
+			return nil
+		}
+		c = new(chunk)
+		m.chunks[ci] = c
+	}
+	c[i%chunkEntries] = h
+	if h.IsZero() && *c == (chunk{}) {
+		m.chunks[ci] = nil
+	}
+	return nil
+}
+
+// Grow extends the map to size bytes; the new blocks are holes. It does not
+// rehash a short last block that becomes longer: the caller (the Device)
+// rewrites that block. Shrinking is refused.
+func (m *Map) Grow(size int64) error {
+	if size < m.size || size > MaxSize {
+		return fmt.Errorf("blockmap: cannot resize from %d to %d bytes (grow only, max %d)", m.size, size, int64(MaxSize))
+	}
+	n := numChunks(blocksOf(size))
+	for int64(len(m.chunks)) < n {
+		m.chunks = append(m.chunks, nil)
+	}
+	m.size = size
+	return nil
+}
+
+// Clone returns an independent copy of m. It copies the allocated chunks,
+// 8 KiB per 128 MiB of allocated volume.
+func (m *Map) Clone() *Map {
+	c := &Map{size: m.size, chunks: make([]*chunk, len(m.chunks))}
+	for i, ch := range m.chunks {
+		if ch != nil {
+			cp := *ch
+			c.chunks[i] = &cp
+		}
+	}
+	return c
+}
+
+// Walk calls fn for every allocated (non-hole) entry, in increasing block
+// order. An error from fn stops the walk and is returned.
+func (m *Map) Walk(fn func(i int64, h blockstore.Hash) error) error {
+	for ci, c := range m.chunks {
+		if c == nil {
+			continue
+		}
+		for j := range c {
+			if c[j].IsZero() {
+				continue
+			}
+			if err := fn(int64(ci)*chunkEntries+int64(j), c[j]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Allocated returns the number of non-hole entries.
+func (m *Map) Allocated() int64 {
+	var n int64
+	m.Walk(func(int64, blockstore.Hash) error { n++; return nil })
+	return n
+}
+
+// Equal reports whether m and o have the same size and entries.
+func (m *Map) Equal(o *Map) bool {
+	if m.size != o.size {
+		return false
+	}
+	for i := range m.chunks {
+		a, b := m.chunks[i], o.chunks[i]
+		switch {
+		case a == nil && b == nil:
+		case a == nil || b == nil:
+			return false
+		case *a != *b:
+			return false
+		}
+	}
+	return true
+}
+
+// Encoding:
+//
+//	offset 0   magic "OMIM"
+//	offset 4   format version (1)
+//	offset 5   three reserved bytes, zero
+//	offset 8   size in bytes, uint64 little endian
+//	offset 16  runs covering the Blocks() entries in order; each run is a
+//	           uvarint n<<1|kind followed, for kind 1 (data), by n hashes of
+//	           32 bytes; kind 0 is n holes. Runs alternate kinds, n > 0, and a
+//	           data run holds no zero hash, so each map has one encoding.
+//	end - 4    CRC-32C (Castagnoli) of everything before, little endian
+const (
+	headerSize    = 16
+	formatVersion = 1
+	trailerSize   = 4
+)
+
+var (
+	magic    = [4]byte{'O', 'M', 'I', 'M'}
+	crcTable = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// MarshalBinary encodes m in the compact format described above: holes cost
+// about a byte per run, each allocated block 32 bytes.
+func (m *Map) MarshalBinary() ([]byte, error) {
+	return m.AppendBinary(make([]byte, 0, headerSize+trailerSize+16+int(m.Allocated())*blockstore.HashSize)), nil
+}
+
+// AppendBinary appends the encoding of m to b.
+func (m *Map) AppendBinary(b []byte) []byte {
+	start := len(b)
+	b = append(b, magic[:]...)
+	b = append(b, formatVersion, 0, 0, 0)
+	b = binary.LittleEndian.AppendUint64(b, uint64(m.size))
+	n := m.Blocks()
+	var i int64
+	for i < n {
+		data := !m.Entry(i).IsZero()
+		j := i + 1
+		if data {
+			for j < n && !m.Entry(j).IsZero() {
+				j++
+			}
+		} else {
+			for j < n && m.Entry(j).IsZero() {
+				// Skip whole nil chunks at once.
+				if j%chunkEntries == 0 && m.chunks[j/chunkEntries] == nil {
+					j = min(j+chunkEntries, n)
+					continue
+				}
+				j++
+			}
+		}
+		kind := uint64(0)
+		if data {
+			kind = 1
+		}
+		b = binary.AppendUvarint(b, uint64(j-i)<<1|kind)
+		if data {
+			for k := i; k < j; k++ {
+				h := m.Entry(k)
+				b = append(b, h[:]...)
+			}
+		}
+		i = j
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], crcTable))
+}
+
+// UnmarshalBinary replaces m with the decoded data. It rejects anything that
+// is not exactly a canonical encoding, with an error wrapping ErrCorrupt, and
+// allocates no more than the input length justifies.
+func (m *Map) UnmarshalBinary(data []byte) error {
+	d, err := Decode(data)
+	if err != nil {
+		return err
+	}
+	*m = *d
+	return nil
+}
+
+// Decode decodes a map encoded by MarshalBinary.
+func Decode(data []byte) (*Map, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	if len(data) < headerSize+trailerSize {
+		return nil, bad("%d bytes is shorter than header and checksum", len(data))
+	}
+	if [4]byte(data[:4]) != magic {
+		return nil, bad("bad magic")
+	}
+	body := data[:len(data)-trailerSize]
+	if want := binary.LittleEndian.Uint32(data[len(data)-trailerSize:]); crc32.Checksum(body, crcTable) != want {
+		return nil, bad("checksum mismatch")
+	}
+	if data[4] != formatVersion {
+		return nil, bad("unknown format version %d", data[4])
+	}
+	if data[5] != 0 || data[6] != 0 || data[7] != 0 {
+		return nil, bad("reserved bytes not zero")
+	}
+	size := binary.LittleEndian.Uint64(data[8:16])
+	if size > MaxSize {
+		return nil, bad("size %d exceeds %d", size, int64(MaxSize))
+	}
+	m, err := New(int64(size))
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	n := m.Blocks()
+	p := body[headerSize:]
+	var i int64
+	lastKind := uint64(2)
+	for len(p) > 0 {
+		v, k := binary.Uvarint(p)
+		if k <= 0 {
+			return nil, bad("bad run header at block %d", i)
+		}
+		p = p[k:]
+		kind, count := v&1, v>>1
+		if count == 0 || count > uint64(n-i) {
+			return nil, bad("run of %d blocks at block %d of %d", count, i, n)
+		}
+		if kind == lastKind {
+			return nil, bad("two consecutive runs of the same kind at block %d", i)
+		}
+		lastKind = kind
+		if kind == 1 {
+			if uint64(len(p))/blockstore.HashSize < count {
+				return nil, bad("data run of %d blocks truncated", count)
+			}
+			for c := uint64(0); c < count; c++ {
+				h := blockstore.Hash(p[:blockstore.HashSize])
+				p = p[blockstore.HashSize:]
+				if h.IsZero() {
+					return nil, bad("zero hash inside a data run at block %d", i)
+				}
+				m.SetEntry(i, h)
+				i++
+			}
+		} else {
+			i += int64(count)
+		}
+	}
+	if i != n {
+		return nil, bad("runs cover %d of %d blocks", i, n)
+	}
+	return m, nil
+}
+
+// appendCRC appends the checksum of all of b.
+func appendCRC(b []byte) []byte {
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+}

@@ -18,6 +18,10 @@ const (
 	KindVolume    Kind = "volume"
 	KindVm        Kind = "instance"
 	KindTask      Kind = "task"
+	// KindRetired records the ids of deleted resources, so that an id is
+	// never handed out twice (a client holding an old id must not reach a
+	// new resource through it).
+	KindRetired Kind = "retired"
 )
 
 // KindOfID tells which kind of taggable resource an id names, from its prefix.

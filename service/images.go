@@ -120,8 +120,8 @@ func insertImage(tx omi.Tx, img *omi.Image) error {
 	return insertNew(tx, img, func() { img.ImageId = omi.NewID(omi.PrefixImage) })
 }
 
-// registerImage creates an OMI from snapshots. It is available at once: its
-// snapshots are already complete.
+// registerImage creates an OMI from snapshots. It is available at once when
+// its snapshots are complete, else pending until they are.
 func (s *Service) registerImage(ctx context.Context, c *omi.Caller, in *CreateImageRequest) (*CreateImageResponse, error) {
 	if in.RootDeviceName == "" || len(in.BlockDeviceMappings) == 0 {
 		return nil, omi.Invalid(omi.CodeInvalidParameter, "registering an OMI needs RootDeviceName and BlockDeviceMappings")
@@ -138,10 +138,18 @@ func (s *Service) registerImage(ctx context.Context, c *omi.Caller, in *CreateIm
 			return err
 		}
 		img.BlockDeviceMappings = bdms
+		for _, id := range img.SnapshotIDs() {
+			if sn, err := omi.Get[omi.Snapshot](tx, id); err == nil && sn.State != omi.SnapshotCompleted {
+				img.State = omi.ImagePending // available once its snapshots complete
+			}
+		}
 		return insertImage(tx, img)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if img.State == omi.ImagePending {
+		s.enqueue(ctx, omi.KindImage, img.ImageId)
 	}
 	return &CreateImageResponse{Image: img}, nil
 }
@@ -182,8 +190,8 @@ func (s *Service) checkImageBDMs(tx omi.Tx, c *omi.Caller, in []omi.ImageBDM, ro
 		if err != nil {
 			return nil, err
 		}
-		if snap.State != omi.SnapshotCompleted {
-			return nil, omi.BadState(omi.CodeInvalidState, "snapshot %s is %s, not completed", snap.SnapshotId, snap.State)
+		if snap.State != omi.SnapshotCompleted && snap.State != omi.SnapshotPending {
+			return nil, omi.BadState(omi.CodeInvalidState, "snapshot %s is %s", snap.SnapshotId, snap.State)
 		}
 		size := snap.VolumeSize
 		if b.VolumeSize != nil {
@@ -578,7 +586,7 @@ func (s *Service) DeleteImage(ctx context.Context, c *omi.Caller, in *DeleteImag
 		if err := markUsed(tx, img.ImageId, img.SnapshotIDs(), false); err != nil {
 			return err
 		}
-		return tx.Delete(omi.KindImage, img.ImageId)
+		return retire(tx, omi.KindImage, img.ImageId)
 	})
 	if err != nil {
 		return nil, err

@@ -232,7 +232,7 @@ func (s *Service) settleVmDown(ctx context.Context, id string) (bool, error) {
 					return err
 				}
 				if m.Bsu.DeleteOnVmDeletion {
-					if err := tx.Delete(omi.KindVolume, v.VolumeId); err != nil {
+					if err := retire(tx, omi.KindVolume, v.VolumeId); err != nil {
 						return err
 					}
 					freed = append(freed, v.VolumeId)
@@ -250,7 +250,7 @@ func (s *Service) settleVmDown(ctx context.Context, id string) (bool, error) {
 				return nil
 			}
 			did = true
-			return tx.Delete(omi.KindVm, id)
+			return retire(tx, omi.KindVm, id)
 		default:
 			return nil
 		}

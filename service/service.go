@@ -118,16 +118,33 @@ func wrapStoreErr(err error) error {
 // nowString is the current time in the API's date format.
 func (s *Service) nowString() string { return omi.FormatTime(s.now()) }
 
-// insertNew inserts r, regenerating its id on the (rare) collision.
+// insertNew inserts r, regenerating its id on the (rare) collision with a
+// live or a retired id, so that ids are never reused.
 func insertNew(tx omi.Tx, r omi.Resource, regen func()) error {
 	for i := 0; i < 8; i++ {
-		err := omi.Insert(tx, r)
+		_, err := tx.Get(omi.KindRetired, r.ResourceID())
+		if err == nil {
+			regen()
+			continue
+		}
+		if !isNotFound(err) {
+			return err
+		}
+		err = omi.Insert(tx, r)
 		if !errors.Is(err, omi.ErrExists) {
 			return err
 		}
 		regen()
 	}
 	return fmt.Errorf("could not allocate a unique %s id", r.Kind())
+}
+
+// retire deletes a resource and keeps its id as retired.
+func retire(tx omi.Tx, kind omi.Kind, id string) error {
+	if err := tx.Delete(kind, id); err != nil {
+		return err
+	}
+	return tx.Put(omi.Record{Kind: omi.KindRetired, ID: id, Doc: []byte(`{"Kind":"` + string(kind) + `"}`)})
 }
 
 // notFound is the typed NotFound for a store miss.

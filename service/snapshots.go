@@ -286,7 +286,7 @@ func (s *Service) DeleteSnapshot(ctx context.Context, c *omi.Caller, in *DeleteS
 		if len(snap.UsedBy) > 0 {
 			return omi.Conflict(omi.CodeDeviceInUse, "snapshot %s is used by OMI %s; delete the OMI first", snap.SnapshotId, snap.UsedBy[0])
 		}
-		return tx.Delete(omi.KindSnapshot, snap.SnapshotId)
+		return retire(tx, omi.KindSnapshot, snap.SnapshotId)
 	})
 	if err != nil {
 		return nil, err

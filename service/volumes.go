@@ -271,7 +271,7 @@ func (s *Service) DeleteVolume(ctx context.Context, c *omi.Caller, in *DeleteVol
 		if v.State != omi.VolumeAvailable && v.State != omi.VolumeError {
 			return omi.BadState(omi.CodeInvalidVolState, "volume %s is %s; only available volumes can be deleted", v.VolumeId, v.State)
 		}
-		return tx.Delete(omi.KindVolume, v.VolumeId)
+		return retire(tx, omi.KindVolume, v.VolumeId)
 	})
 	if err != nil {
 		return nil, err

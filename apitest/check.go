@@ -1,0 +1,258 @@
+package apitest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// Checker is an http.RoundTripper that checks every response against what
+// OUTSCALE clients require, and reports violations as test errors:
+//
+//   - the status is never 5xx (the v3 SDK, terraform and packer retry 5xx
+//     for up to 40 minutes, so a 5xx looks like a hang to them);
+//   - Content-Type is application/json (the v3 SDK parses nothing else);
+//   - the body is a JSON object with ResponseContext.RequestId;
+//   - a non-200 body carries Errors[0].Code as a string of digits;
+//   - with Spec set, the body conforms to the response schema the OpenAPI
+//     specification declares for the operation and status (ErrorResponse
+//     for an error status the operation does not declare).
+type Checker struct {
+	// Next is the transport that sends the requests.
+	Next http.RoundTripper
+	// Spec validates bodies when not nil.
+	Spec *Spec
+
+	t       testing.TB
+	checked atomic.Int64
+	mu      sync.Mutex
+	report  []string
+}
+
+// NewChecker returns a checker reporting to t.
+func NewChecker(t testing.TB, next http.RoundTripper) *Checker {
+	return &Checker{Next: next, t: t}
+}
+
+// Checked returns how many responses the checker has looked at.
+func (c *Checker) Checked() int64 { return c.checked.Load() }
+
+// RoundTrip sends the request and checks the response. The body is read
+// whole and handed back unchanged.
+func (c *Checker) RoundTrip(req *http.Request) (*http.Response, error) {
+	return c.via(c.Next, req)
+}
+
+// via sends req with next and checks the response.
+func (c *Checker) via(next http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("apitest: read response body: %w", err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	c.Check(req.Method+" "+req.URL.Path, CallName(req.URL.Path), resp.StatusCode, resp.Header, body)
+	return resp, nil
+}
+
+// Check checks one response of call (the operation name, "" if unknown);
+// what names the request in messages. It returns the problems found, which
+// are also reported as test errors.
+func (c *Checker) Check(what, call string, status int, h http.Header, body []byte) []string {
+	c.checked.Add(1)
+	problems := CheckResponse(status, h, body)
+	if c.Spec != nil && len(problems) == 0 {
+		if err := c.Spec.ValidateResponse(call, status, body); err != nil {
+			problems = append(problems, "OpenAPI: "+err.Error())
+		}
+	}
+	for _, p := range problems {
+		msg := fmt.Sprintf("apitest: %s -> %d: %s\nbody: %s", what, status, p, truncate(body, 2000))
+		c.mu.Lock()
+		c.report = append(c.report, msg)
+		c.mu.Unlock()
+		c.t.Error(msg)
+	}
+	return problems
+}
+
+// Problems returns every violation reported so far.
+func (c *Checker) Problems() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.report...)
+}
+
+// CheckResponse applies the envelope rules (everything but the OpenAPI
+// schema) to one response and returns the problems found.
+func CheckResponse(status int, h http.Header, body []byte) []string {
+	var problems []string
+	if status >= 500 {
+		problems = append(problems, fmt.Sprintf("server error %d: a client must never see a 5xx", status))
+	}
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		problems = append(problems, fmt.Sprintf("Content-Type is %q, want application/json", h.Get("Content-Type")))
+	}
+	var env struct {
+		ResponseContext *struct {
+			RequestId *string
+		}
+		Errors []struct {
+			Code    *string
+			Type    *string
+			Details *string
+		}
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return append(problems, fmt.Sprintf("body is not a JSON object: %v", err))
+	}
+	if env.ResponseContext == nil || env.ResponseContext.RequestId == nil || *env.ResponseContext.RequestId == "" {
+		problems = append(problems, "ResponseContext.RequestId is missing")
+	}
+	if status != http.StatusOK {
+		if len(env.Errors) == 0 {
+			problems = append(problems, "error response without Errors")
+		}
+		for i, e := range env.Errors {
+			if e.Code == nil || *e.Code == "" {
+				problems = append(problems, fmt.Sprintf("Errors[%d].Code is missing", i))
+			} else if _, err := strconv.Atoi(*e.Code); err != nil {
+				problems = append(problems, fmt.Sprintf("Errors[%d].Code %q is not a number", i, *e.Code))
+			}
+			if e.Type == nil || *e.Type == "" {
+				problems = append(problems, fmt.Sprintf("Errors[%d].Type is missing", i))
+			}
+		}
+	} else if len(env.Errors) > 0 {
+		problems = append(problems, "200 response with Errors")
+	}
+	return problems
+}
+
+// CallName extracts the operation from /api/v1/X, /api/latest/X or /X
+// (repeated slashes collapsed), or returns "".
+func CallName(path string) string {
+	for strings.Contains(path, "//") {
+		path = strings.ReplaceAll(path, "//", "/")
+	}
+	p := strings.TrimPrefix(path, "/")
+	for _, prefix := range []string{"api/v1/", "api/latest/"} {
+		if rest, ok := strings.CutPrefix(p, prefix); ok {
+			p = rest
+			break
+		}
+	}
+	if strings.Contains(p, "/") {
+		return ""
+	}
+	return p
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}
+
+// Spec is the OUTSCALE OpenAPI description loaded for validation.
+type Spec struct {
+	Doc *openapi3.T
+	// errorSchema is components.schemas.ErrorResponse.
+	errorSchema *openapi3.Schema
+}
+
+var (
+	specOnce sync.Once
+	spec     *Spec
+	specErr  error
+)
+
+// SpecPath finds the OpenAPI file: $OMI_API_SPEC, else shared/spec beside the
+// repository (where the team and CI keep it).
+func SpecPath() (string, error) {
+	if p := os.Getenv("OMI_API_SPEC"); p != "" {
+		return p, nil
+	}
+	p := filepath.Join(RepoRoot(), "..", "shared", "spec", "osc-api-outscale.yaml")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("OpenAPI spec not found (set OMI_API_SPEC): %w", err)
+	}
+	return p, nil
+}
+
+// LoadSpec loads the specification once per test binary (it is a 1 MB
+// document; parsing takes about a second).
+func LoadSpec() (*Spec, error) {
+	specOnce.Do(func() {
+		path, err := SpecPath()
+		if err != nil {
+			specErr = err
+			return
+		}
+		loader := openapi3.NewLoader()
+		loader.IsExternalRefsAllowed = true
+		doc, err := loader.LoadFromFile(path)
+		if err != nil {
+			specErr = fmt.Errorf("load OpenAPI spec %s: %w", path, err)
+			return
+		}
+		ref := doc.Components.Schemas["ErrorResponse"]
+		if ref == nil || ref.Value == nil {
+			specErr = errors.New("OpenAPI spec has no ErrorResponse schema")
+			return
+		}
+		spec = &Spec{Doc: doc, errorSchema: ref.Value}
+	})
+	return spec, specErr
+}
+
+// ValidateResponse checks body against the schema the specification gives
+// for call's response with that status. An error status the operation does
+// not declare (409 on most calls) and an unknown call are checked against
+// ErrorResponse.
+func (s *Spec) ValidateResponse(call string, status int, body []byte) error {
+	var schema *openapi3.Schema
+	if item := s.Doc.Paths.Find("/" + call); call != "" && item != nil && item.Post != nil {
+		if r := item.Post.Responses.Status(status); r != nil && r.Value != nil {
+			if mt := r.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil {
+				schema = mt.Schema.Value
+			}
+		}
+		if schema == nil && status == http.StatusOK {
+			return fmt.Errorf("the spec declares no 200 JSON response for %s", call)
+		}
+	}
+	if schema == nil {
+		if status == http.StatusOK {
+			return fmt.Errorf("200 for %q, which the spec does not define", call)
+		}
+		schema = s.errorSchema
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	return schema.VisitJSON(v, openapi3.MultiErrors(), openapi3.VisitAsResponse(), openapi3.EnableFormatValidation())
+}
+
+func lookPath(name string) (string, error) { return exec.LookPath(name) }

@@ -245,6 +245,15 @@ func (s *Service) UpdateVolume(ctx context.Context, c *omi.Caller, in *UpdateVol
 	if err != nil {
 		return nil, err
 	}
+	if s.data != nil && !omi.IsDryRun(ctx) {
+		// The record already holds the new size. Should growing the map
+		// fail, the caller gets an error and retrying UpdateVolume with the
+		// same size grows it: ResizeVolume is idempotent.
+		if err := s.data.ResizeVolume(ctx, v.VolumeId, int64(v.Size)*gib); err != nil {
+			s.log.Error("resize volume data", "volume", v.VolumeId, "err", err)
+			return nil, omi.Internal(err)
+		}
+	}
 	v.Normalize()
 	return &UpdateVolumeResponse{Volume: v}, nil
 }

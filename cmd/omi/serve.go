@@ -15,7 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/omiproject/omi/blockmap"
+	"github.com/omiproject/omi/blockstore/local"
 	"github.com/omiproject/omi/config"
+	"github.com/omiproject/omi/dataplane"
+	"github.com/omiproject/omi/nbd"
 	"github.com/omiproject/omi/oapi"
 	"github.com/omiproject/omi/service"
 	"github.com/omiproject/omi/sqlite"
@@ -25,11 +29,13 @@ import (
 // variable (OMI_ and the flag name in capitals with _ for -), which the flag
 // overrides.
 type serveFlags struct {
-	listen   string
-	data     string
-	config   string
-	region   string
-	logLevel string
+	listen    string
+	nbdListen string
+	gcEvery   time.Duration
+	data      string
+	config    string
+	region    string
+	logLevel  string
 }
 
 func envOr(name, def string) string {
@@ -43,6 +49,12 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	f := &serveFlags{}
 	fs := flag.NewFlagSet("omi serve", flag.ContinueOnError)
 	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
+	fs.StringVar(&f.nbdListen, "nbd-listen", envOr("OMI_NBD_LISTEN", "127.0.0.1:10809"), "NBD address serving volumes by id; loopback only (env OMI_NBD_LISTEN; empty disables)")
+	gcDefault, err := time.ParseDuration(envOr("OMI_GC_INTERVAL", "10m"))
+	if err != nil {
+		return nil, fmt.Errorf("OMI_GC_INTERVAL: %w", err)
+	}
+	fs.DurationVar(&f.gcEvery, "gc-interval", gcDefault, "how often unreferenced blocks are collected; 0 disables (env OMI_GC_INTERVAL)")
 	fs.StringVar(&f.data, "data", envOr("OMI_DATA", "omi-data"), "data directory: metadata database, blocks (env OMI_DATA)")
 	fs.StringVar(&f.config, "config", envOr("OMI_CONFIG", ""), "YAML configuration file with accounts (env OMI_CONFIG)")
 	fs.StringVar(&f.region, "region", envOr("OMI_REGION", ""), "region name; default: the config's, else eu-west-2 (env OMI_REGION)")
@@ -95,6 +107,16 @@ func serve(args []string) error {
 		return err
 	}
 	defer store.Close()
+	blocks, err := local.Open(filepath.Join(f.data, "blocks"))
+	if err != nil {
+		return err
+	}
+	defer blocks.Close()
+	mapStore, err := blockmap.NewDirStore(filepath.Join(f.data, "maps"))
+	if err != nil {
+		return err
+	}
+	plane := dataplane.New(blockmap.NewManager(blocks, mapStore), blocks, store)
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -112,8 +134,34 @@ func serve(args []string) error {
 			return err
 		}
 	}
+	svc.SetDataPlane(plane)
 	svc.Start(ctx)
 	defer svc.Close()
+
+	if f.nbdListen != "" {
+		if err := nbd.CheckListenAddr(f.nbdListen, false); err != nil {
+			return err
+		}
+		nln, err := net.Listen("tcp", f.nbdListen)
+		if err != nil {
+			return fmt.Errorf("nbd listen: %w", err)
+		}
+		nsrv := nbd.NewServer(plane, nbd.WithLogger(log))
+		go func() {
+			if err := nsrv.Serve(nln); err != nil && !errors.Is(err, nbd.ErrServerClosed) {
+				log.Error("nbd server stopped", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			nsrv.Shutdown(sctx)
+		}()
+		log.Info("nbd serving volumes", "nbd", "nbd://"+nln.Addr().String()+"/<volume-id>")
+	}
+	if f.gcEvery > 0 {
+		go collectEvery(ctx, plane, f.gcEvery, log)
+	}
 
 	srv := &http.Server{Handler: oapi.New(svc, log), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
@@ -130,6 +178,27 @@ func serve(args []string) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutCtx)
+}
+
+// collectEvery frees unreferenced blocks periodically.
+func collectEvery(ctx context.Context, plane *dataplane.Plane, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := plane.Collect(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("garbage collection", "err", err)
+			}
+			continue
+		}
+		log.Info("garbage collection", "stats", fmt.Sprintf("%+v", st))
+	}
 }
 
 // ensureDefaultAccount creates an account on the first start without a

@@ -1,0 +1,282 @@
+package dataplane_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omiproject/omi"
+	"github.com/omiproject/omi/blockmap"
+	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/blockstore/local"
+	"github.com/omiproject/omi/dataplane"
+	"github.com/omiproject/omi/nbd"
+	"github.com/omiproject/omi/service"
+	"github.com/omiproject/omi/sqlite"
+)
+
+// stack is the service with its data plane and an NBD server on loopback.
+type stack struct {
+	t        *testing.T
+	svc      *service.Service
+	plane    *dataplane.Plane
+	blocks   *local.Store
+	nbdAddr  string
+	joe, bob *omi.Caller
+}
+
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	needTool(t, "qemu-io")
+	needTool(t, "qemu-img")
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "omi.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := local.Open(filepath.Join(dir, "blocks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, err := blockmap.NewDirStore(filepath.Join(dir, "maps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plane := dataplane.New(blockmap.NewManager(blocks, maps), blocks, store)
+	svc := service.New(store, service.Config{Region: "eu-west-2"}, nil)
+	svc.SetDataPlane(plane)
+	joe := service.AccountSpec{AccountID: "123456789012", Alias: "joe", Email: "joe@example.com"}
+	bob := service.AccountSpec{AccountID: "210987654321", Alias: "bob", Email: "bob@example.com"}
+	if err := svc.Provision(ctx, []service.AccountSpec{joe, bob}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := nbd.NewServer(plane)
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		blocks.Close()
+		store.Close()
+	})
+	return &stack{t: t, svc: svc, plane: plane, blocks: blocks, nbdAddr: ln.Addr().String(),
+		joe: &omi.Caller{Account: &omi.Account{AccountId: joe.AccountID, Alias: "joe"}},
+		bob: &omi.Caller{Account: &omi.Account{AccountId: bob.AccountID, Alias: "bob"}}}
+}
+
+func (s *stack) settle() {
+	s.t.Helper()
+	if err := s.svc.Settle(context.Background()); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *stack) url(vol string) string { return "nbd://" + s.nbdAddr + "/" + vol }
+
+// qemuIO runs qemu-io commands on a volume and fails the test on any error
+// (qemu-io prints "Pattern verification failed" but exits 0, so the output
+// is checked too).
+func (s *stack) qemuIO(vol string, cmds ...string) {
+	s.t.Helper()
+	args := []string{"-f", "raw", s.url(vol)}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out, err := exec.Command("qemu-io", args...).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "failed") || strings.Contains(string(out), "error") {
+		s.t.Fatalf("qemu-io %v: %v\n%s", cmds, err, out)
+	}
+}
+
+// blockCount counts the blocks stored.
+func (s *stack) blockCount() int {
+	s.t.Helper()
+	n := 0
+	err := s.blocks.Walk(context.Background(), func(blockstore.Hash, time.Time) error { n++; return nil })
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return n
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestVolumeSnapshotImageVmOverNBD(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := vol.Volume.VolumeId
+	s.settle()
+	if s.blockCount() != 0 {
+		t.Fatal("an empty volume stored blocks")
+	}
+	s.qemuIO(v1, "write -P 0xab 0 1M", "write -P 0xcd 512M 4k")
+	snap, err := s.svc.CreateSnapshot(ctx, s.joe, &service.CreateSnapshotRequest{VolumeId: v1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	// Writes after the snapshot do not reach it.
+	s.qemuIO(v1, "write -P 0x11 0 1M")
+	before := s.blockCount()
+
+	// A bigger volume from the snapshot sees the snapshot's instant, zeros beyond.
+	vol2, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{SnapshotId: snap.Snapshot.SnapshotId, Size: ptr(2), SubregionName: "eu-west-2a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if s.blockCount() != before {
+		t.Errorf("volume from snapshot wrote %d blocks; want none", s.blockCount()-before)
+	}
+	s.qemuIO(vol2.Volume.VolumeId, "read -P 0xab 0 1M", "read -P 0xcd 512M 4k", "read -P 0 1G 1M")
+	s.qemuIO(v1, "read -P 0x11 0 1M")
+
+	// qemu-img sees a sparse volume: the map reports holes.
+	out, err := exec.Command("qemu-img", "map", "--output=json", s.url(vol2.Volume.VolumeId)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extents []struct {
+		Start, Length int64
+		Data          bool
+	}
+	if err := json.Unmarshal(out, &extents); err != nil {
+		t.Fatal(err)
+	}
+	var data int64
+	for _, e := range extents {
+		if e.Data {
+			data += e.Length
+		}
+	}
+	if data > 2<<20 {
+		t.Errorf("qemu-img map reports %d data bytes in a volume with 1 MiB + 4 KiB written", data)
+	}
+
+	// Register an OMI from the snapshot, start a VM: its root volume has the content.
+	img, err := s.svc.CreateImage(ctx, s.joe, &service.CreateImageRequest{ImageName: "nbd-image", RootDeviceName: "/dev/sda1",
+		BlockDeviceMappings: []omi.ImageBDM{{DeviceName: "/dev/sda1", Bsu: &omi.BsuImage{SnapshotId: snap.Snapshot.SnapshotId}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms, err := s.svc.CreateVms(ctx, s.joe, &service.CreateVmsRequest{ImageId: img.Image.ImageId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	root := vms.Vms[0].BlockDeviceMappings[0].Bsu.VolumeId
+	s.qemuIO(root, "read -P 0xab 0 1M", "write -P 0x77 4M 64k")
+
+	// An OMI made from the running VM (NoReboot) captures that write.
+	img2, err := s.svc.CreateImage(ctx, s.joe, &service.CreateImageRequest{VmId: vms.Vms[0].VmId, ImageName: "from-vm", NoReboot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	// Shared with bob, who copies it: the copy costs no block data.
+	if _, err := s.svc.UpdateImage(ctx, s.joe, &service.UpdateImageRequest{ImageId: img2.Image.ImageId,
+		PermissionsToLaunch: &omi.PermissionsChange{Additions: &omi.Permissions{AccountIds: []string{"210987654321"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	blocksBeforeCopy := s.blockCount()
+	cp, err := s.svc.CreateImage(ctx, s.bob, &service.CreateImageRequest{SourceImageId: img2.Image.ImageId, SourceRegionName: "eu-west-2", ImageName: "bobs-copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if n := s.blockCount(); n != blocksBeforeCopy {
+		t.Errorf("copying an OMI stored %d new blocks", n-blocksBeforeCopy)
+	}
+	// The copy survives deregistration of its source.
+	if _, err := s.svc.DeleteImage(ctx, s.joe, &service.DeleteImageRequest{ImageId: img2.Image.ImageId}); err != nil {
+		t.Fatal(err)
+	}
+	bobVms, err := s.svc.CreateVms(ctx, s.bob, &service.CreateVmsRequest{ImageId: cp.Image.ImageId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	s.qemuIO(bobVms.Vms[0].BlockDeviceMappings[0].Bsu.VolumeId, "read -P 0xab 0 1M", "read -P 0x77 4M 64k", "read -P 0xcd 512M 4k")
+
+	// Garbage collection frees nothing still referenced...
+	if _, err := s.plane.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.qemuIO(bobVms.Vms[0].BlockDeviceMappings[0].Bsu.VolumeId, "read -P 0xab 0 1M", "read -P 0x77 4M 64k")
+	s.qemuIO(v1, "read -P 0x11 0 1M")
+}
+
+func TestGarbageCollectionFreesDeletedData(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	id := vol.Volume.VolumeId
+	// Four distinct blocks (equal blocks would be stored once).
+	s.qemuIO(id, "write -P 0x41 0 512k", "write -P 0x42 512k 512k", "write -P 0x43 1M 512k", "write -P 0x44 1536k 512k")
+	snap, err := s.svc.CreateSnapshot(ctx, s.joe, &service.CreateSnapshotRequest{VolumeId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if s.blockCount() != 4 {
+		t.Fatalf("4 distinct blocks written: %d blocks stored", s.blockCount())
+	}
+	// The snapshot keeps the blocks alive after the volume goes.
+	if _, err := s.svc.DeleteVolume(ctx, s.joe, &service.DeleteVolumeRequest{VolumeId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.plane.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.blockCount() != 4 {
+		t.Fatalf("after deleting the volume: %d blocks, want the snapshot's 4", s.blockCount())
+	}
+	if _, err := s.svc.DeleteSnapshot(ctx, s.joe, &service.DeleteSnapshotRequest{SnapshotId: snap.Snapshot.SnapshotId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.plane.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.blockCount(); n != 0 {
+		t.Fatalf("after deleting volume and snapshot: %d blocks left", n)
+	}
+}
+
+func TestNBDRefusesUnknownAndCreatingVolumes(t *testing.T) {
+	s := newStack(t)
+	out, err := exec.Command("qemu-io", "-f", "raw", s.url("vol-00000000"), "-c", "read 0 4k").CombinedOutput()
+	if err == nil && !strings.Contains(string(out), "export") {
+		t.Fatalf("unknown export opened: %s", out)
+	}
+	names, err := s.plane.List(context.Background())
+	if err != nil || len(names) != 0 {
+		t.Fatalf("List on an empty store: %v %v", names, err)
+	}
+}

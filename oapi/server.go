@@ -107,7 +107,10 @@ func op[In, Out any](a auth, fn func(context.Context, *omi.Caller, *In) (*Out, e
 // real API does for newer SDKs) but strictly about types.
 func decode(body []byte, v any) error {
 	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
+	// An empty body means {} (libcurl clients send nothing for calls
+	// without arguments), and so does null: osc-sdk-go v2 encodes the nil
+	// request of a call made without a request struct.
+	if len(body) == 0 || string(body) == "null" {
 		body = []byte("{}")
 	}
 	if body[0] != '{' {

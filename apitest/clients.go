@@ -97,7 +97,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func (e *Env) v3Client(p *profile.Profile, extra ...middleware.MiddlewareChainOption) *oscv3.Client {
 	e.t.Helper()
 	opts := append([]middleware.MiddlewareChainOption{
-		options.WithoutRatelimit(), options.WithoutRetry(),
+		options.WithoutRatelimit(), options.WithoutRetry(), options.WithoutLogging(),
 		// The rate-limit slot sits after signing and retries: the checker
 		// there sees every signed request and every raw response.
 		middleware.WithMiddleware(middleware.MiddlewareSlotRateLimit, checkerMiddleware{e.checker}),
@@ -278,8 +278,8 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 	}
 }
 
-// IsCode reports whether err (from either SDK) carries OUTSCALE error code
-// code, and returns the codes found for messages.
+// ErrorCodes returns the OUTSCALE error codes carried by an error of either
+// SDK, or nil.
 func ErrorCodes(err error) []string {
 	if err == nil {
 		return nil
@@ -290,6 +290,20 @@ func ErrorCodes(err error) []string {
 			out = append(out, x.Code)
 		}
 		return out
+	}
+	// The v3 SDK parses error bodies only for the statuses the spec
+	// declares; for others (403, 409) the body is in the message.
+	if msg := err.Error(); strings.HasPrefix(msg, "unexpected response status ") {
+		if i := strings.IndexByte(msg, '{'); i >= 0 {
+			var env struct{ Errors []struct{ Code string } }
+			if json.Unmarshal([]byte(msg[i:]), &env) == nil {
+				var out []string
+				for _, x := range env.Errors {
+					out = append(out, x.Code)
+				}
+				return out
+			}
+		}
 	}
 	if ge, ok := err.(oscv2.GenericOpenAPIError); ok {
 		if m, ok := ge.Model().(oscv2.ErrorResponse); ok {

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omiproject/omi/sigv4"
+)
+
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// proc is a running omi serve.
+type proc struct {
+	cmd      *exec.Cmd
+	api, nbd string
+}
+
+func startOmi(t *testing.T, bin, data string) *proc {
+	t.Helper()
+	p := &proc{api: freePort(t), nbd: freePort(t)}
+	p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--data", data,
+		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	for i := 0; ; i++ {
+		if up(p.api) && up(p.nbd) {
+			return p
+		}
+		if i == 100 {
+			t.Fatal("omi serve did not start listening within 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func up(addr string) bool {
+	c, err := net.Dial("tcp", addr)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
+// call makes a signed API call as joe and decodes the response.
+func (p *proc) call(t *testing.T, name string, in, out any) {
+	t.Helper()
+	body, _ := json.Marshal(in)
+	req, _ := http.NewRequest("POST", "http://"+p.api+"/api/v1/"+name, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	s := sigv4.Signer{Algorithm: "OSC4-HMAC-SHA256", AccessKey: "11112211111110000000",
+		SecretKey: "0000001111112222223333334444445555555666", Region: "eu-west-2", Service: "api"}
+	if err := s.Sign(req, body, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		var buf bytes.Buffer
+		buf.ReadFrom(resp.Body)
+		t.Fatalf("%s: %d %s", name, resp.StatusCode, buf.String())
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func qemuIO(t *testing.T, url string, cmds ...string) {
+	t.Helper()
+	args := []string{"-f", "raw", url}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out, err := exec.Command("qemu-io", args...).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "failed") {
+		t.Fatalf("qemu-io %v: %v\n%s", cmds, err, out)
+	}
+}
+
+// TestFlushedWritesSurviveKill9 writes over NBD (qemu-io flushes before it
+// disconnects), kills omi with SIGKILL, starts it again on the same data
+// directory and reads the data back; the API state (the volume and its
+// snapshot) survives too.
+func TestFlushedWritesSurviveKill9(t *testing.T) {
+	needTool(t, "qemu-io")
+	bin := filepath.Join(t.TempDir(), "omi")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	p := startOmi(t, bin, data)
+
+	var vol struct{ Volume struct{ VolumeId, State string } }
+	p.call(t, "CreateVolume", map[string]any{"Size": 1, "SubregionName": "eu-west-2a"}, &vol)
+	id := vol.Volume.VolumeId
+	waitState(t, p, "ReadVolumes", id, "available")
+	qemuIO(t, fmt.Sprintf("nbd://%s/%s", p.nbd, id), "write -P 0x5a 0 3M", "write -P 0xa5 700M 64k", "flush")
+	var snap struct{ Snapshot struct{ SnapshotId string } }
+	p.call(t, "CreateSnapshot", map[string]any{"VolumeId": id}, &snap)
+
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Wait()
+
+	p2 := startOmi(t, bin, data)
+	qemuIO(t, fmt.Sprintf("nbd://%s/%s", p2.nbd, id), "read -P 0x5a 0 3M", "read -P 0xa5 700M 64k", "read -P 0 800M 1M")
+	var snaps struct{ Snapshots []struct{ SnapshotId, State string } }
+	waitState(t, p2, "ReadSnapshots", snap.Snapshot.SnapshotId, "completed")
+	p2.call(t, "ReadSnapshots", map[string]any{"Filters": map[string]any{"SnapshotIds": []string{snap.Snapshot.SnapshotId}}}, &snaps)
+	// A volume made from the snapshot after the restart has the data.
+	var vol2 struct{ Volume struct{ VolumeId string } }
+	p2.call(t, "CreateVolume", map[string]any{"SnapshotId": snap.Snapshot.SnapshotId, "SubregionName": "eu-west-2a"}, &vol2)
+	waitState(t, p2, "ReadVolumes", vol2.Volume.VolumeId, "available")
+	qemuIO(t, fmt.Sprintf("nbd://%s/%s", p2.nbd, vol2.Volume.VolumeId), "read -P 0x5a 0 3M", "read -P 0xa5 700M 64k")
+}
+
+// waitState polls a Read call until the resource reaches state.
+func waitState(t *testing.T, p *proc, call, id, state string) {
+	t.Helper()
+	filter := map[string]string{"ReadVolumes": "VolumeIds", "ReadSnapshots": "SnapshotIds"}[call]
+	key := map[string]string{"ReadVolumes": "Volumes", "ReadSnapshots": "Snapshots"}[call]
+	for i := 0; i < 100; i++ {
+		var out map[string]json.RawMessage
+		p.call(t, call, map[string]any{"Filters": map[string]any{filter: []string{id}}}, &out)
+		var items []struct{ State string }
+		json.Unmarshal(out[key], &items)
+		if len(items) == 1 && items[0].State == state {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s %s never reached %s", call, id, state)
+}

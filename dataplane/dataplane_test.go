@@ -2,7 +2,9 @@ package dataplane_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -278,5 +280,146 @@ func TestNBDRefusesUnknownAndCreatingVolumes(t *testing.T) {
 	names, err := s.plane.List(context.Background())
 	if err != nil || len(names) != 0 {
 		t.Fatalf("List on an empty store: %v %v", names, err)
+	}
+}
+
+func TestQemuImgCompareAgainstSourceFile(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	// 8 MiB of random data with a hole in the middle.
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	buf := make([]byte, 8<<20)
+	rand.Read(buf[:3<<20])
+	rand.Read(buf[5<<20:])
+	if err := os.WriteFile(raw, buf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := vol.Volume.VolumeId
+	if out, err := exec.Command("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", raw, s.url(id)).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert into the volume: %v\n%s", err, out)
+	}
+	// compare passes: the volume is the file followed by zeros...
+	if out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "raw", raw, s.url(id)).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img compare: %v\n%s", err, out)
+	}
+	// ...and fails once one byte differs, so the check above means something.
+	s.qemuIO(id, "write -P 0x01 4096 1")
+	if out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "raw", raw, s.url(id)).CombinedOutput(); err == nil {
+		t.Fatalf("qemu-img compare did not notice a changed byte:\n%s", out)
+	}
+}
+
+func TestCorruptBlockIsAnErrorNotData(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	id := vol.Volume.VolumeId
+	s.qemuIO(id, "write -P 0x3c 0 512k")
+	var h blockstore.Hash
+	if err := s.blocks.Walk(ctx, func(x blockstore.Hash, _ time.Time) error { h = x; return nil }); err != nil || h.IsZero() {
+		t.Fatalf("no block stored: %v", err)
+	}
+	path := s.blocks.Path(h)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh manager, so no cached copy of the block can answer.
+	maps, err := blockmap.NewDirStore(filepath.Join(filepath.Dir(s.blocks.Dir()), "maps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := blockmap.NewManager(s.blocks, maps).Open(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	p := make([]byte, 4096)
+	err = dev.ReadAt(ctx, p, 0)
+	if !errors.Is(err, blockstore.ErrCorrupt) {
+		t.Fatalf("read of a corrupt block: err %v, data %x...", err, p[:8])
+	}
+}
+
+func TestNothingLeftAfterDeletingEverything(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	s.qemuIO(vol.Volume.VolumeId, "write -P 0x61 0 512k", "write -P 0x62 1M 512k")
+	snap, err := s.svc.CreateSnapshot(ctx, s.joe, &service.CreateSnapshotRequest{VolumeId: vol.Volume.VolumeId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	img, err := s.svc.CreateImage(ctx, s.joe, &service.CreateImageRequest{ImageName: "all-gone", RootDeviceName: "/dev/sda1",
+		BlockDeviceMappings: []omi.ImageBDM{{DeviceName: "/dev/sda1", Bsu: &omi.BsuImage{SnapshotId: snap.Snapshot.SnapshotId}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms, err := s.svc.CreateVms(ctx, s.joe, &service.CreateVmsRequest{ImageId: img.Image.ImageId,
+		BlockDeviceMappings: []service.BDMVmCreation{{DeviceName: "/dev/sdb", Bsu: &omi.BsuImage{VolumeSize: ptr(1)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	vm := vms.Vms[0]
+	s.qemuIO(vm.BlockDeviceMappings[1].Bsu.VolumeId, "write -P 0x63 0 512k")
+	img2, err := s.svc.CreateImage(ctx, s.joe, &service.CreateImageRequest{VmId: vm.VmId, ImageName: "all-gone-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if s.blockCount() != 3 {
+		t.Fatalf("%d blocks stored, want 3", s.blockCount())
+	}
+	// Delete it all: VM (its volumes go with it), images, snapshots, the first volume.
+	if _, err := s.svc.DeleteVms(ctx, s.joe, &service.VmIdsRequest{VmIds: []string{vm.VmId}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{img.Image.ImageId, img2.Image.ImageId} {
+		if _, err := s.svc.DeleteImage(ctx, s.joe, &service.DeleteImageRequest{ImageId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.settle()
+	snaps, err := s.svc.ReadSnapshots(ctx, s.joe, &service.ReadSnapshotsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range snaps.Snapshots {
+		if _, err := s.svc.DeleteSnapshot(ctx, s.joe, &service.DeleteSnapshotRequest{SnapshotId: sn.SnapshotId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.svc.DeleteVolume(ctx, s.joe, &service.DeleteVolumeRequest{VolumeId: vol.Volume.VolumeId}); err != nil {
+		t.Fatal(err)
+	}
+	vols, _ := s.svc.ReadVolumes(ctx, s.joe, &service.ReadVolumesRequest{})
+	if len(vols.Volumes) != 0 {
+		t.Fatalf("volumes left: %+v", vols.Volumes)
+	}
+	st, err := s.plane.Collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.blockCount(); n != 0 {
+		t.Fatalf("%d blocks left after deleting everything (gc %+v)", n, st)
 	}
 }

@@ -43,11 +43,10 @@ func startServer(tb testing.TB, exports Exports, opts ...Option) (string, *Serve
 }
 
 func randBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	rand.NewChaCha8(key).Read(b)
 	return b
 }
 

@@ -307,3 +307,111 @@ func TestCollectConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// pausingStore is a MapStore whose Walk lists the ids first, calls pause,
+// then loads each map: it widens the window in which maps change during a
+// marking to the whole pause.
+type pausingStore struct {
+	blockmap.MapStore
+	pause func()
+}
+
+func (s pausingStore) Walk(ctx context.Context, fn func(string, *blockmap.Map) error) error {
+	var ids []string
+	if err := s.MapStore.Walk(ctx, func(id string, _ *blockmap.Map) error { ids = append(ids, id); return nil }); err != nil {
+		return err
+	}
+	if s.pause != nil {
+		s.pause()
+	}
+	for _, id := range ids {
+		m, err := s.MapStore.Load(ctx, id)
+		if errors.Is(err, blockmap.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(id, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestWriteBarrier moves a block's only reference from a map the marking
+// has not read yet to one it will not read (a clone made during the
+// marking, then the source overwritten): the write barrier must keep it.
+func TestWriteBarrier(t *testing.T) {
+	ctx := context.Background()
+	e := mustEnv(t, "")
+	paused, resume := make(chan struct{}), make(chan struct{})
+	ps := pausingStore{MapStore: e.maps, pause: func() { close(paused); <-resume }}
+	m := blockmap.NewManager(e.blocks, ps)
+	if err := m.Create(ctx, "vol-1", 2*bs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := m.Open(ctx, "vol-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fillBlock(t, d, 0, 1)
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		st  gc.Stats
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		st, err := gc.Collect(ctx, e.blocks, m.LiveHashes)
+		done <- result{st, err}
+	}()
+	<-paused
+	if err := m.Clone(ctx, "vol-1", "snap-1"); err != nil {
+		t.Fatal(err)
+	}
+	fillBlock(t, d, 0, 2)
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if r := <-done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	data := readAll(t, mustEnv(t, e.dir), "snap-1")
+	if v := blockValue(data); v != 1 {
+		t.Fatalf("snap-1 block 0 = %d, want 1", v)
+	}
+}
+
+// TestPinnedWriteback collects while a device holds blocks it wrote back but
+// has not saved in its map yet: the pins must keep them.
+func TestPinnedWriteback(t *testing.T) {
+	ctx := context.Background()
+	e := mustEnv(t, "", blockmap.WithDirtyLimit(bs))
+	mustCreate(t, e, "vol-1", 4*bs)
+	d := mustOpen(t, e, "vol-1")
+	defer d.Close()
+	for i := int64(0); i < 4; i++ {
+		fillBlock(t, d, i, 7) // the second block crosses the limit: write-back
+	}
+	if n := len(storedBlocks(t, e.blocks)); n == 0 {
+		t.Fatal("nothing written back: the test proves nothing")
+	}
+	time.Sleep(2 * time.Millisecond)
+	if _, err := gc.Collect(ctx, e.blocks, e.m.LiveHashes); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data := readAll(t, mustEnv(t, e.dir), "vol-1")
+	for i := 0; i < 4; i++ {
+		if v := blockValue(data[i*bs:]); v != 7 {
+			t.Fatalf("block %d = %d, want 7", i, v)
+		}
+	}
+}

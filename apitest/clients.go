@@ -13,8 +13,8 @@ import (
 
 	oscv2 "github.com/outscale/osc-sdk-go/v2"
 	"github.com/outscale/osc-sdk-go/v3/pkg/middleware"
-	oscv3 "github.com/outscale/osc-sdk-go/v3/pkg/osc"
 	"github.com/outscale/osc-sdk-go/v3/pkg/options"
+	oscv3 "github.com/outscale/osc-sdk-go/v3/pkg/osc"
 	"github.com/outscale/osc-sdk-go/v3/pkg/profile"
 
 	"github.com/omiproject/omi/sigv4"

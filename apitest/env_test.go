@@ -18,7 +18,9 @@ func TestStartServesExampleAccounts(t *testing.T) {
 	e := apitest.Start(t)
 	for _, alias := range e.AccountAliases() {
 		a := e.Accounts[alias]
-		var out struct{ Accounts []struct{ AccountId, Email string } }
+		var out struct {
+			Accounts []struct{ AccountId, Email string }
+		}
 		e.MustCall(t, a, "ReadAccounts", map[string]any{}, &out)
 		if len(out.Accounts) != 1 || out.Accounts[0].AccountId != a.AccountID || out.Accounts[0].Email != a.Email {
 			t.Errorf("ReadAccounts as %s = %+v, want account %s", alias, out.Accounts, a.AccountID)

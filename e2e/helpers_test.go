@@ -5,8 +5,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -171,3 +173,5 @@ var _ = http.StatusOK
 func basic(login, password string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(login+":"+password))
 }
+
+func readCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }

@@ -25,7 +25,7 @@ import (
 
 // stack is the service with its data plane and an NBD server on loopback.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	svc      *service.Service
 	plane    *dataplane.Plane
 	blocks   *local.Store
@@ -33,7 +33,7 @@ type stack struct {
 	joe, bob *omi.Caller
 }
 
-func needTool(t *testing.T, name string) {
+func needTool(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -43,7 +43,7 @@ func needTool(t *testing.T, name string) {
 	}
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	needTool(t, "qemu-io")
 	needTool(t, "qemu-img")

@@ -482,7 +482,14 @@ func (s *devState) flush(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	if !s.changed {
+		// Blocks re-Put with the hash they already had: the saved map
+		// names them, the pins are not needed.
+		pins := s.pinned
+		s.pinned = nil
 		s.mu.Unlock()
+		for _, h := range pins {
+			s.m.pins.Unpin(h)
+		}
 		return nil
 	}
 	mp := s.mp.Clone()
@@ -587,6 +594,10 @@ func (s *devState) extents(ctx context.Context, off, length int64, fn func(off, 
 				hole = b.data == nil
 			} else {
 				hole = s.mp.Entry(i).IsZero()
+				if hole && len(s.dirty) == 0 && len(s.inflight) == 0 {
+					// Nothing buffered: jump over the map's hole run.
+					n = min(end, s.mp.nextAllocated(i+1)*blockstore.BlockSize) - off
+				}
 			}
 			if l := len(runs); l > 0 && runs[l-1].hole == hole {
 				runs[l-1].length += n

@@ -150,6 +150,24 @@ func (m *Map) Walk(fn func(i int64, h blockstore.Hash) error) error {
 	return nil
 }
 
+// nextAllocated returns the first block index >= i that is not a hole, or
+// Blocks() if there is none. It skips unallocated chunks at once.
+func (m *Map) nextAllocated(i int64) int64 {
+	n := m.Blocks()
+	for i < n {
+		c := m.chunks[i/chunkEntries]
+		if c == nil {
+			i = (i/chunkEntries + 1) * chunkEntries
+			continue
+		}
+		if !c[i%chunkEntries].IsZero() {
+			return i
+		}
+		i++
+	}
+	return n
+}
+
 // Allocated returns the number of non-hole entries.
 func (m *Map) Allocated() int64 {
 	var n int64

@@ -118,23 +118,23 @@ func (v *View) ReadAt(p []byte, off int64) (int, error) {
 // Extents calls fn for consecutive runs covering [0, Size) in order, zero
 // true for holes.
 func (v *View) Extents(fn func(off, length int64, zero bool) error) error {
-	size := v.mp.Size()
-	var start int64
-	hole := true
-	var off int64
-	for i := int64(0); i < v.mp.Blocks(); i++ {
-		h := v.mp.Entry(i).IsZero()
-		if off > start && h != hole {
-			if err := fn(start, off-start, hole); err != nil {
+	size, n := v.mp.Size(), v.mp.Blocks()
+	for i := int64(0); i < n; {
+		j := v.mp.nextAllocated(i)
+		if j > i {
+			if err := fn(i*blockstore.BlockSize, min(size, j*blockstore.BlockSize)-i*blockstore.BlockSize, true); err != nil {
 				return err
 			}
-			start = off
+			i = j
+			continue
 		}
-		hole = h
-		off = min(size, off+blockstore.BlockSize)
-	}
-	if off > start {
-		return fn(start, off-start, hole)
+		for j < n && !v.mp.Entry(j).IsZero() {
+			j++
+		}
+		if err := fn(i*blockstore.BlockSize, min(size, j*blockstore.BlockSize)-i*blockstore.BlockSize, false); err != nil {
+			return err
+		}
+		i = j
 	}
 	return nil
 }

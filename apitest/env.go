@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,6 +159,29 @@ func Start(t testing.TB, opts ...Option) *Env {
 		default:
 			t.Logf("apitest: OpenAPI validation off: %v", err)
 		}
+	}
+	return e
+}
+
+// Attach returns an Env for a server that runs elsewhere (an omi process
+// started by the test) at url, with clients and checks but no Service,
+// Store or Server. Accounts holds the example accounts, which the server
+// may or may not have.
+func Attach(t testing.TB, url string) *Env {
+	t.Helper()
+	e := &Env{URL: strings.TrimSuffix(url, "/"), Accounts: map[string]Account{}, t: t}
+	if cfg, err := config.Load(ExampleAccountsFile()); err == nil {
+		for _, a := range cfg.Accounts {
+			if len(a.AccessKeys) > 0 {
+				e.Accounts[a.Alias] = Account{Alias: a.Alias, AccountID: a.AccountID, Email: a.Email, Password: a.Password,
+					AccessKey: a.AccessKeys[0].AccessKeyID, SecretKey: a.AccessKeys[0].SecretKey}
+			}
+		}
+		e.Joe, e.Titi, e.Marketplace = e.Accounts["joe"], e.Accounts["titi"], e.Accounts["marketplace"]
+	}
+	e.checker = NewChecker(t, http.DefaultTransport)
+	if spec, err := LoadSpec(); err == nil {
+		e.checker.Spec = spec
 	}
 	return e
 }

@@ -186,7 +186,6 @@ func TestWireProtocolCurl(t *testing.T) {
 	t.Run("double slash", func(t *testing.T) {
 		// curl signs the path it sends; osc-cli (TestWireProtocolRaw) signs
 		// the collapsed path and sends //.
-		t.Skip("bug: BUG-2 in /tmp/e2e-bugs.md (signature over a path with // as sent is refused)")
 		r := signedCurl(t, e, e.Joe, "//api/latest/ReadVolumes", "-d", "{}")
 		if r.Status != http.StatusOK {
 			t.Errorf("curl //api/latest: %s", r)

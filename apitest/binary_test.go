@@ -1,0 +1,291 @@
+package apitest_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	oscv3 "github.com/outscale/osc-sdk-go/v3/pkg/osc"
+
+	"github.com/omiproject/omi/apitest"
+)
+
+// buildOmi builds the real omi binary into a temporary directory.
+func buildOmi(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "omi")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/omi")
+	cmd.Dir = apitest.RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/omi: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freePort returns a loopback address nobody listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// omiProc is a running omi serve.
+type omiProc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	url            string
+	done           chan error
+}
+
+// startOmi runs omi serve with args on a free port and waits until it
+// answers ReadRegions.
+func startOmi(t *testing.T, bin, data string, args ...string) *omiProc {
+	t.Helper()
+	addr := freePort(t)
+	args = append([]string{"serve", "--listen", addr, "--data", data, "--nbd-listen", "", "--log-level", "warn"}, args...)
+	p := &omiProc{cmd: exec.Command(bin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, url: "http://" + addr, done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.cmd.Env = append(os.Environ(), "OMI_CONFIG=")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start omi: %v", err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.stop(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Post(p.url+"/api/v1/ReadRegions", "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("omi serve %v exited: %v\nstdout:\n%s\nstderr:\n%s", args, err, p.stdout, p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("omi serve did not answer within 20 s\nstderr:\n%s", p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *omiProc) stop(t *testing.T) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Errorf("omi serve exited with %v after SIGTERM\nstderr:\n%s", err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Errorf("omi serve did not stop within 30 s of SIGTERM")
+		<-p.done
+	}
+}
+
+// envLines parses the export OSC_X=value lines omi prints.
+func envLines(out string) map[string]string {
+	m := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		line = strings.TrimPrefix(line, "export ")
+		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "OSC_") {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func readAccount(t *testing.T, e *apitest.Env, a apitest.Account) (string, error) {
+	t.Helper()
+	r, err := e.V3(a).ReadAccounts(context.Background(), oscv3.ReadAccountsRequest{})
+	if err != nil {
+		return "", err
+	}
+	if r.Accounts == nil || len(*r.Accounts) != 1 || (*r.Accounts)[0].AccountId == nil {
+		t.Fatalf("ReadAccounts = %+v, want one account", r.Accounts)
+	}
+	return *(*r.Accounts)[0].AccountId, nil
+}
+
+func TestOmiBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the omi binary")
+	}
+	bin := buildOmi(t)
+
+	t.Run("default account", func(t *testing.T) {
+		data := t.TempDir()
+		p := startOmi(t, bin, data)
+		env := envLines(p.stdout.String())
+		for _, k := range []string{"OSC_ENDPOINT_API", "OSC_ACCESS_KEY", "OSC_SECRET_KEY", "OSC_REGION"} {
+			if env[k] == "" {
+				t.Fatalf("omi serve without --config printed no %s line; stdout:\n%s", k, p.stdout)
+			}
+		}
+		if env["OSC_ENDPOINT_API"] != p.url+"/api/v1" || env["OSC_REGION"] != apitest.Region {
+			t.Errorf("OSC_ENDPOINT_API=%s OSC_REGION=%s, want %s/api/v1 and %s", env["OSC_ENDPOINT_API"], env["OSC_REGION"], p.url, apitest.Region)
+		}
+		if len(env["OSC_ACCESS_KEY"]) != 20 || len(env["OSC_SECRET_KEY"]) != 40 {
+			t.Errorf("printed keys have %d/%d characters, want 20/40 (oapi-cli insists)", len(env["OSC_ACCESS_KEY"]), len(env["OSC_SECRET_KEY"]))
+		}
+		e := apitest.Attach(t, strings.TrimSuffix(env["OSC_ENDPOINT_API"], "/api/v1"))
+		me := apitest.Account{Alias: "default", AccessKey: env["OSC_ACCESS_KEY"], SecretKey: env["OSC_SECRET_KEY"]}
+		id, err := readAccount(t, e, me)
+		if err != nil {
+			t.Fatalf("printed credentials do not work: %v", err)
+		}
+		if _, err := readAccount(t, e, e.Joe); err == nil {
+			t.Errorf("joe's keys work on a server started without --config")
+		}
+		vol, err := e.V3(me).CreateVolume(context.Background(), oscv3.CreateVolumeRequest{SubregionName: "eu-west-2a", Size: ptr(1)})
+		if err != nil {
+			t.Fatalf("CreateVolume: %v", err)
+		}
+		p.stop(t)
+
+		// Restart on the same data: same account, no new credentials, data kept.
+		p2 := startOmi(t, bin, data)
+		if again := envLines(p2.stdout.String()); again["OSC_ACCESS_KEY"] != "" && again["OSC_ACCESS_KEY"] != env["OSC_ACCESS_KEY"] {
+			t.Errorf("restart created new credentials %s", again["OSC_ACCESS_KEY"])
+		}
+		e2 := apitest.Attach(t, p2.url)
+		id2, err := readAccount(t, e2, me)
+		if err != nil || id2 != id {
+			t.Fatalf("after restart ReadAccounts = %q, %v; want %s", id2, err, id)
+		}
+		r, err := e2.V3(me).ReadVolumes(context.Background(), oscv3.ReadVolumesRequest{Filters: &oscv3.FiltersVolume{VolumeIds: &[]string{vol.Volume.VolumeId}}})
+		if err != nil || r.Volumes == nil || len(*r.Volumes) != 1 {
+			t.Errorf("volume %s after restart: %+v, %v", vol.Volume.VolumeId, r, err)
+		}
+		if fi, err := os.Stat(filepath.Join(data, "default-account.env")); err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("default-account.env: %v, mode %v; want it readable by the owner only", err, fi)
+		}
+	})
+
+	t.Run("config", func(t *testing.T) {
+		data := t.TempDir()
+		p := startOmi(t, bin, data, "--config", apitest.ExampleAccountsFile())
+		if env := envLines(p.stdout.String()); env["OSC_ACCESS_KEY"] != "" {
+			t.Errorf("with --config, omi created a default account: %v", env)
+		}
+		e := apitest.Attach(t, p.url)
+		for _, a := range []apitest.Account{e.Joe, e.Titi} {
+			if id, err := readAccount(t, e, a); err != nil || id != a.AccountID {
+				t.Errorf("%s's keys: ReadAccounts = %q, %v; want %s", a.Alias, id, err, a.AccountID)
+			}
+		}
+		joe := e.V3(e.Joe)
+		ctx := context.Background()
+		vol, err := joe.CreateVolume(ctx, oscv3.CreateVolumeRequest{SubregionName: "eu-west-2a", Size: ptr(1)})
+		if err != nil {
+			t.Fatalf("CreateVolume: %v", err)
+		}
+		volID := vol.Volume.VolumeId
+		waitState(t, func() (string, error) {
+			r, err := joe.ReadVolumes(ctx, oscv3.ReadVolumesRequest{Filters: &oscv3.FiltersVolume{VolumeIds: &[]string{volID}}})
+			if err != nil || r.Volumes == nil || len(*r.Volumes) == 0 {
+				return "", err
+			}
+			return string((*r.Volumes)[0].State), nil
+		}, "available")
+		snap, err := joe.CreateSnapshot(ctx, oscv3.CreateSnapshotRequest{VolumeId: &volID})
+		if err != nil {
+			t.Fatalf("CreateSnapshot: %v", err)
+		}
+		snapID := snap.Snapshot.SnapshotId
+		waitState(t, func() (string, error) {
+			r, err := joe.ReadSnapshots(ctx, oscv3.ReadSnapshotsRequest{Filters: &oscv3.FiltersSnapshot{SnapshotIds: &[]string{snapID}}})
+			if err != nil || r.Snapshots == nil || len(*r.Snapshots) == 0 {
+				return "", err
+			}
+			return string((*r.Snapshots)[0].State), nil
+		}, "completed")
+		img, err := joe.CreateImage(ctx, oscv3.CreateImageRequest{ImageName: ptr("kept"), RootDeviceName: ptr("/dev/sda1"),
+			BlockDeviceMappings: &[]oscv3.BlockDeviceMappingImage{{DeviceName: ptr("/dev/sda1"), Bsu: &oscv3.BsuToCreate{SnapshotId: &snapID}}}})
+		if err != nil {
+			t.Fatalf("CreateImage: %v", err)
+		}
+		imgID := img.Image.ImageId
+		readImage := func(e *apitest.Env) (string, error) {
+			r, err := e.V3(e.Joe).ReadImages(ctx, oscv3.ReadImagesRequest{Filters: &oscv3.FiltersImage{ImageIds: &[]string{imgID}}})
+			if err != nil || r.Images == nil || len(*r.Images) == 0 {
+				return "", err
+			}
+			return string((*r.Images)[0].State), nil
+		}
+		waitState(t, func() (string, error) { return readImage(e) }, "available")
+		p.stop(t)
+
+		p2 := startOmi(t, bin, data, "--config", apitest.ExampleAccountsFile())
+		e2 := apitest.Attach(t, p2.url)
+		if st, err := readImage(e2); err != nil || st != "available" {
+			t.Errorf("image %s after restart: state %q, %v; want available", imgID, st, err)
+		}
+		if id, err := readAccount(t, e2, e2.Joe); err != nil || id != e2.Joe.AccountID {
+			t.Errorf("joe after restart: %q, %v", id, err)
+		}
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func waitState(t *testing.T, read func() (string, error), want string) {
+	t.Helper()
+	var got string
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got, err = read(); err == nil && got == want {
+			return
+		}
+	}
+	t.Fatalf("state %q (%v), want %q", got, err, want)
+}

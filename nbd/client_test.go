@@ -24,6 +24,7 @@ type testClient struct {
 
 	flags      uint16
 	structured bool
+	scratch    []byte // when set, READ replies land here (benchmarks: no per-reply allocation)
 
 	mu      sync.Mutex
 	reads   map[uint64][2]uint64 // READ offset and length by cookie
@@ -243,7 +244,12 @@ func (c *testClient) readReply() (*testReply, error) {
 			if r == nil {
 				r = &testReply{cookie: cookie}
 				if rd, ok := c.reads[cookie]; ok {
-					r.base, r.data = rd[0], make([]byte, rd[1])
+					r.base = rd[0]
+					if uint64(len(c.scratch)) >= rd[1] {
+						r.data = c.scratch[:rd[1]]
+					} else {
+						r.data = make([]byte, rd[1])
+					}
 				}
 				c.pending[cookie] = r
 			}

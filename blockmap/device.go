@@ -44,7 +44,12 @@ type devState struct {
 	changed    bool              // mp differs from the saved map
 	pinned     []blockstore.Hash // Put since the last save
 	closed     bool
+
+	lastRead atomic.Int64 // last block whose end was read, for read-ahead
 }
+
+// readAhead is how many blocks a sequential reader prefetches.
+const readAhead = 2
 
 // dblock is a buffered block; nil data means all zeros (trimmed).
 type dblock struct {
@@ -221,7 +226,22 @@ func (s *devState) readBlock(ctx context.Context, i int64, boff int, dst []byte)
 			return nil
 		}
 		h := s.mp.Entry(i)
+		var ahead []blockstore.Hash
+		if boff+len(dst) == blockstore.BlockSize && s.lastRead.Swap(i) == i-1 {
+			// Sequential reader finishing a block: read the next ones
+			// ahead.
+			for j := i + 1; j <= i+readAhead; j++ {
+				if s.buffered(j) == nil {
+					if a := s.mp.Entry(j); !a.IsZero() {
+						ahead = append(ahead, a)
+					}
+				}
+			}
+		}
 		s.mu.Unlock()
+		for _, a := range ahead {
+			s.m.prefetch(a)
+		}
 		if h.IsZero() {
 			clear(dst)
 			return nil

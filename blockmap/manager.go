@@ -74,6 +74,10 @@ type Manager struct {
 	gate    sync.RWMutex
 	marking int // guarded by gate
 
+	fetchMu       sync.Mutex
+	fetches       map[blockstore.Hash]*fetch
+	prefetchSlots chan struct{}
+
 	barrierMu sync.Mutex
 	barrier   map[blockstore.Hash]struct{} // hashes of maps replaced or deleted while marking
 }
@@ -97,6 +101,10 @@ func NewManager(blocks blockstore.Store, maps MapStore, opts ...Option) *Manager
 		cache:   newBlockCache(cfg.cacheBlocks),
 		devs:    make(map[string]*devState),
 		idLocks: make(map[string]*idLock),
+		fetches: make(map[blockstore.Hash]*fetch),
+		// Read-ahead stays well inside the cache so prefetched blocks
+		// are still there when the reader arrives.
+		prefetchSlots: make(chan struct{}, max(1, min(cfg.workers, cfg.cacheBlocks/4))),
 	}
 }
 
@@ -364,17 +372,64 @@ func (m *Manager) putPinned(ctx context.Context, data []byte) (blockstore.Hash, 
 }
 
 // getBlock returns the content of block h, from the cache or the store. The
-// returned slice is shared and must not be modified.
+// returned slice is shared and must not be modified. Concurrent misses on
+// the same block share one Get: an NBD client reading a block in several
+// pipelined requests costs one read and one decompression.
 func (m *Manager) getBlock(ctx context.Context, h blockstore.Hash) ([]byte, error) {
 	if data := m.cache.get(h); data != nil {
 		return data, nil
 	}
-	data, err := m.blocks.Get(ctx, h, nil)
-	if err != nil {
-		return nil, err
+	m.fetchMu.Lock()
+	if c := m.fetches[h]; c != nil {
+		m.fetchMu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err == nil {
+			return c.data, nil
+		}
+		// The leader's failure may be its own cancellation: try ourselves.
+		return m.blocks.Get(ctx, h, nil)
 	}
-	m.cache.add(h, data)
-	return data, nil
+	c := &fetch{done: make(chan struct{})}
+	m.fetches[h] = c
+	m.fetchMu.Unlock()
+
+	c.data, c.err = m.blocks.Get(ctx, h, nil)
+	if c.err == nil {
+		m.cache.add(h, c.data)
+	}
+	m.fetchMu.Lock()
+	delete(m.fetches, h)
+	m.fetchMu.Unlock()
+	close(c.done)
+	return c.data, c.err
+}
+
+// prefetch reads block h into the cache in the background, if a slot is
+// free; sequential readers call it for the blocks after the one they read.
+func (m *Manager) prefetch(h blockstore.Hash) {
+	if m.cache.get(h) != nil {
+		return
+	}
+	select {
+	case m.prefetchSlots <- struct{}{}:
+	default:
+		return // enough reads ahead already
+	}
+	go func() {
+		defer func() { <-m.prefetchSlots }()
+		m.getBlock(context.Background(), h)
+	}()
+}
+
+// fetch is a Get in progress, shared by concurrent readers of one block.
+type fetch struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 // LiveHashes calls fn with every hash that must survive a collection that

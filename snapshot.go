@@ -35,13 +35,17 @@ type Snapshot struct {
 	// SourceSnapshotId is the snapshot a copy was made from (not in the
 	// API): the data plane copies its block map.
 	SourceSnapshotId string `json:"SourceSnapshotId,omitempty"`
+	// ImportURL and ImportSHA256 describe the disk an importing snapshot
+	// is filled from (not in the API).
+	ImportURL    string `json:"ImportURL,omitempty"`
+	ImportSHA256 string `json:"ImportSHA256,omitempty"`
 }
 
 // ForWire returns a copy without the fields the API's Snapshot object does
 // not have.
 func (s *Snapshot) ForWire() *Snapshot {
 	c := *s
-	c.SizeBytes, c.StateMessage, c.UsedBy, c.SourceSnapshotId = 0, "", nil, ""
+	c.SizeBytes, c.StateMessage, c.UsedBy, c.SourceSnapshotId, c.ImportURL, c.ImportSHA256 = 0, "", nil, "", "", ""
 	c.Normalize()
 	return &c
 }

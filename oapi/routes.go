@@ -51,6 +51,13 @@ func (s *Server) routes() map[string]call {
 		"LinkVolume":   op(authKey, v.LinkVolume),
 		"UnlinkVolume": op(authKey, v.UnlinkVolume),
 
+		// Exports.
+		"CreateImageExportTask":    op(authKey, v.CreateImageExportTask),
+		"ReadImageExportTasks":     op(authKey, v.ReadImageExportTasks),
+		"CreateSnapshotExportTask": op(authKey, v.CreateSnapshotExportTask),
+		"ReadSnapshotExportTasks":  op(authKey, v.ReadSnapshotExportTasks),
+		"DeleteExportTask":         op(authKey, v.DeleteExportTask),
+
 		// Tags.
 		"CreateTags": op(authKey, v.CreateTags),
 		"DeleteTags": op(authKey, v.DeleteTags),

@@ -52,7 +52,7 @@ func (s *Service) CreateImage(ctx context.Context, c *omi.Caller, in *CreateImag
 	case in.SourceImageId != "":
 		return s.copyImage(ctx, c, in)
 	case in.FileLocation != "":
-		return nil, omi.Errorf("8018", omi.TypeNotSupported, "importing an OMI from a bucket manifest is not supported by this server yet")
+		return s.importImage(ctx, c, in)
 	}
 	return s.registerImage(ctx, c, in)
 }

@@ -38,6 +38,9 @@ type work struct {
 // found in the store at start, left by a previous process.
 func (s *Service) Start(ctx context.Context) {
 	ctx, s.cancel = context.WithCancel(ctx)
+	s.jobs.mu.Lock()
+	s.jobCtx = ctx
+	s.jobs.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -86,13 +89,34 @@ func (s *Service) released(ctx context.Context, kind omi.Kind, id string) {
 	}
 }
 
-// Settle runs the reconciler until no transition is pending (tests and
-// tools that want to observe the final states).
+// Settle runs the reconciler until no transition is pending and no
+// background job runs (tests and tools that want to observe final states).
+// Without Start, jobs run under ctx.
 func (s *Service) Settle(ctx context.Context) error {
+	s.jobs.mu.Lock()
+	if s.jobCtx == nil {
+		s.jobCtx = ctx
+	}
+	s.jobs.mu.Unlock()
 	for {
 		n, err := s.reconcileOnce(ctx)
-		if err != nil || n == 0 {
+		if err != nil {
 			return err
+		}
+		if n > 0 {
+			continue
+		}
+		if s.jobsRunning() == 0 {
+			// A job that just finished may have left a transition.
+			if n, err = s.reconcileOnce(ctx); err != nil || (n == 0 && s.jobsRunning() == 0) {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
@@ -122,6 +146,7 @@ func (s *Service) loop(ctx context.Context) {
 func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 	var vms []*omi.Vm
 	var todo []work
+	var imports, exports []string
 	err := s.store.View(ctx, func(tx omi.Tx) error {
 		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Vm) (bool, error) {
 			switch v.State {
@@ -145,8 +170,19 @@ func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Snapshot) (bool, error) {
-			if v.State == omi.SnapshotPending {
+			switch v.State {
+			case omi.SnapshotPending:
 				todo = append(todo, work{omi.KindSnapshot, v.SnapshotId})
+			case omi.SnapshotImporting:
+				imports = append(imports, v.SnapshotId)
+			}
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		if err := omi.Scan(tx, omi.Query{}, func(t *omi.ExportTask) (bool, error) {
+			if t.State == omi.TaskPending || t.State == omi.TaskActive {
+				exports = append(exports, t.TaskId)
 			}
 			return true, nil
 		}); err != nil {
@@ -186,6 +222,14 @@ func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 	for _, vm := range vms {
 		if vm.State == omi.VmPending || vm.State == omi.VmStopped {
 			count(s.settleVmUp(ctx, vm.VmId))
+		}
+	}
+	if s.xfer != nil {
+		for _, id := range imports {
+			s.startJob(id, func(ctx context.Context) { s.runImport(ctx, id) })
+		}
+		for _, id := range exports {
+			s.startJob(id, func(ctx context.Context) { s.runExport(ctx, id) })
 		}
 	}
 	return changed, errors.Join(errs...)
@@ -375,7 +419,9 @@ func (s *Service) completeSnapshot(ctx context.Context, id string) (bool, error)
 // maps is completed, or failed when one is in error or gone.
 func (s *Service) completeImage(ctx context.Context, id string) (bool, error) {
 	did := false
+	var freed []string // set only by the attempt that commits
 	err := s.transition(ctx, func(tx omi.Tx) error {
+		freed = nil
 		img, err := omi.Get[omi.Image](tx, id)
 		if err != nil || img.State != omi.ImagePending {
 			return err
@@ -392,6 +438,27 @@ func (s *Service) completeImage(ctx context.Context, id string) (bool, error) {
 			case sn.State == omi.SnapshotError:
 				img.State, did = omi.ImageFailed, true
 				img.StateComment = omi.StateComment{StateCode: "Server.SnapshotError", StateMessage: "snapshot " + sid + ": " + sn.StateMessage}
+				if sn.ImportURL != "" {
+					img.StateComment.StateCode = "Server.ImportFailed"
+					img.StateComment.StateMessage = "disk " + deviceOf(img, sid) + ": " + sn.StateMessage
+				}
+				// Wait for the other disks of an import, then drop every
+				// snapshot it made: a failed import leaves nothing behind.
+				for _, other := range img.SnapshotIDs() {
+					if o, err := omi.Get[omi.Snapshot](tx, other); err == nil && o.State == omi.SnapshotImporting {
+						did = false
+						return nil
+					}
+				}
+				gone, err := s.discardImported(tx, img)
+				if err != nil {
+					return err
+				}
+				freed = append(freed, gone...)
+				img.BlockDeviceMappings = []omi.ImageBDM{}
+				if err := markUsed(tx, img.ImageId, gone, false); err != nil {
+					return err
+				}
 				return omi.Put(tx, img)
 			case sn.State != omi.SnapshotCompleted:
 				return nil // not yet; a later pass finishes it
@@ -401,6 +468,11 @@ func (s *Service) completeImage(ctx context.Context, id string) (bool, error) {
 		did = true
 		return omi.Put(tx, img)
 	})
+	if err == nil {
+		for _, sid := range freed {
+			s.released(ctx, omi.KindSnapshot, sid)
+		}
+	}
 	return did, err
 }
 
@@ -443,4 +515,14 @@ func inRange(date string, from, to time.Time) bool {
 		return false
 	}
 	return (from.IsZero() || !d.Before(from)) && (to.IsZero() || !d.After(to))
+}
+
+// deviceOf names the device an image maps a snapshot to.
+func deviceOf(img *omi.Image, snapID string) string {
+	for _, m := range img.BlockDeviceMappings {
+		if m.Bsu != nil && m.Bsu.SnapshotId == snapID {
+			return m.DeviceName
+		}
+	}
+	return snapID
 }

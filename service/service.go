@@ -40,6 +40,10 @@ type Service struct {
 	now    func() time.Time
 	region regionFacts
 	data   DataPlane
+	xfer   Transfers
+	jobs   *jobs
+	// jobCtx is the context of background jobs, cancelled by Close.
+	jobCtx context.Context
 
 	// kick wakes the reconciler after a commit that left work to do.
 	kick chan struct{}
@@ -62,7 +66,7 @@ func New(store omi.Store, cfg Config, log *slog.Logger) *Service {
 		log = slog.Default()
 	}
 	return &Service{store: store, cfg: cfg, log: log, now: time.Now,
-		region: newRegionFacts(cfg.Region), kick: make(chan struct{}, 1)}
+		region: newRegionFacts(cfg.Region), kick: make(chan struct{}, 1), jobs: newJobs(2)}
 }
 
 // Region returns the region the service serves.

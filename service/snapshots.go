@@ -40,7 +40,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, c *omi.Caller, in *CreateS
 		return nil, omi.Invalid(omi.CodeValueLength, "Description must be at most %d characters", omi.MaxDescription)
 	}
 	if in.FileLocation != "" {
-		return nil, omi.Errorf("8018", omi.TypeNotSupported, "importing a snapshot from a bucket is not supported by this server yet")
+		return s.importSnapshot(ctx, c, in)
 	}
 	if in.SourceSnapshotId != "" && in.SourceRegionName != s.cfg.Region {
 		return nil, s.regionError(in.SourceRegionName)

@@ -8,7 +8,7 @@ import (
 )
 
 // taggedKinds are the kinds CreateTags can reach, in ReadTags order.
-var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume, omi.KindVm}
+var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume, omi.KindVm, omi.KindTask}
 
 // loadTagged loads a resource the caller owns for a tag change. Missing and
 // other accounts' resources get the kind's not-found error.
@@ -28,6 +28,8 @@ func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
 		r, err = getTagged[omi.Volume](tx, id)
 	case omi.KindVm:
 		r, err = getTagged[omi.Vm](tx, id)
+	case omi.KindTask:
+		r, err = getTagged[omi.ExportTask](tx, id)
 	default:
 		err = omi.ErrNotFound
 	}
@@ -204,6 +206,8 @@ func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsReque
 					r, err = decodeTagged[omi.Volume](rec)
 				case omi.KindVm:
 					r, err = decodeTagged[omi.Vm](rec)
+				case omi.KindTask:
+					r, err = decodeTagged[omi.ExportTask](rec)
 				}
 				if err != nil {
 					return false, err

@@ -1,0 +1,139 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/omiproject/omi"
+)
+
+// Transfers moves disks between omi and object storage: exports to a
+// bucket, imports from pre-signed URLs. The service records tasks and
+// states; the implementation (package xfer) streams the bytes. Errors that
+// are *omi.Error with a 4xxx code are the client's fault and are shown as
+// such; anything else is reported as an internal failure.
+type Transfers interface {
+	// CheckURL refuses, without connecting, a URL omi may not fetch.
+	CheckURL(rawURL string) error
+	// ReadManifest fetches and validates an OMI export manifest.
+	ReadManifest(ctx context.Context, rawURL string) (*ImportPlan, error)
+	// ImportDisk fills the new snapshot snapshotID from the disk at rawURL,
+	// refusing a disk larger than size bytes or whose SHA-256 differs from
+	// sha256 (when not ""). On failure nothing of the snapshot's data stays.
+	ImportDisk(ctx context.Context, rawURL, snapshotID string, size int64, sha256 string, progress func(pct int)) error
+	// Export writes the snapshots of job to its bucket (and, for an OMI,
+	// the manifest), returning the manifest's pre-signed URL for an OMI.
+	// record is called with each object key before it is written, so a
+	// cancelled or failed task can remove it.
+	Export(ctx context.Context, job *ExportJob, record func(key string) error, progress func(pct int)) (manifestURL string, err error)
+	// RemoveObjects deletes objects a task wrote.
+	RemoveObjects(ctx context.Context, dest Destination, keys []string) error
+}
+
+// ImportPlan is what a manifest describes.
+type ImportPlan struct {
+	Name         string
+	Description  string
+	Architecture string
+	ProductCodes []string
+	Disks        []ImportDiskPlan
+}
+
+// ImportDiskPlan is one disk of a manifest.
+type ImportDiskPlan struct {
+	Device              string
+	URL                 string
+	Size                int64
+	SHA256              string
+	DeleteOnTermination bool
+	VolumeType          string
+	Iops                *int
+}
+
+// Destination is a bucket and the credentials to write it.
+type Destination struct {
+	Bucket    string
+	AccessKey string
+	SecretKey string
+}
+
+// ExportJob is the work of an export task.
+type ExportJob struct {
+	Task      *omi.ExportTask
+	Dest      Destination
+	Prefix    string          // object key prefix, ending with "/" or ""
+	Image     *omi.Image      // for an OMI export
+	Snapshots []*omi.Snapshot // the snapshots to export, in mapping order
+}
+
+// SetTransfers attaches the transfer implementation; call before Start.
+func (s *Service) SetTransfers(t Transfers) { s.xfer = t }
+
+// jobs tracks the long-running tasks of this process.
+type jobs struct {
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+	slots   chan struct{}
+}
+
+func newJobs(n int) *jobs {
+	return &jobs{running: map[string]context.CancelFunc{}, slots: make(chan struct{}, n)}
+}
+
+// start runs fn for id in the background unless it already runs here.
+func (s *Service) startJob(id string, fn func(ctx context.Context)) {
+	j := s.jobs
+	j.mu.Lock()
+	if _, ok := j.running[id]; ok || s.jobCtx == nil {
+		j.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(s.jobCtx)
+	j.running[id] = cancel
+	j.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			j.mu.Lock()
+			delete(j.running, id)
+			j.mu.Unlock()
+			cancel()
+			s.kickNow()
+		}()
+		select {
+		case j.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-j.slots }()
+		fn(ctx)
+	}()
+}
+
+// cancelJob stops the job of id if it runs here.
+func (s *Service) cancelJob(id string) {
+	s.jobs.mu.Lock()
+	if cancel, ok := s.jobs.running[id]; ok {
+		cancel()
+	}
+	s.jobs.mu.Unlock()
+}
+
+// WaitJobs waits until no job runs (tests).
+func (s *Service) jobsRunning() int {
+	s.jobs.mu.Lock()
+	defer s.jobs.mu.Unlock()
+	return len(s.jobs.running)
+}
+
+// clientMessage is the text of an error as a task comment or state
+// message: the details of an *omi.Error, else the error text.
+func clientMessage(err error) string {
+	var e *omi.Error
+	if errors.As(err, &e) && e.Type != omi.TypeInternal {
+		return e.Details
+	}
+	return err.Error()
+}

@@ -59,6 +59,7 @@ func TestDeviceModel(t *testing.T) {
 func testDeviceModel(t *testing.T, seed uint64) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 99))
+	fill := rand.NewChaCha8([32]byte{byte(seed)})
 	e := mustEnv(t, "", blockmap.WithDirtyLimit(2*bs), blockmap.WithCacheBlocks(2))
 	size := int64(5*bs + 12345)
 	mustCreate(t, e, "vol-1", size)
@@ -83,9 +84,7 @@ func testDeviceModel(t *testing.T, seed uint64) {
 			p := make([]byte, l)
 			switch r.IntN(3) {
 			case 0:
-				for i := range p {
-					p[i] = byte(r.UintN(256))
-				}
+				fill.Read(p)
 			case 1:
 				for i := range p {
 					p[i] = byte(i / 1000)
@@ -340,6 +339,15 @@ func TestReopenAfterFlush(t *testing.T) {
 	if err := d.WriteAt(ctx, []byte("unflushed"), 0); err != nil {
 		t.Fatal(err)
 	}
+	// A second volume flushed by FlushAll (graceful shutdown) survives too.
+	mustCreate(t, e, "vol-2", bs)
+	d3 := mustOpen(t, e, "vol-2")
+	if err := d3.WriteAt(ctx, []byte("kept"), 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	e2 := mustEnv(t, e.dir)
 	d2 := mustOpen(t, e2, "vol-1")
@@ -350,5 +358,8 @@ func TestReopenAfterFlush(t *testing.T) {
 	}
 	if !bytes.Equal(got[bs:], model[bs:]) {
 		t.Fatal("flushed data lost after simulated crash")
+	}
+	if got := readAll(t, e2, "vol-2"); string(got[10:14]) != "kept" {
+		t.Fatal("data flushed by FlushAll lost after simulated crash")
 	}
 }

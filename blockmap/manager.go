@@ -274,6 +274,24 @@ func (m *Manager) Open(ctx context.Context, id string) (*Device, error) {
 	return &Device{s: s}, nil
 }
 
+// FlushAll flushes every open device, for a graceful shutdown or a
+// checkpoint. It returns the first error but tries every device.
+func (m *Manager) FlushAll(ctx context.Context) error {
+	m.mu.Lock()
+	states := make([]*devState, 0, len(m.devs))
+	for _, s := range m.devs {
+		states = append(states, s)
+	}
+	m.mu.Unlock()
+	var first error
+	for _, s := range states {
+		if err := s.flush(ctx); err != nil && first == nil {
+			first = fmt.Errorf("blockmap: flush %s: %w", s.id, err)
+		}
+	}
+	return first
+}
+
 // acquire returns the shared device state of id, loading its map if it is
 // not open, and takes a reference on it.
 func (m *Manager) acquire(ctx context.Context, id string) (*devState, error) {

@@ -37,9 +37,13 @@ const busyTimeoutMS = 10000
 
 // Store is the SQLite metadata store. It is safe for concurrent use.
 type Store struct {
-	path      string
-	w         *sql.DB // exactly one connection: the writer
-	r         *sql.DB // read-only connections for Views
+	path string
+	w    *sql.DB // exactly one connection: the writer
+	r    *sql.DB // read-only connections for Views
+	// slots bounds the Views running at once to one less than the read
+	// connections, so a View can always prepare a statement on the spare.
+	slots     chan struct{}
+	wc, rc    *stmtCache
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -87,6 +91,7 @@ func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
 	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "mmap_size(1073741824)")
 	if readOnly {
 		// A View that writes fails at the SQL level too, not only in tx.
 		q.Add("_pragma", "query_only(1)")
@@ -127,15 +132,24 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
 	}
+	s.wc = newStmtCache(s.w, false)
+	for _, q := range writerStmts {
+		if err := s.wc.prepare(ctx, q); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sqlite: open %s: prepare: %w", abs, err)
+		}
+	}
 	// Reads are CPU-bound on a warm cache: one connection per core is
 	// enough, with a floor so a few slow Views do not starve the rest.
 	n := max(4, runtime.GOMAXPROCS(0))
+	s.slots = make(chan struct{}, n)
 	s.r = sql.OpenDB(connector{dsn(abs, true)})
-	s.r.SetMaxOpenConns(n)
-	s.r.SetMaxIdleConns(n)
+	s.r.SetMaxOpenConns(n + 1)
+	s.r.SetMaxIdleConns(n + 1)
 	s.r.SetConnMaxLifetime(0)
 	s.r.SetConnMaxIdleTime(0)
-	if err := s.r.PingContext(ctx); err != nil {
+	s.rc = newStmtCache(s.r, true)
+	if err := s.rc.prepare(ctx, qGet); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: readers: %w", abs, err)
 	}
@@ -147,11 +161,17 @@ func (s *Store) Path() string { return s.path }
 
 // View runs fn in a read-only transaction on a snapshot of the database.
 func (s *Store) View(ctx context.Context, fn func(omi.Tx) error) error {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("sqlite: begin view: %w", ctx.Err())
+	}
+	defer func() { <-s.slots }()
 	stx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("sqlite: begin view: %w", err)
 	}
-	t := &tx{ctx: ctx, tx: stx}
+	t := &tx{ctx: ctx, tx: stx, cache: s.rc}
 	defer func() {
 		t.done.Store(true)
 		stx.Rollback() // read-only: nothing to keep; error irrelevant
@@ -167,7 +187,7 @@ func (s *Store) Update(ctx context.Context, fn func(omi.Tx) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("sqlite: begin update: %w", err)
 	}
-	t := &tx{ctx: ctx, tx: stx, write: true}
+	t := &tx{ctx: ctx, tx: stx, write: true, cache: s.wc}
 	committed := false
 	defer func() {
 		t.done.Store(true)
@@ -201,6 +221,12 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.rc != nil {
+			s.rc.close()
+		}
+		if s.wc != nil {
+			s.wc.close()
+		}
 		if s.r != nil {
 			errs = append(errs, s.r.Close())
 		}

@@ -26,6 +26,10 @@ type tx struct {
 	ctx   context.Context
 	tx    *sql.Tx
 	write bool
+	cache *stmtCache
+	// stmts holds the pool statements bound to this transaction, so a
+	// statement run many times in one Update is bound once.
+	stmts map[*sql.Stmt]*sql.Stmt
 	// done is set when View or Update returns; later calls fail instead of
 	// reaching a finished (or, worse, another caller's) transaction.
 	done atomic.Bool
@@ -41,9 +45,57 @@ func (t *tx) check(write bool) error {
 	return nil
 }
 
+// stmt returns query bound to this transaction, prepared when the pool has
+// it cached, or nil to run query unprepared.
+func (t *tx) stmt(query string) *sql.Stmt {
+	st := t.cache.get(t.ctx, query)
+	if st == nil {
+		return nil
+	}
+	if ts := t.stmts[st]; ts != nil {
+		return ts
+	}
+	if t.stmts == nil {
+		t.stmts = map[*sql.Stmt]*sql.Stmt{}
+	}
+	ts := t.tx.StmtContext(t.ctx, st)
+	t.stmts[st] = ts
+	return ts
+}
+
+func (t *tx) exec(query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(query); st != nil {
+		return st.ExecContext(t.ctx, args...)
+	}
+	return t.tx.ExecContext(t.ctx, query, args...)
+}
+
+func (t *tx) query(query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(query); st != nil {
+		return st.QueryContext(t.ctx, args...)
+	}
+	return t.tx.QueryContext(t.ctx, query, args...)
+}
+
 // sharesCol yields Record.SharedWith of the record aliased r, as a JSON array
-// in the order it was written.
+// in the order it was written (the primary key order of shares, so SQLite
+// reads it without sorting).
 const sharesCol = `(SELECT json_group_array(s.account ORDER BY s.pos) FROM shares s WHERE s.kind = r.kind AND s.id = r.id)`
+
+// Fixed statements, prepared by Open.
+const (
+	qGet    = `SELECT r.owner, r.name, r.public, r.doc, ` + sharesCol + ` FROM records r WHERE r.kind = ? AND r.id = ?`
+	qUpsert = `INSERT INTO records (kind, id, owner, name, public, doc) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner, name = excluded.name,
+		public = excluded.public, doc = excluded.doc`
+	qInsert = `INSERT INTO records (kind, id, owner, name, public, doc) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (kind, id) DO NOTHING`
+	qDelete      = `DELETE FROM records WHERE kind = ? AND id = ?`
+	qClearShares = `DELETE FROM shares WHERE kind = ? AND id = ?`
+	qInsertShare = `INSERT INTO shares (kind, id, pos, account) VALUES (?, ?, ?, ?)`
+)
+
+var writerStmts = []string{qGet, qUpsert, qInsert, qDelete, qClearShares, qInsertShare}
 
 // Get returns one record or an error wrapping omi.ErrNotFound.
 func (t *tx) Get(kind omi.Kind, id string) (omi.Record, error) {
@@ -52,9 +104,15 @@ func (t *tx) Get(kind omi.Kind, id string) (omi.Record, error) {
 	}
 	rec := omi.Record{Kind: kind, ID: id}
 	var shared string
-	err := t.tx.QueryRowContext(t.ctx,
-		`SELECT r.owner, r.name, r.public, r.doc, `+sharesCol+` FROM records r WHERE r.kind = ? AND r.id = ?`,
-		string(kind), id).Scan(&rec.Owner, &rec.Name, &rec.Public, &rec.Doc, &shared)
+	rows, err := t.query(qGet, string(kind), id)
+	if err == nil {
+		defer rows.Close()
+		if rows.Next() {
+			err = rows.Scan(&rec.Owner, &rec.Name, &rec.Public, &rec.Doc, &shared)
+		} else if err = rows.Err(); err == nil {
+			err = sql.ErrNoRows
+		}
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return omi.Record{}, fmt.Errorf("%s %s: %w", kind, id, omi.ErrNotFound)
 	}
@@ -106,14 +164,11 @@ func (t *tx) Put(r omi.Record) error {
 	}
 	// An upsert, not INSERT OR REPLACE: REPLACE deletes the old row first,
 	// and the delete would cascade to the shares.
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO records (kind, id, owner, name, public, doc) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner, name = excluded.name,
-		public = excluded.public, doc = excluded.doc`,
-		string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc)
+	_, err := t.exec(qUpsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc)
 	if err != nil {
 		return fmt.Errorf("sqlite: put %s %s: %w", r.Kind, r.ID, err)
 	}
-	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM shares WHERE kind = ? AND id = ?`, string(r.Kind), r.ID); err != nil {
+	if _, err := t.exec(qClearShares, string(r.Kind), r.ID); err != nil {
 		return fmt.Errorf("sqlite: put %s %s: clear shares: %w", r.Kind, r.ID, err)
 	}
 	return t.insertShares(r)
@@ -128,9 +183,7 @@ func (t *tx) Insert(r omi.Record) error {
 	if err := validate(r); err != nil {
 		return err
 	}
-	res, err := t.tx.ExecContext(t.ctx, `INSERT INTO records (kind, id, owner, name, public, doc) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (kind, id) DO NOTHING`,
-		string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc)
+	res, err := t.exec(qInsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc)
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s %s: %w", r.Kind, r.ID, err)
 	}
@@ -142,29 +195,11 @@ func (t *tx) Insert(r omi.Record) error {
 	return t.insertShares(r)
 }
 
-// sharesPerInsert keeps one multi-row INSERT well under SQLite's limit of
-// bound parameters.
-const sharesPerInsert = 200
-
 func (t *tx) insertShares(r omi.Record) error {
-	accounts := uniq(r.SharedWith)
-	for pos := 0; len(accounts) > 0; {
-		chunk := accounts[:min(len(accounts), sharesPerInsert)]
-		var b strings.Builder
-		args := make([]any, 0, 4*len(chunk))
-		b.WriteString("INSERT INTO shares (kind, id, account, pos) VALUES ")
-		for i, a := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, string(r.Kind), r.ID, a, pos+i)
+	for pos, account := range uniq(r.SharedWith) {
+		if _, err := t.exec(qInsertShare, string(r.Kind), r.ID, pos, account); err != nil {
+			return fmt.Errorf("sqlite: put %s %s: share: %w", r.Kind, r.ID, err)
 		}
-		if _, err := t.tx.ExecContext(t.ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("sqlite: put %s %s: shares: %w", r.Kind, r.ID, err)
-		}
-		accounts = accounts[len(chunk):]
-		pos += len(chunk)
 	}
 	return nil
 }
@@ -177,7 +212,7 @@ func (t *tx) Delete(kind omi.Kind, id string) error {
 	}
 	// Shares go with the record: ON DELETE CASCADE (foreign_keys is on for
 	// every connection).
-	res, err := t.tx.ExecContext(t.ctx, `DELETE FROM records WHERE kind = ? AND id = ?`, string(kind), id)
+	res, err := t.exec(qDelete, string(kind), id)
 	if err != nil {
 		return fmt.Errorf("sqlite: delete %s %s: %w", kind, id, err)
 	}
@@ -256,7 +291,7 @@ func (t *tx) page(kind omi.Kind, p *scanPlan, hasAfter bool, after string, limit
 	if err := t.check(false); err != nil {
 		return nil, err
 	}
-	rows, err := t.tx.QueryContext(t.ctx, query, args...)
+	rows, err := t.query(query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: scan %s: %w", kind, err)
 	}
@@ -295,32 +330,34 @@ type scanPlan struct {
 
 const cols = `r.id, r.owner, r.name, r.public, r.doc, ` + sharesCol
 
-// plan translates q's filters. Lists are deduplicated; name patterns
-// without wildcards become exact names (MatchPattern compares them
-// literally), and a "*" pattern drops the name filter altogether since it
-// matches every name.
+// plan translates q's filters. Lists are deduplicated, then padded to a
+// power of two by repeating their first entry, which changes no result but
+// bounds the number of distinct statements (and so prepared ones). Name
+// patterns without wildcards become exact names (MatchPattern compares them
+// literally), and a pattern of only '*' drops the name filter altogether
+// since it matches every name.
 func plan(q omi.Query) *scanPlan {
 	p := &scanPlan{kind: string(q.Kind), visible: q.VisibleTo}
 	var conds []string
-	in := func(col string, vals []string) {
-		vals = uniq(vals)
-		conds = append(conds, col+" IN ("+placeholders(len(vals))+")")
+	in := func(col string, vals []string) string {
+		vals = pad(uniq(vals))
 		for _, v := range vals {
 			p.args = append(p.args, v)
 		}
+		return col + " IN (" + placeholders(len(vals)) + ")"
 	}
 	if len(q.IDs) > 0 {
-		in("r.id", q.IDs)
+		conds = append(conds, in("r.id", q.IDs))
 	}
 	if len(q.Owners) > 0 {
-		in("r.owner", q.Owners)
+		conds = append(conds, in("r.owner", q.Owners))
 	}
 	names := append([]string(nil), q.Names...)
 	var patterns []string
 	matchAll := false
 	for _, pat := range q.NamePatterns {
 		switch {
-		case strings.Trim(pat, "*") == "" && pat != "":
+		case pat != "" && strings.Trim(pat, "*") == "":
 			matchAll = true
 		case strings.ContainsAny(pat, "*?"):
 			patterns = append(patterns, pat)
@@ -331,16 +368,12 @@ func plan(q omi.Query) *scanPlan {
 	if !matchAll && (len(names) > 0 || len(patterns) > 0) {
 		var alts []string
 		if len(names) > 0 {
-			names = uniq(names)
-			alts = append(alts, "r.name IN ("+placeholders(len(names))+")")
-			for _, n := range names {
-				p.args = append(p.args, n)
-			}
+			alts = append(alts, in("r.name", names))
 		}
 		// omi_match is omi.MatchPattern as an SQL function: LIKE and GLOB
 		// differ from it (case folding, '[' classes, '?' matching a
 		// character rather than a byte), and escaping cannot fix the last.
-		for _, pat := range uniq(patterns) {
+		for _, pat := range pad(uniq(patterns)) {
 			alts = append(alts, "omi_match(?, r.name)")
 			p.args = append(p.args, pat)
 		}
@@ -348,20 +381,27 @@ func plan(q omi.Query) *scanPlan {
 	}
 	p.filter = strings.Join(conds, " AND ")
 	// With ids or exact names the candidate rows are few and found by
-	// index, so visibility is a per-row test. Otherwise, the visible
-	// records are the union of three index-ordered streams (own, public,
-	// shared with), which SQLite merges in id order and stops reading at
-	// the limit: a page costs O(limit) whatever the table size and
-	// whatever the share of visible records.
+	// index, so visibility is a per-row test. Otherwise see sql.
 	p.union = q.VisibleTo != "" && len(q.IDs) == 0 && len(names) == 0
 	return p
 }
 
 // sql returns the statement and arguments of one batch.
+//
+// For VisibleTo without ids or names, the visible ids are the union of three
+// streams read in id order from covering indexes: the account's own records
+// (records_by_owner), public ones (records_public) and those shared with it
+// (shares_by_account). SQLite merges them as a co-routine and the outer
+// query fetches records for the merged ids until LIMIT is reached, so a page
+// costs O(limit) index steps whatever the table size and the share of
+// visible records; filtering every record of the kind for visibility would
+// cost O(records) for an account that sees little. INDEXED BY pins each arm
+// to its index: the query fails rather than silently degrading if an index
+// goes missing. The remaining filters apply to the fetched records.
 func (p *scanPlan) sql(hasAfter bool, after string, limit int) (string, []any) {
 	var b strings.Builder
 	var args []any
-	// where writes the conditions shared by every form on records r.
+	// where writes the conditions on records r shared by every form.
 	where := func() {
 		b.WriteString(" r.kind = ?")
 		args = append(args, p.kind)
@@ -375,6 +415,15 @@ func (p *scanPlan) sql(hasAfter bool, after string, limit int) (string, []any) {
 			args = append(args, p.args...)
 		}
 	}
+	// arm writes one stream of the union.
+	arm := func(sql string, vals ...any) {
+		b.WriteString(sql)
+		args = append(args, vals...)
+		if hasAfter {
+			b.WriteString(" AND id > ?")
+			args = append(args, after)
+		}
+	}
 	switch {
 	case p.visible == "":
 		b.WriteString("SELECT " + cols + " FROM records r WHERE")
@@ -383,30 +432,36 @@ func (p *scanPlan) sql(hasAfter bool, after string, limit int) (string, []any) {
 	case !p.union:
 		b.WriteString("SELECT " + cols + " FROM records r WHERE")
 		where()
-		b.WriteString(` AND (r.owner = ? OR r.public = 1 OR EXISTS
-			(SELECT 1 FROM shares v WHERE v.kind = r.kind AND v.id = r.id AND v.account = ?)) ORDER BY r.id`)
+		b.WriteString(" AND (r.owner = ? OR r.public = 1 OR EXISTS (SELECT 1 FROM shares v" +
+			" WHERE v.account = ? AND v.kind = r.kind AND v.id = r.id)) ORDER BY r.id")
 		args = append(args, p.visible, p.visible)
 	default:
-		b.WriteString("SELECT " + cols + " FROM records r WHERE")
+		b.WriteString("SELECT " + cols + " FROM (")
+		arm("SELECT id FROM records INDEXED BY records_by_owner WHERE kind = ? AND owner = ?", p.kind, p.visible)
+		arm(" UNION SELECT id FROM records INDEXED BY records_public WHERE kind = ? AND public = 1", p.kind)
+		arm(" UNION SELECT id FROM shares INDEXED BY shares_by_account WHERE account = ? AND kind = ?", p.visible, p.kind)
+		b.WriteString(" ORDER BY 1) v CROSS JOIN records r ON r.id = v.id WHERE")
 		where()
-		b.WriteString(" AND r.owner = ?")
-		args = append(args, p.visible)
-		b.WriteString(" UNION SELECT " + cols + " FROM records r WHERE")
-		where()
-		b.WriteString(" AND r.public = 1")
-		b.WriteString(" UNION SELECT " + cols + " FROM shares v JOIN records r ON r.kind = v.kind AND r.id = v.id WHERE v.account = ? AND v.kind = ?")
-		args = append(args, p.visible, p.kind)
-		if hasAfter {
-			b.WriteString(" AND v.id > ?")
-			args = append(args, after)
-		}
-		b.WriteString(" AND")
-		where()
-		b.WriteString(" ORDER BY 1")
+		b.WriteString(" ORDER BY v.id")
 	}
 	b.WriteString(" LIMIT ?")
 	args = append(args, limit)
 	return b.String(), args
+}
+
+// pad repeats the first entry of list up to the next power of two.
+func pad(list []string) []string {
+	if len(list) == 0 {
+		return list
+	}
+	n := 1
+	for n < len(list) {
+		n *= 2
+	}
+	for len(list) < n {
+		list = append(list, list[0])
+	}
+	return list
 }
 
 func placeholders(n int) string {

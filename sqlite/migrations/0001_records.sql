@@ -19,16 +19,18 @@ CREATE INDEX records_by_name ON records (kind, name, id);
 -- "public" arm of VisibleTo.
 CREATE INDEX records_public ON records (kind, id) WHERE public = 1;
 
--- Accounts a record is shared with, in the order Record.SharedWith gave them
--- (pos). Deleting a record deletes its shares.
+-- Accounts a record is shared with, in the order Record.SharedWith gave them:
+-- the primary key keeps them in that order (pos), so reading a record's
+-- shares needs no sort. Deleting a record deletes its shares.
 CREATE TABLE shares (
     kind    TEXT    NOT NULL,
     id      TEXT    NOT NULL,
-    account TEXT    NOT NULL,
     pos     INTEGER NOT NULL,
-    PRIMARY KEY (kind, id, account),
+    account TEXT    NOT NULL,
+    PRIMARY KEY (kind, id, pos),
     FOREIGN KEY (kind, id) REFERENCES records (kind, id) ON DELETE CASCADE
 ) STRICT, WITHOUT ROWID;
 
--- The "shared with me" arm of VisibleTo, in id order.
-CREATE INDEX shares_by_account ON shares (account, kind, id);
+-- The "shared with me" arm of VisibleTo, in id order; also the per-record
+-- visibility test, and it keeps an account from being listed twice.
+CREATE UNIQUE INDEX shares_by_account ON shares (account, kind, id);

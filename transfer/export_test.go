@@ -1,0 +1,124 @@
+package transfer_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/omiproject/omi/diskimage"
+	"github.com/omiproject/omi/transfer"
+)
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func TestObjectName(t *testing.T) {
+	re := regexp.MustCompile(`^snap-12345678-[0-9a-f]{8}\.(qcow2|raw)\.gz$`)
+	a := transfer.ObjectName("snap-12345678", diskimage.FormatQcow2)
+	b := transfer.ObjectName("snap-12345678", diskimage.FormatRaw)
+	if !re.MatchString(a) || !re.MatchString(b) {
+		t.Fatalf("names %q %q", a, b)
+	}
+	if a[:22] == transfer.ObjectName("snap-12345678", diskimage.FormatQcow2)[:22] {
+		t.Fatalf("two names share their random part: %q", a)
+	}
+}
+
+// exportTo exports map id into a file and returns its path and result.
+func exportTo(t *testing.T, e *env, id string, format diskimage.Format) (string, transfer.Result) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), transfer.ObjectName(id, format))
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	var last int64
+	res, err := transfer.ExportSnapshot(context.Background(), e.m, id, format, f, func(done, total int64) {
+		calls++
+		if done < last || done > total {
+			t.Errorf("progress %d/%d after %d", done, total, last)
+		}
+		last = done
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("export %s: %v", format, err)
+	}
+	if calls < 2 || last != res.Size {
+		t.Errorf("progress called %d times, last %d of %d", calls, last, res.Size)
+	}
+	obj := readFile(t, path)
+	if got := sha(obj); got != res.ObjectSHA256 || int64(len(obj)) != res.ObjectSize {
+		t.Errorf("object digest/size %s/%d, result says %s/%d", got, len(obj), res.ObjectSHA256, res.ObjectSize)
+	}
+	return path, res
+}
+
+// TestExportQemu exports a volume to qcow2.gz and raw.gz, checks both with
+// gzip and qemu-img against the source, and imports them back byte-exact.
+func TestExportQemu(t *testing.T) {
+	needTool(t, "qemu-img", "gzip")
+	e := newEnv(t)
+	disk := testDisk()
+	e.put(t, "snap-00000001", disk)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "source.raw")
+	writeFile(t, src, disk)
+
+	for _, format := range []diskimage.Format{diskimage.FormatQcow2, diskimage.FormatRaw} {
+		t.Run(string(format), func(t *testing.T) {
+			gz, res := exportTo(t, e, "snap-00000001", format)
+			if res.Size != int64(len(disk)) {
+				t.Fatalf("Size %d, want %d", res.Size, len(disk))
+			}
+			img := filepath.Join(dir, "out."+string(format))
+			shell(t, "gzip -t '"+gz+"' && gzip -dc '"+gz+"' > '"+img+"'")
+			if got := sha(readFile(t, img)); got != res.DiskSHA256 {
+				t.Fatalf("gunzipped image SHA-256 %s, result says %s", got, res.DiskSHA256)
+			}
+			if format == diskimage.FormatQcow2 {
+				run(t, "qemu-img", "check", "-f", "qcow2", img)
+			}
+			run(t, "qemu-img", "compare", "-f", string(format), "-F", "raw", img, src)
+
+			// Back in, from the gzip object, byte-exact.
+			f, err := os.Open(gz)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			id := "snap-1mp0rt" + string(format)
+			got, err := transfer.ImportDisk(context.Background(), f, e.m, id, transfer.ImportOptions{
+				DeclaredSize: int64(len(disk)), ExpectedSHA256: res.DiskSHA256, ExpectedObjectSHA256: res.ObjectSHA256,
+			})
+			if err != nil {
+				t.Fatalf("import: %v", err)
+			}
+			if got.Format != format || !got.Gzip || got.Size != int64(len(disk)) || got.DiskSHA256 != res.DiskSHA256 || got.ObjectSize != res.ObjectSize {
+				t.Errorf("import result %+v, export %+v", got, res)
+			}
+			if !bytes.Equal(e.read(t, id), disk) {
+				t.Fatal("imported disk differs from the source")
+			}
+		})
+	}
+}
+
+func TestExportMissingSnapshot(t *testing.T) {
+	e := newEnv(t)
+	var b bytes.Buffer
+	if _, err := transfer.ExportSnapshot(context.Background(), e.m, "snap-404", diskimage.FormatQcow2, &b, nil); err == nil {
+		t.Fatal("export of a missing snapshot succeeded")
+	}
+	e.put(t, "snap-1", make([]byte, 1<<20))
+	if _, err := transfer.ExportSnapshot(context.Background(), e.m, "snap-1", "vmdk", &b, nil); err == nil {
+		t.Fatal("export to vmdk succeeded")
+	}
+}

@@ -193,3 +193,7 @@ func readFile(tb testing.TB, path string) []byte {
 	}
 	return b
 }
+
+func commandOutput(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
+}

@@ -67,7 +67,7 @@ func (e *ImportError) Unwrap() error { return e.Err }
 
 // ErrDigestMismatch reports an image whose SHA-256 differs from the one the
 // manifest announced.
-var ErrDigestMismatch = errors.New("SHA-256 of the disk does not match the manifest")
+var ErrDigestMismatch = errors.New("SHA-256 does not match the one announced")
 
 // CodeInvalidImport is the OUTSCALE code given to a refused image when an
 // ImportError is turned into an API error (InvalidParameterValue).
@@ -239,10 +239,10 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 		Gzip:         info.Gzip,
 	}
 	if e := strings.ToLower(opts.ExpectedSHA256); e != "" && e != res.DiskSHA256 {
-		return Result{}, classify(snapshotID, fmt.Errorf("%w: image SHA-256 is %s, manifest says %s", ErrDigestMismatch, res.DiskSHA256, e))
+		return Result{}, classify(snapshotID, fmt.Errorf("%w: image SHA-256 is %s, expected %s", ErrDigestMismatch, res.DiskSHA256, e))
 	}
 	if e := strings.ToLower(opts.ExpectedObjectSHA256); e != "" && e != res.ObjectSHA256 {
-		return Result{}, classify(snapshotID, fmt.Errorf("%w: object SHA-256 is %s, manifest says %s", ErrDigestMismatch, res.ObjectSHA256, e))
+		return Result{}, classify(snapshotID, fmt.Errorf("%w: object SHA-256 is %s, expected %s", ErrDigestMismatch, res.ObjectSHA256, e))
 	}
 	if opts.Progress != nil {
 		opts.Progress(total, total)

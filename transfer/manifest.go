@@ -123,7 +123,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	var ver json.Number
 	dec := json.NewDecoder(bytes.NewReader(rawVer))
 	dec.UseNumber()
-	if err := dec.Decode(&ver); err != nil {
+	if t := bytes.TrimSpace(rawVer); len(t) == 0 || t[0] == '"' || dec.Decode(&ver) != nil {
 		return nil, omi.Invalid(CodeInvalidManifestFormat, "manifest Version is not a number")
 	}
 	if ver.String() != "1" {

@@ -8,12 +8,17 @@
 //
 //   - [Map] and its compact, checksummed encoding (holes cost a byte per run).
 //   - [MapStore] persists maps by id; [DirStore] is the single-node one (one
-//     file per id, temp file, fsync, rename, fsync of the directory).
+//     file per id, temp file, fsync, rename, fsync of the directory). Every
+//     implementation runs the conformance suite in package maptest.
 //   - [Manager] is what the API service uses: Create, Clone (snapshots and
 //     volumes from snapshots), Resize, Delete, Open, View (exports), WriteFrom
 //     and ReadTo (streaming import/export), and LiveHashes for package gc.
 //   - [Device] is an open volume with a write-back buffer, the backend of the
-//     NBD server.
+//     NBD server. Reads go through a small LRU of decompressed blocks shared
+//     by the Manager; concurrent misses on one block share one read, and a
+//     sequential reader gets the next two blocks read ahead.
+//   - [View] is a frozen, pinned, read-only copy for exports; it has the
+//     Size/ReadAt/Extents method set of diskimage.Source.
 //
 // # Durability
 //

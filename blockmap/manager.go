@@ -47,7 +47,7 @@ func WithCacheBlocks(n int) Option { return func(c *config) { c.cacheBlocks = n 
 // WithWorkers sets how many blocks a Device hashes, compresses and stores in
 // parallel when writing back, and how many blocks ReadTo reads ahead (twice
 // that). The default, 4 x GOMAXPROCS, keeps the CPUs busy while Puts wait
-// for fsync: on 2 cores, 8 workers write about 1.5x faster than 2.
+// for fsync (each local Put fsyncs a file and a directory).
 func WithWorkers(n int) Option { return func(c *config) { c.workers = max(n, 1) } }
 
 // Manager owns the maps of all volumes and snapshots of a process and the

@@ -48,10 +48,16 @@ type call struct {
 
 // Server serves the OUTSCALE API over HTTP.
 type Server struct {
-	svc   *service.Service
-	log   *slog.Logger
-	now   func() time.Time
-	calls map[string]call
+	svc      *service.Service
+	log      *slog.Logger
+	now      func() time.Time
+	calls    map[string]call
+	observer func(call, code string, status int, d time.Duration)
+}
+
+// SetObserver registers a function told about every call (metrics).
+func (s *Server) SetObserver(fn func(call, code string, status int, d time.Duration)) {
+	s.observer = fn
 }
 
 // New returns the API handler for svc.
@@ -170,8 +176,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e != nil {
 		code = e.Code
 	}
+	d := s.now().Sub(start)
 	s.log.Info("api", "request_id", reqID, "call", name, "status", status, "code", code,
-		"duration_ms", float64(s.now().Sub(start).Microseconds())/1000)
+		"duration_ms", float64(d.Microseconds())/1000)
+	if s.observer != nil {
+		if _, known := s.calls[name]; !known {
+			name = "" // do not let clients create label values at will
+		}
+		s.observer(name, code, status, d)
+	}
 }
 
 // callName extracts the operation from /api/v1/X, /api/latest/X or /X.

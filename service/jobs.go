@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/omiproject/omi"
 )
@@ -65,6 +66,16 @@ type ExportJob struct {
 	Prefix    string          // object key prefix, ending with "/" or ""
 	Image     *omi.Image      // for an OMI export
 	Snapshots []*omi.Snapshot // the snapshots to export, in mapping order
+}
+
+// SetTaskObserver registers a function told about every finished
+// background task (metrics): kind is "export" or "import".
+func (s *Service) SetTaskObserver(fn func(kind, state string, d time.Duration)) { s.taskObserver = fn }
+
+func (s *Service) observeTask(kind, state string, start time.Time) {
+	if s.taskObserver != nil {
+		s.taskObserver(kind, state, time.Since(start))
+	}
 }
 
 // SetTransfers attaches the transfer implementation; call before Start.

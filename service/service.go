@@ -41,7 +41,9 @@ type Service struct {
 	region regionFacts
 	data   DataPlane
 	xfer   Transfers
-	jobs   *jobs
+	// taskObserver is told about finished tasks (metrics).
+	taskObserver func(kind, state string, d time.Duration)
+	jobs         *jobs
 	// jobCtx is the context of background jobs, cancelled by Close.
 	jobCtx context.Context
 

@@ -357,6 +357,7 @@ func (s *Service) runExport(ctx context.Context, id string) {
 		}
 		return
 	}
+	start := time.Now()
 	url, err := s.export(ctx, t)
 	if ctx.Err() != nil {
 		// Cancelled by DeleteExportTask (its cleanup job removes the
@@ -370,12 +371,14 @@ func (s *Service) runExport(ctx context.Context, id string) {
 			return nil
 		})
 		s.cleanupTask(ctx, id)
+		s.observeTask("export", omi.TaskFailed, start)
 		return
 	}
 	s.updateTask(ctx, id, func(t *omi.ExportTask) error {
 		t.State, t.Progress, t.OsuExport.OsuManifestUrl = omi.TaskCompleted, 100, url
 		return nil
 	})
+	s.observeTask("export", omi.TaskCompleted, start)
 }
 
 func (s *Service) export(ctx context.Context, t *omi.ExportTask) (string, error) {
@@ -603,12 +606,16 @@ func (s *Service) runImport(ctx context.Context, id string) {
 			return omi.Put(tx, sn)
 		})
 	}
+	start := time.Now()
 	err := s.xfer.ImportDisk(ctx, sn.ImportURL, id, sn.SizeBytes, sn.ImportSHA256, progress)
 	if ctx.Err() != nil {
 		return // shutdown: the import is redone by the next process
 	}
 	if err != nil {
 		s.log.Warn("import failed", "snapshot", id, "err", err)
+		s.observeTask("import", omi.TaskFailed, start)
+	} else {
+		s.observeTask("import", omi.TaskCompleted, start)
 	}
 	s.store.Update(ctx, func(tx omi.Tx) error {
 		sn, err2 := omi.Get[omi.Snapshot](tx, id)

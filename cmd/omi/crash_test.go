@@ -130,7 +130,9 @@ func TestFlushedWritesSurviveKill9(t *testing.T) {
 	data := t.TempDir()
 	p := startOmi(t, bin, data)
 
-	var vol struct{ Volume struct{ VolumeId, State string } }
+	var vol struct {
+		Volume struct{ VolumeId, State string }
+	}
 	p.call(t, "CreateVolume", map[string]any{"Size": 1, "SubregionName": "eu-west-2a"}, &vol)
 	id := vol.Volume.VolumeId
 	waitState(t, p, "ReadVolumes", id, "available")
@@ -145,7 +147,9 @@ func TestFlushedWritesSurviveKill9(t *testing.T) {
 
 	p2 := startOmi(t, bin, data)
 	qemuIO(t, fmt.Sprintf("nbd://%s/%s", p2.nbd, id), "read -P 0x5a 0 3M", "read -P 0xa5 700M 64k", "read -P 0 800M 1M")
-	var snaps struct{ Snapshots []struct{ SnapshotId, State string } }
+	var snaps struct {
+		Snapshots []struct{ SnapshotId, State string }
+	}
 	waitState(t, p2, "ReadSnapshots", snap.Snapshot.SnapshotId, "completed")
 	p2.call(t, "ReadSnapshots", map[string]any{"Filters": map[string]any{"SnapshotIds": []string{snap.Snapshot.SnapshotId}}}, &snaps)
 	// A volume made from the snapshot after the restart has the data.
@@ -171,4 +175,59 @@ func waitState(t *testing.T, p *proc, call, id, state string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s %s never reached %s", call, id, state)
+}
+
+// TestHealthReadinessAndMetrics checks the operator endpoints of a real
+// omi serve: /healthz, /readyz, and Prometheus metrics that count calls.
+func TestHealthReadinessAndMetrics(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "omi")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	metricsAddr := freePort(t)
+	p := &proc{api: freePort(t), nbd: freePort(t)}
+	p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--metrics-listen", metricsAddr,
+		"--data", t.TempDir(), "--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	for i := 0; !up(p.api) || !up(metricsAddr); i++ {
+		if i == 100 {
+			t.Fatal("omi serve did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + p.api + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	var out map[string]any
+	p.call(t, "ReadVolumes", map[string]any{}, &out)
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	if !strings.Contains(buf.String(), `omi_api_requests_total{call="ReadVolumes",code="",status="200"} 1`) {
+		t.Errorf("metrics do not count the ReadVolumes call:\n%s", grepLines(buf.String(), "omi_api"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/omiproject/omi/blockmap"
+	"github.com/omiproject/omi/blockstore"
 	"github.com/omiproject/omi/blockstore/local"
 	"github.com/omiproject/omi/config"
 	"github.com/omiproject/omi/dataplane"
+	"github.com/omiproject/omi/metrics"
 	"github.com/omiproject/omi/nbd"
 	"github.com/omiproject/omi/oapi"
 	"github.com/omiproject/omi/service"
@@ -31,6 +33,7 @@ import (
 type serveFlags struct {
 	listen    string
 	nbdListen string
+	metrics   string
 	gcEvery   time.Duration
 	data      string
 	config    string
@@ -50,6 +53,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs := flag.NewFlagSet("omi serve", flag.ContinueOnError)
 	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
 	fs.StringVar(&f.nbdListen, "nbd-listen", envOr("OMI_NBD_LISTEN", "127.0.0.1:10809"), "NBD address serving volumes by id; loopback only (env OMI_NBD_LISTEN; empty disables)")
+	fs.StringVar(&f.metrics, "metrics-listen", envOr("OMI_METRICS_LISTEN", ""), "Prometheus metrics address, e.g. 127.0.0.1:9090 (env OMI_METRICS_LISTEN; empty disables)")
 	gcDefault, err := time.ParseDuration(envOr("OMI_GC_INTERVAL", "10m"))
 	if err != nil {
 		return nil, fmt.Errorf("OMI_GC_INTERVAL: %w", err)
@@ -107,11 +111,13 @@ func serve(args []string) error {
 		return err
 	}
 	defer store.Close()
-	blocks, err := local.Open(filepath.Join(f.data, "blocks"))
+	localBlocks, err := local.Open(filepath.Join(f.data, "blocks"))
 	if err != nil {
 		return err
 	}
-	defer blocks.Close()
+	defer localBlocks.Close()
+	mets := metrics.New()
+	blocks := mets.Blocks(localBlocks)
 	mapStore, err := blockmap.NewDirStore(filepath.Join(f.data, "maps"))
 	if err != nil {
 		return err
@@ -135,6 +141,7 @@ func serve(args []string) error {
 		}
 	}
 	svc.SetDataPlane(plane)
+	svc.SetTaskObserver(mets.ObserveTask)
 	svc.Start(ctx)
 	defer svc.Close()
 
@@ -163,7 +170,29 @@ func serve(args []string) error {
 		go collectEvery(ctx, plane, f.gcEvery, log)
 	}
 
-	srv := &http.Server{Handler: oapi.New(svc, log), ReadHeaderTimeout: 10 * time.Second,
+	api := oapi.New(svc, log)
+	api.SetObserver(mets.ObserveCall)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(r.Context(), store, blocks); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/", api)
+	if f.metrics != "" {
+		mln, err := net.Listen("tcp", f.metrics)
+		if err != nil {
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		msrv := &http.Server{Handler: mets.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -178,6 +207,19 @@ func serve(args []string) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutCtx)
+}
+
+// ready checks that the metadata store and the block store answer.
+func ready(ctx context.Context, store interface{ Ping(context.Context) error }, blocks blockstore.Store) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := store.Ping(ctx); err != nil {
+		return fmt.Errorf("metadata store: %w", err)
+	}
+	if _, err := blocks.Has(ctx, blockstore.Hash{}); err != nil {
+		return fmt.Errorf("block store: %w", err)
+	}
+	return nil
 }
 
 // collectEvery frees unreferenced blocks periodically.

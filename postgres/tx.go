@@ -1,0 +1,473 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/omiproject/omi"
+)
+
+var (
+	errTxDone   = errors.New("postgres: transaction already finished")
+	errReadOnly = errors.New("postgres: write in a read-only transaction (View)")
+)
+
+// tx implements omi.Tx on one PostgreSQL transaction. Like pgx.Tx it is not
+// safe for concurrent use.
+type tx struct {
+	ctx   context.Context
+	tx    pgx.Tx
+	write bool
+	// done is set when View or Update returns; later calls fail instead of
+	// reaching a finished transaction.
+	done atomic.Bool
+	// conflict is the first serialisation failure or deadlock a statement
+	// met: the transaction is then aborted and Update runs fn again.
+	conflict error
+}
+
+func (t *tx) check(write bool) error {
+	if t.done.Load() {
+		return errTxDone
+	}
+	if write && !t.write {
+		return errReadOnly
+	}
+	return nil
+}
+
+// note records err if it is a conflict, and returns it.
+func (t *tx) note(err error) error {
+	if err != nil && t.conflict == nil && isConflict(err) {
+		t.conflict = err
+	}
+	return err
+}
+
+// sharesCol yields Record.SharedWith of the record aliased r, in the order it
+// was written (the primary key order of shares).
+const sharesCol = `ARRAY(SELECT s.account FROM shares s WHERE s.kind = r.kind AND s.id = r.id ORDER BY s.pos)`
+
+// Fixed statements. pgx prepares each once per connection and caches it.
+const (
+	qGet = `SELECT r.owner, r.name, r.public, r.doc, ` + sharesCol + ` FROM records r WHERE r.kind = $1 AND r.id = $2`
+	// An upsert rather than delete and insert: deleting would cascade to
+	// the shares and cost index churn for nothing.
+	qUpsert = `INSERT INTO records (kind, id, owner, name, public, doc) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner, name = excluded.name,
+		public = excluded.public, doc = excluded.doc`
+	qClearShares = `DELETE FROM shares WHERE kind = $1 AND id = $2`
+	qAddShares   = `INSERT INTO shares (kind, id, pos, account)
+		SELECT $1, $2, s.pos, s.account FROM unnest($3::text[]) WITH ORDINALITY AS s(account, pos)`
+	// Insert is one statement: the shares are added only for a row that
+	// was inserted, and the count tells whether it was. ON CONFLICT DO
+	// NOTHING, unlike a unique violation, leaves the transaction usable.
+	qInsert = `WITH ins AS (
+			INSERT INTO records (kind, id, owner, name, public, doc) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (kind, id) DO NOTHING RETURNING kind, id),
+		sh AS (
+			INSERT INTO shares (kind, id, pos, account)
+			SELECT ins.kind, ins.id, s.pos, s.account FROM ins CROSS JOIN unnest($7::text[]) WITH ORDINALITY AS s(account, pos))
+		SELECT count(*) FROM ins`
+	qDelete = `DELETE FROM records WHERE kind = $1 AND id = $2`
+)
+
+// validText reports whether s can be stored in a PostgreSQL text column:
+// UTF-8 without NUL bytes. A string that cannot be stored names no record.
+func validText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// validate rejects records the store could not give back unchanged.
+func validate(r omi.Record) error {
+	if r.Kind == "" || r.ID == "" {
+		return fmt.Errorf("postgres: record %q %q: kind and id are required", r.Kind, r.ID)
+	}
+	for _, s := range append([]string{string(r.Kind), r.ID, r.Owner, r.Name}, r.SharedWith...) {
+		if !validText(s) {
+			return fmt.Errorf("postgres: record %s %q: %q is not UTF-8 text without NUL bytes", r.Kind, r.ID, s)
+		}
+	}
+	if !json.Valid(r.Doc) {
+		return fmt.Errorf("postgres: record %s %s: document is not valid JSON", r.Kind, r.ID)
+	}
+	return nil
+}
+
+// Get returns one record or an error wrapping omi.ErrNotFound.
+func (t *tx) Get(kind omi.Kind, id string) (omi.Record, error) {
+	if err := t.check(false); err != nil {
+		return omi.Record{}, err
+	}
+	if !validText(string(kind)) || !validText(id) {
+		return omi.Record{}, fmt.Errorf("%s %q: %w", kind, id, omi.ErrNotFound)
+	}
+	rec := omi.Record{Kind: kind, ID: id}
+	err := t.tx.QueryRow(t.ctx, qGet, string(kind), id).Scan(&rec.Owner, &rec.Name, &rec.Public, &rec.Doc, &rec.SharedWith)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return omi.Record{}, fmt.Errorf("%s %s: %w", kind, id, omi.ErrNotFound)
+	}
+	if err != nil {
+		return omi.Record{}, fmt.Errorf("postgres: get %s %s: %w", kind, id, t.note(err))
+	}
+	if len(rec.SharedWith) == 0 {
+		rec.SharedWith = nil
+	}
+	return rec, nil
+}
+
+// Put inserts or replaces a record and its shares, in one round trip.
+func (t *tx) Put(r omi.Record) error {
+	if err := t.check(true); err != nil {
+		return err
+	}
+	if err := validate(r); err != nil {
+		return err
+	}
+	shares := uniq(r.SharedWith)
+	b := &pgx.Batch{}
+	b.Queue(qUpsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc)
+	b.Queue(qClearShares, string(r.Kind), r.ID)
+	if len(shares) > 0 {
+		b.Queue(qAddShares, string(r.Kind), r.ID, shares)
+	}
+	br := t.tx.SendBatch(t.ctx, b)
+	for range b.Len() {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return fmt.Errorf("postgres: put %s %s: %w", r.Kind, r.ID, t.note(err))
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("postgres: put %s %s: %w", r.Kind, r.ID, t.note(err))
+	}
+	return nil
+}
+
+// Insert adds a record, failing with an error wrapping omi.ErrExists if the
+// kind and id are taken.
+func (t *tx) Insert(r omi.Record) error {
+	if err := t.check(true); err != nil {
+		return err
+	}
+	if err := validate(r); err != nil {
+		return err
+	}
+	var n int
+	err := t.tx.QueryRow(t.ctx, qInsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc, uniq(r.SharedWith)).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("postgres: insert %s %s: %w", r.Kind, r.ID, t.note(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("%s %s: %w", r.Kind, r.ID, omi.ErrExists)
+	}
+	return nil
+}
+
+// Delete removes a record and its shares (ON DELETE CASCADE), or fails with
+// an error wrapping omi.ErrNotFound.
+func (t *tx) Delete(kind omi.Kind, id string) error {
+	if err := t.check(true); err != nil {
+		return err
+	}
+	if !validText(string(kind)) || !validText(id) {
+		return fmt.Errorf("%s %q: %w", kind, id, omi.ErrNotFound)
+	}
+	tag, err := t.tx.Exec(t.ctx, qDelete, string(kind), id)
+	if err != nil {
+		return fmt.Errorf("postgres: delete %s %s: %w", kind, id, t.note(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%s %s: %w", kind, id, omi.ErrNotFound)
+	}
+	return nil
+}
+
+// Scan batches: the first batch is small, for the common single-page
+// listing; later ones grow so a full scan makes few queries, while memory
+// stays bounded whatever the table size.
+const (
+	firstBatch = 64
+	maxBatch   = 1024
+)
+
+// Scan calls fn for each record matching q, in ascending id order.
+//
+// Records are read in batches (keyset pagination on id, LIMIT pushed into
+// SQL) and no statement is open while fn runs, since one connection cannot
+// interleave statements: fn may use the Tx freely, and records it writes
+// with ids after the current one show up later in the scan. In a View every
+// batch reads the same snapshot.
+func (t *tx) Scan(q omi.Query, fn func(omi.Record) (bool, error)) error {
+	if err := t.check(false); err != nil {
+		return err
+	}
+	if q.Kind == "" {
+		return errors.New("postgres: scan: query without kind")
+	}
+	if q.Limit < 0 {
+		return fmt.Errorf("postgres: scan %s: negative limit %d", q.Kind, q.Limit)
+	}
+	after := q.AfterID
+	if !utf8.ValidString(after) {
+		return fmt.Errorf("postgres: scan %s: AfterID %q is not UTF-8", q.Kind, after)
+	}
+	// Stored ids hold no NUL byte, so "id > p + NUL + rest" selects the
+	// same ids as "id > p".
+	if i := strings.IndexByte(after, 0); i >= 0 {
+		after = after[:i]
+	}
+	p := plan(q)
+	if p.none {
+		return nil
+	}
+	remaining := q.Limit
+	batch := firstBatch
+	for {
+		n := batch
+		if q.Limit > 0 {
+			n = min(n, remaining)
+		}
+		recs, err := t.page(q.Kind, p, after, n)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			more, err := fn(r)
+			if err != nil {
+				return err
+			}
+			if !more {
+				return nil
+			}
+		}
+		if len(recs) < n {
+			return nil
+		}
+		if q.Limit > 0 {
+			if remaining -= len(recs); remaining == 0 {
+				return nil
+			}
+		}
+		after = recs[len(recs)-1].ID
+		batch = min(2*batch, maxBatch)
+	}
+}
+
+// page runs one batch of a scan.
+func (t *tx) page(kind omi.Kind, p *scanPlan, after string, limit int) ([]omi.Record, error) {
+	if err := t.check(false); err != nil {
+		return nil, err
+	}
+	query, args := p.sql(after, limit)
+	rows, err := t.tx.Query(t.ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: scan %s: %w", kind, t.note(err))
+	}
+	defer rows.Close()
+	recs := make([]omi.Record, 0, min(limit, 64))
+	for rows.Next() {
+		r := omi.Record{Kind: kind}
+		if err := rows.Scan(&r.ID, &r.Owner, &r.Name, &r.Public, &r.Doc, &r.SharedWith); err != nil {
+			return nil, fmt.Errorf("postgres: scan %s: %w", kind, err)
+		}
+		if len(r.SharedWith) == 0 {
+			r.SharedWith = nil
+		}
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: scan %s: %w", kind, t.note(err))
+	}
+	return recs, nil
+}
+
+// scanPlan is a Query turned into SQL, built once per Scan and completed per
+// batch with the keyset position and limit. Its placeholders are numbered
+// after the three that every batch sets: $1 kind, $2 the id to start after
+// and $3 the limit.
+type scanPlan struct {
+	kind    string
+	none    bool   // the query can match nothing
+	filter  string // conditions on r besides kind and id > after, or ""
+	args    []any  // values of $4 onwards
+	visible string // placeholder of VisibleTo, or ""
+	union   bool   // use the three-arm form for VisibleTo (see sql)
+}
+
+const cols = `r.id, r.owner, r.name, r.public, r.doc, ` + sharesCol
+
+// plan translates q's filters. Lists travel as arrays (col = ANY($n)), so
+// the statement text depends only on which fields are set and pgx's
+// statement cache stays small. Name patterns without wildcards become
+// exact names (MatchPattern compares them literally), and a pattern of only
+// '*' drops the name filter since it matches every name. Values that cannot
+// be stored (see validText) are dropped from lists: they match nothing.
+func plan(q omi.Query) *scanPlan {
+	p := &scanPlan{kind: string(q.Kind)}
+	arg := func(v any) string {
+		p.args = append(p.args, v)
+		return "$" + strconv.Itoa(3+len(p.args))
+	}
+	var conds []string
+	in := func(col string, vals []string) {
+		var ok []string
+		for _, v := range uniq(vals) {
+			if validText(v) {
+				ok = append(ok, v)
+			}
+		}
+		if len(ok) == 0 {
+			p.none = true
+			return
+		}
+		conds = append(conds, col+" = ANY("+arg(ok)+"::text[])")
+	}
+	if len(q.IDs) > 0 {
+		in("r.id", q.IDs)
+	}
+	if len(q.Owners) > 0 {
+		in("r.owner", q.Owners)
+	}
+	var names []string
+	for _, n := range q.Names {
+		if validText(n) {
+			names = append(names, n)
+		}
+	}
+	var patterns [][]byte
+	matchAll := false
+	for _, pat := range q.NamePatterns {
+		switch {
+		case pat != "" && strings.Trim(pat, "*") == "":
+			matchAll = true
+		case strings.ContainsAny(pat, "*?"):
+			patterns = append(patterns, likePattern(pat))
+		case validText(pat):
+			names = append(names, pat)
+		}
+	}
+	if (len(q.Names) > 0 || len(q.NamePatterns) > 0) && !matchAll {
+		var alts []string
+		if len(names) > 0 {
+			alts = append(alts, "r.name = ANY("+arg(uniq(names))+"::text[])")
+		}
+		if len(patterns) > 0 {
+			// LIKE on bytea compares bytes, as MatchPattern does: on
+			// text, '_' would match a character, not a byte.
+			alts = append(alts, "convert_to(r.name, 'UTF8') LIKE ANY("+arg(patterns)+"::bytea[])")
+		}
+		if len(alts) == 0 {
+			p.none = true
+		}
+		conds = append(conds, "("+strings.Join(alts, " OR ")+")")
+	}
+	if q.VisibleTo != "" {
+		if validText(q.VisibleTo) {
+			p.visible = arg(q.VisibleTo)
+		} else {
+			// No record is owned by or shared with this account.
+			conds = append(conds, "r.public")
+		}
+	}
+	p.filter = strings.Join(conds, " AND ")
+	// With ids, or only exact names, the candidate rows are few and found
+	// by index, so visibility is a per-row test. Otherwise see sql.
+	p.union = p.visible != "" && len(q.IDs) == 0 && (len(names) == 0 || len(patterns) > 0 || matchAll)
+	return p
+}
+
+// likePattern translates a MatchPattern pattern into a LIKE pattern, with
+// backslash (LIKE's default escape) before the characters LIKE treats
+// specially.
+func likePattern(pat string) []byte {
+	out := make([]byte, 0, len(pat)+4)
+	for i := 0; i < len(pat); i++ {
+		switch c := pat[i]; c {
+		case '*':
+			out = append(out, '%')
+		case '?':
+			out = append(out, '_')
+		case '%', '_', '\\':
+			out = append(out, '\\', c)
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sql returns the statement and arguments of one batch.
+//
+// For VisibleTo without ids or exact names, the visible ids are the union of
+// three streams, each read in id order from an index and cut at the limit:
+// the account's own records (records_by_owner), public ones (records_public)
+// and those shared with it (shares_by_account). The first limit ids of the
+// union are among the first limit of each stream, so a page costs O(limit)
+// index steps whatever the table size and however little the account sees;
+// filtering every record of the kind for visibility would cost O(records)
+// for an account that sees little. The other filters apply inside each arm,
+// so no arm is cut short by records a filter then drops.
+//
+// The keyset condition id > $2 is always there, with "" for the first batch
+// of a scan without AfterID: stored ids are never empty, and one statement
+// text per shape keeps pgx's statement cache small.
+func (p *scanPlan) sql(after string, limit int) (string, []any) {
+	args := make([]any, 0, 3+len(p.args))
+	args = append(args, p.kind, after, limit)
+	args = append(args, p.args...)
+	var b strings.Builder
+	// where writes the conditions on r shared by every form.
+	where := func(kindCond string) {
+		b.WriteString(kindCond)
+		b.WriteString(" AND r.id > $2")
+		if p.filter != "" {
+			b.WriteString(" AND ")
+			b.WriteString(p.filter)
+		}
+	}
+	switch {
+	case p.visible == "":
+		b.WriteString("SELECT " + cols + " FROM records r WHERE ")
+		where("r.kind = $1")
+		b.WriteString(" ORDER BY r.id LIMIT $3")
+	case !p.union:
+		b.WriteString("SELECT " + cols + " FROM records r WHERE ")
+		where("r.kind = $1")
+		b.WriteString(" AND (r.owner = " + p.visible + " OR r.public OR EXISTS (SELECT 1 FROM shares v" +
+			" WHERE v.account = " + p.visible + " AND v.kind = r.kind AND v.id = r.id)) ORDER BY r.id LIMIT $3")
+	default:
+		b.WriteString("SELECT " + cols + " FROM ((SELECT r.id FROM records r WHERE ")
+		where("r.kind = $1 AND r.owner = " + p.visible)
+		b.WriteString(" ORDER BY r.id LIMIT $3) UNION (SELECT r.id FROM records r WHERE ")
+		where("r.kind = $1 AND r.public")
+		b.WriteString(" ORDER BY r.id LIMIT $3) UNION (SELECT r.id FROM shares v JOIN records r ON r.kind = v.kind AND r.id = v.id WHERE ")
+		where("v.account = " + p.visible + " AND v.kind = $1 AND r.kind = $1")
+		b.WriteString(" ORDER BY r.id LIMIT $3)) u JOIN records r ON r.kind = $1 AND r.id = u.id ORDER BY r.id LIMIT $3")
+	}
+	return b.String(), args
+}
+
+// uniq returns list without repeated entries, first occurrence kept.
+func uniq(list []string) []string {
+	if len(list) < 2 {
+		return list
+	}
+	seen := make(map[string]bool, len(list))
+	out := make([]string, 0, len(list))
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -91,7 +91,12 @@ func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
 	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "mmap_size(1073741824)")
+	// Reading through a memory map skips a read syscall per page, which
+	// the pure-Go driver makes comparatively costly (Get: ~65 µs of CPU
+	// with, ~80-100 µs without, on the benchmark population). The mapped
+	// pages are the kernel's page cache, shared by all connections and
+	// reclaimable, unlike a larger per-connection cache_size.
+	q.Add("_pragma", "mmap_size(268435456)")
 	if readOnly {
 		// A View that writes fails at the SQL level too, not only in tx.
 		q.Add("_pragma", "query_only(1)")
@@ -180,7 +185,8 @@ func (s *Store) View(ctx context.Context, fn func(omi.Tx) error) error {
 }
 
 // Update runs fn in a write transaction, committed if fn returns nil. Updates
-// run one at a time. When Update returns nil the commit is on disk
+// run one at a time (so fn must not call Update itself: it would wait for
+// its own end). When Update returns nil the commit is on disk
 // (synchronous=FULL); when fn fails or panics nothing it wrote remains.
 func (s *Store) Update(ctx context.Context, fn func(omi.Tx) error) (err error) {
 	stx, err := s.w.BeginTx(ctx, nil)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -28,7 +29,9 @@ type tx struct {
 	write bool
 	cache *stmtCache
 	// stmts holds the pool statements bound to this transaction, so a
-	// statement run many times in one Update is bound once.
+	// statement run many times in one Update is bound once. mu guards it
+	// should fn share the Tx between goroutines.
+	mu    sync.Mutex
 	stmts map[*sql.Stmt]*sql.Stmt
 	// done is set when View or Update returns; later calls fail instead of
 	// reaching a finished (or, worse, another caller's) transaction.
@@ -52,6 +55,8 @@ func (t *tx) stmt(query string) *sql.Stmt {
 	if st == nil {
 		return nil
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if ts := t.stmts[st]; ts != nil {
 		return ts
 	}

@@ -99,19 +99,23 @@ func (s *Store) View(ctx context.Context, fn func(omi.Tx) error) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: begin view: %w", err)
 	}
-	t := &tx{ctx: ctx, tx: ptx}
+	t := &tx{ctx: ctx, pool: s.pool, opts: viewOpts}
 	defer func() {
 		t.done.Store(true)
-		// Read-only: nothing to keep. Rollback also runs on panic, so
-		// the connection goes back to the pool.
-		ptx.Rollback(context.WithoutCancel(ctx))
+		// Read-only: nothing to keep. This also runs on panic, so the
+		// connection goes back to the pool.
+		t.rollback()
 	}()
 	return fn(t)
 }
+
+var (
+	viewOpts   = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	updateOpts = pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
+)
 
 // Update runs fn in a serialisable read-write transaction, committed if fn
 // returns nil. fn may run several times: when PostgreSQL aborts an attempt
@@ -145,16 +149,15 @@ func (s *Store) updateOnce(ctx context.Context, fn func(omi.Tx) error) (err erro
 	if s.closed.Load() {
 		return errClosed, false
 	}
-	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: begin update: %w", err), false
 	}
-	t := &tx{ctx: ctx, tx: ptx, write: true}
+	t := &tx{ctx: ctx, pool: s.pool, opts: updateOpts, write: true}
 	committed := false
 	defer func() {
 		t.done.Store(true)
 		if !committed {
-			ptx.Rollback(context.WithoutCancel(ctx))
+			t.rollback() // also on panic
 		}
 	}()
 	err = fn(t)
@@ -173,11 +176,11 @@ func (s *Store) updateOnce(ctx context.Context, fn func(omi.Tx) error) (err erro
 		return fmt.Errorf("postgres: update: %w", err), false
 	}
 	committed = true
-	if err := ptx.Commit(ctx); err != nil {
-		if isConflict(err) {
-			return fmt.Errorf("postgres: commit: %w", err), true
-		}
-		return fmt.Errorf("postgres: commit: %w", err), false
+	if t.ptx == nil {
+		return nil, false // fn ran no statement: nothing to commit
+	}
+	if err := t.ptx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err), isConflict(err)
 	}
 	return nil, false
 }

@@ -12,7 +12,12 @@ import (
 
 var bg = context.Background()
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dropBenchSchema()
+	pgtest.Shutdown()
+	os.Exit(code)
+}
 
 // openT opens a store in a fresh schema, closed at cleanup.
 func openT(t testing.TB) *Store {

@@ -8,9 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/omiproject/omi"
 )
@@ -22,9 +25,16 @@ var (
 
 // tx implements omi.Tx on one PostgreSQL transaction. Like pgx.Tx it is not
 // safe for concurrent use.
+//
+// The transaction begins with the first statement, sent in one batch with
+// its BEGIN: a View of one Get costs two round trips (BEGIN and SELECT, then
+// ROLLBACK) instead of three. PostgreSQL takes a transaction's snapshot at
+// its first statement anyway, so this changes nothing else.
 type tx struct {
 	ctx   context.Context
-	tx    pgx.Tx
+	pool  *pgxpool.Pool
+	opts  pgx.TxOptions
+	ptx   pgx.Tx // nil until the first statement
 	write bool
 	// done is set when View or Update returns; later calls fail instead of
 	// reaching a finished transaction.
@@ -42,6 +52,41 @@ func (t *tx) check(write bool) error {
 		return errReadOnly
 	}
 	return nil
+}
+
+// batch returns a batch for the next statements, beginning with the
+// transaction's BEGIN if none ran yet.
+func (t *tx) batch() *pgx.Batch {
+	b := &pgx.Batch{}
+	if t.ptx == nil {
+		b.BeginTx(t.opts)
+	}
+	return b
+}
+
+// send sends b, from batch, and returns the results of its own statements.
+// The caller must Close them.
+func (t *tx) send(b *pgx.Batch) (pgx.BatchResults, error) {
+	if t.ptx != nil {
+		return t.ptx.SendBatch(t.ctx, b), nil
+	}
+	br := t.pool.SendBatch(t.ctx, b)
+	t.ptx = br.Tx()
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return br, nil
+}
+
+// rollback ends the transaction if it began, giving the connection back to
+// the pool. It runs even when the context is cancelled.
+func (t *tx) rollback() {
+	if t.ptx != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), 15*time.Second)
+		defer cancel()
+		t.ptx.Rollback(ctx) // an error leaves the connection closed, not leaked
+	}
 }
 
 // note records err if it is a conflict, and returns it.
@@ -111,7 +156,15 @@ func (t *tx) Get(kind omi.Kind, id string) (omi.Record, error) {
 		return omi.Record{}, fmt.Errorf("%s %q: %w", kind, id, omi.ErrNotFound)
 	}
 	rec := omi.Record{Kind: kind, ID: id}
-	err := t.tx.QueryRow(t.ctx, qGet, string(kind), id).Scan(&rec.Owner, &rec.Name, &rec.Public, &rec.Doc, &rec.SharedWith)
+	b := t.batch()
+	b.Queue(qGet, string(kind), id)
+	br, err := t.send(b)
+	if err == nil {
+		err = br.QueryRow().Scan(&rec.Owner, &rec.Name, &rec.Public, &rec.Doc, &rec.SharedWith)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return omi.Record{}, fmt.Errorf("%s %s: %w", kind, id, omi.ErrNotFound)
 	}
@@ -133,20 +186,18 @@ func (t *tx) Put(r omi.Record) error {
 		return err
 	}
 	shares := uniq(r.SharedWith)
-	b := &pgx.Batch{}
+	b := t.batch()
 	b.Queue(qUpsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc)
 	b.Queue(qClearShares, string(r.Kind), r.ID)
 	if len(shares) > 0 {
 		b.Queue(qAddShares, string(r.Kind), r.ID, shares)
 	}
-	br := t.tx.SendBatch(t.ctx, b)
-	for range b.Len() {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return fmt.Errorf("postgres: put %s %s: %w", r.Kind, r.ID, t.note(err))
-		}
+	br, err := t.send(b)
+	if err == nil {
+		// Close reads every result and reports the first error.
+		err = br.Close()
 	}
-	if err := br.Close(); err != nil {
+	if err != nil {
 		return fmt.Errorf("postgres: put %s %s: %w", r.Kind, r.ID, t.note(err))
 	}
 	return nil
@@ -162,7 +213,15 @@ func (t *tx) Insert(r omi.Record) error {
 		return err
 	}
 	var n int
-	err := t.tx.QueryRow(t.ctx, qInsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc, uniq(r.SharedWith)).Scan(&n)
+	b := t.batch()
+	b.Queue(qInsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc, uniq(r.SharedWith))
+	br, err := t.send(b)
+	if err == nil {
+		err = br.QueryRow().Scan(&n)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: insert %s %s: %w", r.Kind, r.ID, t.note(err))
 	}
@@ -181,7 +240,16 @@ func (t *tx) Delete(kind omi.Kind, id string) error {
 	if !validText(string(kind)) || !validText(id) {
 		return fmt.Errorf("%s %q: %w", kind, id, omi.ErrNotFound)
 	}
-	tag, err := t.tx.Exec(t.ctx, qDelete, string(kind), id)
+	var tag pgconn.CommandTag
+	b := t.batch()
+	b.Queue(qDelete, string(kind), id)
+	br, err := t.send(b)
+	if err == nil {
+		tag, err = br.Exec()
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: delete %s %s: %w", kind, id, t.note(err))
 	}
@@ -268,26 +336,41 @@ func (t *tx) page(kind omi.Kind, p *scanPlan, after string, limit int) ([]omi.Re
 		return nil, err
 	}
 	query, args := p.sql(after, limit)
-	rows, err := t.tx.Query(t.ctx, query, args...)
+	b := t.batch()
+	b.Queue(query, args...)
+	br, err := t.send(b)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: scan %s: %w", kind, t.note(err))
+	}
+	recs, err := readPage(br, kind, limit)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: scan %s: %w", kind, t.note(err))
+	}
+	return recs, nil
+}
+
+// readPage reads the records of one batch of a scan.
+func readPage(br pgx.BatchResults, kind omi.Kind, limit int) ([]omi.Record, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	recs := make([]omi.Record, 0, min(limit, 64))
 	for rows.Next() {
 		r := omi.Record{Kind: kind}
 		if err := rows.Scan(&r.ID, &r.Owner, &r.Name, &r.Public, &r.Doc, &r.SharedWith); err != nil {
-			return nil, fmt.Errorf("postgres: scan %s: %w", kind, err)
+			return nil, err
 		}
 		if len(r.SharedWith) == 0 {
 			r.SharedWith = nil
 		}
 		recs = append(recs, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: scan %s: %w", kind, t.note(err))
-	}
-	return recs, nil
+	return recs, rows.Err()
 }
 
 // scanPlan is a Query turned into SQL, built once per Scan and completed per
@@ -425,10 +508,11 @@ func (p *scanPlan) sql(after string, limit int) (string, []any) {
 	args = append(args, p.kind, after, limit)
 	args = append(args, p.args...)
 	var b strings.Builder
-	// where writes the conditions on r shared by every form.
-	where := func(kindCond string) {
+	// where writes the conditions shared by every form, the keyset one on
+	// idCol.
+	where := func(kindCond, idCol string) {
 		b.WriteString(kindCond)
-		b.WriteString(" AND r.id > $2")
+		b.WriteString(" AND " + idCol + " > $2")
 		if p.filter != "" {
 			b.WriteString(" AND ")
 			b.WriteString(p.filter)
@@ -437,21 +521,23 @@ func (p *scanPlan) sql(after string, limit int) (string, []any) {
 	switch {
 	case p.visible == "":
 		b.WriteString("SELECT " + cols + " FROM records r WHERE ")
-		where("r.kind = $1")
+		where("r.kind = $1", "r.id")
 		b.WriteString(" ORDER BY r.id LIMIT $3")
 	case !p.union:
 		b.WriteString("SELECT " + cols + " FROM records r WHERE ")
-		where("r.kind = $1")
+		where("r.kind = $1", "r.id")
 		b.WriteString(" AND (r.owner = " + p.visible + " OR r.public OR EXISTS (SELECT 1 FROM shares v" +
 			" WHERE v.account = " + p.visible + " AND v.kind = r.kind AND v.id = r.id)) ORDER BY r.id LIMIT $3")
 	default:
 		b.WriteString("SELECT " + cols + " FROM ((SELECT r.id FROM records r WHERE ")
-		where("r.kind = $1 AND r.owner = " + p.visible)
+		where("r.kind = $1 AND r.owner = "+p.visible, "r.id")
 		b.WriteString(" ORDER BY r.id LIMIT $3) UNION (SELECT r.id FROM records r WHERE ")
-		where("r.kind = $1 AND r.public")
-		b.WriteString(" ORDER BY r.id LIMIT $3) UNION (SELECT r.id FROM shares v JOIN records r ON r.kind = v.kind AND r.id = v.id WHERE ")
-		where("v.account = " + p.visible + " AND v.kind = $1 AND r.kind = $1")
-		b.WriteString(" ORDER BY r.id LIMIT $3)) u JOIN records r ON r.kind = $1 AND r.id = u.id ORDER BY r.id LIMIT $3")
+		where("r.kind = $1 AND r.public", "r.id")
+		// The shares arm reads shares_by_account in (kind, id) order for
+		// the account, and looks each record up by primary key.
+		b.WriteString(" ORDER BY r.id LIMIT $3) UNION (SELECT v.id FROM shares v JOIN records r ON r.kind = v.kind AND r.id = v.id WHERE ")
+		where("v.account = "+p.visible+" AND v.kind = $1", "v.id")
+		b.WriteString(" ORDER BY v.id LIMIT $3)) u JOIN records r ON r.kind = $1 AND r.id = u.id ORDER BY r.id LIMIT $3")
 	}
 	return b.String(), args
 }

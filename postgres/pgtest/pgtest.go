@@ -46,16 +46,23 @@ var (
 	schemaSeq  atomic.Int64
 )
 
-// Main runs the tests of m, stops the server that DSN may have started and
-// returns the exit code for os.Exit.
+// Main runs the tests of m, then Shutdown, and returns the exit code for
+// os.Exit.
 func Main(m *testing.M) int {
 	code := m.Run()
+	Shutdown()
+	return code
+}
+
+// Shutdown stops the server that Admin or DSN started, if any. A TestMain
+// that does more than Main calls it after m.Run.
+func Shutdown() {
 	if shared != nil {
 		if err := shared.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		}
+		shared = nil
 	}
-	return code
 }
 
 // Admin returns the DSN of the test server's maintenance connection

@@ -53,15 +53,18 @@ type segment struct {
 // hostStream reads a qcow2 file forward, keeping passed bytes while
 // metadata that may point at them is still unread.
 type hostStream struct {
-	r     io.Reader
-	pos   int64
-	keep  bool // keep skipped bytes
-	lossy bool // some skipped bytes were not kept (limit reached)
-	segs  []segment
-	kept  int64
-	limit int64
-	buf   []byte
+	r      io.Reader
+	pos    int64
+	keep   bool // keep skipped bytes
+	lossy  bool // some skipped bytes were not kept (limit reached)
+	segs   []segment
+	kept   int64
+	limit  int64
+	reread int64 // bytes served again from kept segments
 }
+
+// maxPending bounds the wanted ranges a decode tracks (40 bytes each).
+const maxPending = 1 << 22
 
 // skipTo advances to off, keeping the skipped bytes if asked.
 func (s *hostStream) skipTo(off int64) error {
@@ -122,7 +125,9 @@ func (s *hostStream) read(dst []byte, off, n int64, keepThis, short bool) ([]byt
 			return nil, fmt.Errorf("%w: qcow2 data at %#x is referenced after it was passed", diskimage.ErrBufferLimit, at)
 		}
 		sg := s.segs[i]
-		done += int64(copy(dst[done:min(n, s.pos-off)], sg.data[at-sg.off:]))
+		k := int64(copy(dst[done:min(n, s.pos-off)], sg.data[at-sg.off:]))
+		done += k
+		s.reread += k
 	}
 	if done == n {
 		return dst, nil
@@ -186,6 +191,12 @@ func decodeQcow2Stream(ctx context.Context, r io.Reader, opts Options, gz bool, 
 		keepThis := d.q.Len() > 0 && d.q[0].host < it.host+it.length
 		if err := d.do(it, keepThis); err != nil {
 			return err
+		}
+		if d.q.Len() > maxPending || s.reread > 4*s.limit {
+			// Legitimate layouts keep at most about one L2 table's
+			// clusters pending and re-read little; hostile metadata
+			// sharing tables and clusters would not stop.
+			return fmt.Errorf("%w: too many qcow2 clusters pending or shared", diskimage.ErrBufferLimit)
 		}
 		// Once every L2 table is read and nothing wanted lies behind,
 		// no metadata can point back: stop keeping bytes.

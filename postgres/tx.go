@@ -529,7 +529,7 @@ func (p *scanPlan) sql(after string, limit int) (string, []any) {
 		b.WriteString(" AND (r.owner = " + p.visible + " OR r.public OR EXISTS (SELECT 1 FROM shares v" +
 			" WHERE v.account = " + p.visible + " AND v.kind = r.kind AND v.id = r.id)) ORDER BY r.id LIMIT $3")
 	default:
-		b.WriteString("SELECT " + cols + " FROM ((SELECT r.id FROM records r WHERE ")
+		b.WriteString("SELECT " + cols + " FROM (SELECT id FROM ((SELECT r.id FROM records r WHERE ")
 		where("r.kind = $1 AND r.owner = "+p.visible, "r.id")
 		b.WriteString(" ORDER BY r.id LIMIT $3) UNION (SELECT r.id FROM records r WHERE ")
 		where("r.kind = $1 AND r.public", "r.id")
@@ -537,7 +537,9 @@ func (p *scanPlan) sql(after string, limit int) (string, []any) {
 		// the account, and looks each record up by primary key.
 		b.WriteString(" ORDER BY r.id LIMIT $3) UNION (SELECT v.id FROM shares v JOIN records r ON r.kind = v.kind AND r.id = v.id WHERE ")
 		where("v.account = "+p.visible+" AND v.kind = $1", "v.id")
-		b.WriteString(" ORDER BY v.id LIMIT $3)) u JOIN records r ON r.kind = $1 AND r.id = u.id ORDER BY r.id LIMIT $3")
+		// Cutting the merged ids at the limit before the join fetches
+		// only the records returned.
+		b.WriteString(" ORDER BY v.id LIMIT $3)) w ORDER BY id LIMIT $3) u JOIN records r ON r.kind = $1 AND r.id = u.id ORDER BY r.id")
 	}
 	return b.String(), args
 }

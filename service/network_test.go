@@ -16,6 +16,8 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/apitest"
 	"github.com/omiproject/omi/service"
+	"github.com/omiproject/omi/sqlite"
 )
 
 // The tests of this file cover the calls around images that Terraform and
@@ -995,5 +998,61 @@ func TestErrorsMatchSpec(t *testing.T) {
 		"ResponseContext": map[string]string{"RequestId": "0475ca1e-d0c5-441d-712a-da55a4175157"}})
 	if err := nwSpec(t).ValidateResponse("CreateKeypair", 400, body); err != nil {
 		t.Errorf("error body: %v", err)
+	}
+}
+
+// nwBenchEnv is newEnv for benchmarks: a service over a real SQLite store
+// with the accounts joe and bob.
+func nwBenchEnv(b *testing.B) *env {
+	b.Helper()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "omi.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	svc := service.New(store, service.Config{Region: "eu-west-2"}, nil)
+	joe := service.AccountSpec{AccountID: "123456789012", Alias: "joe", Email: "joe@example.com", Password: "pw-joe-123"}
+	bob := service.AccountSpec{AccountID: "210987654321", Alias: "bob", Email: "bob@example.com", Password: "pw-bob-123"}
+	if err := svc.Provision(ctx, []service.AccountSpec{joe, bob}); err != nil {
+		b.Fatal(err)
+	}
+	return &env{svc: svc,
+		joe: &omi.Caller{Account: &omi.Account{AccountId: joe.AccountID, Alias: "joe"}},
+		bob: &omi.Caller{Account: &omi.Account{AccountId: bob.AccountID, Alias: "bob"}}}
+}
+
+// BenchmarkCreateKeypairGenerate measures CreateKeypair without PublicKey:
+// a 2048-bit RSA generation plus one store insert.
+func BenchmarkCreateKeypairGenerate(b *testing.B) {
+	e := nwBenchEnv(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := e.svc.CreateKeypair(ctx, e.joe, &service.CreateKeypairRequest{KeypairName: "bench-" + strconv.Itoa(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadSecurityGroups measures a ReadSecurityGroups by name among
+// 200 groups of the caller and 200 of another account.
+func BenchmarkReadSecurityGroups(b *testing.B) {
+	e := nwBenchEnv(b)
+	ctx := context.Background()
+	for _, c := range []*omi.Caller{e.joe, e.bob} {
+		for i := 0; i < 200; i++ {
+			if _, err := e.svc.CreateSecurityGroup(ctx, c, &service.CreateSecurityGroupRequest{SecurityGroupName: "g" + strconv.Itoa(i), Description: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	in := &service.ReadSecurityGroupsRequest{Filters: &service.FiltersSecurityGroup{SecurityGroupNames: []string{"g100"}}}
+	b.ResetTimer()
+	for b.Loop() {
+		out, err := e.svc.ReadSecurityGroups(ctx, e.joe, in)
+		if err != nil || len(out.SecurityGroups) != 1 {
+			b.Fatalf("%v %v", out, err)
+		}
 	}
 }

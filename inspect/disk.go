@@ -271,6 +271,15 @@ func (in *inspector) probe(p *Partition) {
 		fs = "ntfs"
 	case binary.LittleEndian.Uint16(b[1024+56:]) == 0xEF53:
 		fs = extVersion(b[1024:2048])
+		// go-diskfs verifies inode checksums unconditionally, so it reads
+		// only filesystems with metadata_csum (mke2fs's default since
+		// e2fsprogs 1.43, 2016).
+		if binary.LittleEndian.Uint32(b[1024+0x64:])&0x400 == 0 {
+			p.Filesystem = fs
+			p.Status = StatusNotInspected
+			p.Reason = fs + " without metadata_csum: omi's ext reader needs metadata checksums"
+			return
+		}
 	case b[510] == 0x55 && b[511] == 0xAA && (string(b[54:59]) == "FAT12" || string(b[54:59]) == "FAT16" || string(b[82:87]) == "FAT32"):
 		fs = "vfat"
 	case string(b[4086:4096]) == "SWAPSPACE2" || string(b[4086:4096]) == "SWAP-SPACE":

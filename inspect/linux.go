@@ -16,12 +16,18 @@ import (
 // maxSymlinks bounds symlink resolution, as the kernel's MAXSYMLINKS does.
 const maxSymlinks = 40
 
-// extFS reads files from an ext2/3/4 filesystem with go-diskfs, resolving
-// symbolic links itself: go-diskfs follows them recursively without a
-// limit, so a link loop in a hostile image would overflow the stack.
+// extFS reads files from an ext2/3/4 filesystem with go-diskfs. It walks
+// paths itself, one cached directory listing at a time, and resolves
+// symbolic links with a limit: go-diskfs follows links recursively without
+// one, so a link loop in a hostile image would overflow the stack. It keeps
+// "absent" apart from "unreadable": a file go-diskfs fails to read is
+// recorded, so that the partition is reported as not fully inspected
+// instead of silently clean.
 type extFS struct {
-	fs  *ext4.FileSystem
-	max int64
+	fs   *ext4.FileSystem
+	max  int64
+	dirs map[string]map[string]iofs.DirEntry
+	errs []string
 }
 
 var errNotFound = errors.New("not found")
@@ -34,18 +40,42 @@ func rel(p string) string {
 	return p
 }
 
-// lstat returns the file info of p without following a final symlink.
-func (x *extFS) lstat(p string) (iofs.FileInfo, error) {
-	fi, err := x.fs.Stat(rel(p))
-	if err != nil {
-		return nil, errNotFound
+// fail records a read failure.
+func (x *extFS) fail(p string, err error) error {
+	if len(x.errs) < 5 {
+		x.errs = append(x.errs, fmt.Sprintf("%s: %v", p, err))
+	} else if len(x.errs) == 5 {
+		x.errs = append(x.errs, "...")
 	}
-	return fi, nil
+	return fmt.Errorf("%s: %w", p, err)
 }
 
-// resolve returns p with every symbolic link replaced by its target.
-func (x *extFS) resolve(p string) (string, error) {
+// list returns the entries of dir, a path without symbolic links.
+func (x *extFS) list(dir string) (map[string]iofs.DirEntry, error) {
+	if m, ok := x.dirs[dir]; ok {
+		if m == nil {
+			return nil, errNotFound
+		}
+		return m, nil
+	}
+	ents, err := x.fs.ReadDir(rel(dir))
+	if err != nil {
+		x.dirs[dir] = nil
+		return nil, x.fail(dir, err)
+	}
+	m := make(map[string]iofs.DirEntry, len(ents))
+	for _, e := range ents {
+		m[e.Name()] = e
+	}
+	x.dirs[dir] = m
+	return m, nil
+}
+
+// resolve returns p with every symbolic link replaced by its target, and
+// the directory entry p names.
+func (x *extFS) resolve(p string) (string, iofs.DirEntry, error) {
 	var done []string
+	var entry iofs.DirEntry
 	todo := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
 	links := 0
 	for len(todo) > 0 {
@@ -58,62 +88,67 @@ func (x *extFS) resolve(p string) (string, error) {
 			if len(done) > 0 {
 				done = done[:len(done)-1]
 			}
+			entry = nil
 			continue
 		}
-		cur := "/" + strings.Join(append(done, c), "/")
-		fi, err := x.lstat(cur)
-		if err != nil {
-			return "", err
+		dir := "/" + strings.Join(done, "/")
+		if entry != nil && !entry.IsDir() {
+			return "", nil, errNotFound // a file used as a directory
 		}
-		if fi.Mode()&os.ModeSymlink == 0 {
+		ents, err := x.list(dir)
+		if err != nil {
+			return "", nil, err
+		}
+		e, ok := ents[c]
+		if !ok {
+			return "", nil, errNotFound
+		}
+		cur := path.Join(dir, c)
+		if e.Type()&os.ModeSymlink == 0 {
 			done = append(done, c)
+			entry = e
 			continue
 		}
 		if links++; links > maxSymlinks {
-			return "", fmt.Errorf("%s: too many levels of symbolic links", p)
+			return "", nil, errNotFound // ELOOP: the system could not follow it either
 		}
 		target, err := x.fs.ReadLink(rel(cur))
 		if err != nil {
-			return "", errNotFound
+			return "", nil, x.fail(cur, err)
 		}
 		if strings.HasPrefix(target, "/") {
 			done = nil
 		}
+		entry = nil
 		todo = append(strings.Split(target, "/"), todo...)
 	}
-	return "/" + strings.Join(done, "/"), nil
-}
-
-// stat follows symlinks.
-func (x *extFS) stat(p string) (iofs.FileInfo, string, error) {
-	r, err := x.resolve(p)
-	if err != nil {
-		return nil, "", err
+	if entry == nil {
+		return "/", nil, errNotFound // the root directory itself
 	}
-	if r == "/" {
-		return nil, "", errNotFound
-	}
-	fi, err := x.lstat(r)
-	return fi, r, err
+	return "/" + strings.Join(done, "/"), entry, nil
 }
 
 func (x *extFS) isDir(p string) bool {
-	fi, _, err := x.stat(p)
-	return err == nil && fi.IsDir()
+	_, e, err := x.resolve(p)
+	return err == nil && e.IsDir()
 }
 
 // readFile reads at most x.max bytes of the regular file p.
 func (x *extFS) readFile(p string) (data []byte, truncated bool, err error) {
-	fi, r, err := x.stat(p)
+	r, e, err := x.resolve(p)
 	if err != nil {
 		return nil, false, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("%s: not a regular file", p)
+	if !e.Type().IsRegular() {
+		return nil, false, errNotFound
+	}
+	fi, err := e.Info()
+	if err != nil {
+		return nil, false, x.fail(r, err)
 	}
 	f, err := x.fs.OpenFile(rel(r), os.O_RDONLY)
 	if err != nil {
-		return nil, false, fmt.Errorf("open %s: %w", p, err)
+		return nil, false, x.fail(r, err)
 	}
 	defer f.Close()
 	n := fi.Size()
@@ -122,20 +157,32 @@ func (x *extFS) readFile(p string) (data []byte, truncated bool, err error) {
 	}
 	data = make([]byte, n)
 	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", p, err)
+		return nil, false, x.fail(r, err)
 	}
 	return data, truncated, nil
 }
 
-// dirNames lists the entries of directory p (following symlinks to it).
+// dirNames lists the entries of directory p (following symlinks to it),
+// sorted by name.
 func (x *extFS) dirNames(p string) ([]iofs.DirEntry, error) {
-	r, err := x.resolve(p)
+	r := "/"
+	if path.Clean("/"+p) != "/" {
+		var e iofs.DirEntry
+		var err error
+		if r, e, err = x.resolve(p); err != nil {
+			return nil, err
+		}
+		if !e.IsDir() {
+			return nil, errNotFound
+		}
+	}
+	m, err := x.list(r)
 	if err != nil {
 		return nil, err
 	}
-	ents, err := x.fs.ReadDir(rel(r))
-	if err != nil {
-		return nil, errNotFound
+	ents := make([]iofs.DirEntry, 0, len(m))
+	for _, e := range m {
+		ents = append(ents, e)
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 	return ents, nil
@@ -159,19 +206,23 @@ func (in *inspector) inspectExt(p *Partition) (root bool) {
 		p.Status, p.Reason = StatusNotInspected, fmt.Sprintf("%s superblock unreadable: %v", p.Filesystem, err)
 		return false
 	}
-	x := &extFS{fs: fsys, max: in.opts.MaxFileSize}
-	if _, err := fsys.ReadDir("."); err != nil {
+	x := &extFS{fs: fsys, max: in.opts.MaxFileSize, dirs: map[string]map[string]iofs.DirEntry{}}
+	if _, err := x.list("/"); err != nil {
 		p.Status, p.Reason = StatusNotInspected, fmt.Sprintf("%s root directory unreadable: %v", p.Filesystem, err)
 		return false
 	}
 	p.Status = StatusInspected
-	if !x.isDir("/etc") {
+	if x.isDir("/etc") {
+		p.Root = true
+		in.checkRoot(x, p)
+	} else {
 		in.checkDataFS(x, p)
-		return false
 	}
-	p.Root = true
-	in.checkRoot(x, p)
-	return true
+	if len(x.errs) > 0 {
+		p.Status = StatusNotInspected
+		p.Reason = fmt.Sprintf("%s: some files could not be read: %s", p.Filesystem, strings.Join(x.errs, "; "))
+	}
+	return p.Root
 }
 
 func (in *inspector) add(f Finding) { in.rep.Findings = append(in.rep.Findings, f) }
@@ -262,11 +313,21 @@ func (in *inspector) checkPasswd(data []byte, p *Partition) (homes []string) {
 					Detail: "root has " + state + " in /etc/passwd"})
 			}
 		}
-		if f[5] != "/nonexistent" {
+		// Accounts that cannot log in (nologin, false) are left out: their
+		// homes are system directories such as /usr/sbin, large to list.
+		if canLogIn(f[6]) && f[5] != "/nonexistent" {
 			homes = append(homes, path.Clean("/"+f[5]))
 		}
 	}
 	return homes
+}
+
+func canLogIn(shell string) bool {
+	switch path.Base(shell) {
+	case "nologin", "false", "sync", "halt", "shutdown":
+		return false
+	}
+	return true
 }
 
 func (in *inspector) checkShadow(data []byte, p *Partition) {

@@ -8,8 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/omiproject/omi/blockmap"
+	"github.com/omiproject/omi/blockstore"
 	"github.com/omiproject/omi/diskimage"
 	"github.com/omiproject/omi/transfer"
 )
@@ -120,5 +124,90 @@ func TestExportMissingSnapshot(t *testing.T) {
 	e.put(t, "snap-1", make([]byte, 1<<20))
 	if _, err := transfer.ExportSnapshot(context.Background(), e.m, "snap-1", "vmdk", &b, nil); err == nil {
 		t.Fatal("export to vmdk succeeded")
+	}
+}
+
+// countingStore counts block reads.
+type countingStore struct {
+	blockstore.Store
+	gets atomic.Int64
+}
+
+func (c *countingStore) Get(ctx context.Context, h blockstore.Hash, dst []byte) ([]byte, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, h, dst)
+}
+
+// TestExportSparseSkipsHoles exports a 16 GiB snapshot holding three
+// blocks: only those are read, and the qcow2 is small and valid.
+func TestExportSparseSkipsHoles(t *testing.T) {
+	needTool(t, "qemu-img", "gzip")
+	e := newEnv(t)
+	cs := &countingStore{Store: e.blocks}
+	maps, err := blockmap.NewDirStore(filepath.Join(t.TempDir(), "maps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := blockmap.NewManager(cs, maps, blockmap.WithCacheBlocks(1))
+	ctx := context.Background()
+	const size = 16 << 30
+	if err := m.Create(ctx, "snap-sparse", size); err != nil {
+		t.Fatal(err)
+	}
+	d, err := m.Open(ctx, "snap-sparse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := realistic(3*blockstore.BlockSize, 9)
+	for i, off := range []int64{0, 5 << 30, size - blockstore.BlockSize} {
+		blk := data[i*blockstore.BlockSize : (i+1)*blockstore.BlockSize]
+		blk[0] = 1 // not a hole
+		if err := d.WriteAt(ctx, blk, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cs.gets.Store(0)
+	path := filepath.Join(t.TempDir(), "sparse.qcow2.gz")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := transfer.ExportSnapshot(ctx, m, "snap-sparse", diskimage.FormatQcow2, f, nil)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.gets.Load(); n > 3 {
+		t.Fatalf("%d block reads for 3 allocated blocks", n)
+	}
+	if res.ObjectSize > 4<<20 {
+		t.Errorf("object of %d bytes for 1.5 MiB of data", res.ObjectSize)
+	}
+	img := filepath.Join(t.TempDir(), "sparse.qcow2")
+	shell(t, "gzip -dc '"+path+"' > '"+img+"'")
+	run(t, "qemu-img", "check", "-f", "qcow2", img)
+	info := run(t, "qemu-img", "info", "--output=json", "-f", "qcow2", img)
+	if !strings.Contains(info, `"virtual-size": 17179869184`) {
+		t.Fatalf("qemu-img info: %s", info)
+	}
+	// Import it back: still three blocks, same bytes where written.
+	in, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := transfer.ImportDisk(ctx, in, m, "snap-back", transfer.ImportOptions{DeclaredSize: size, ExpectedSHA256: res.DiskSHA256}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.View(ctx, "snap-back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if n := v.Map().Allocated(); n != 3 {
+		t.Fatalf("imported map has %d blocks, want 3", n)
 	}
 }

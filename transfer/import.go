@@ -136,13 +136,18 @@ func ImportReaderAt(ctx context.Context, ra io.ReaderAt, size int64, maps *block
 		}
 		// Uncompressed qcow2: the object is the image file. Hash it in
 		// the background while decoding by metadata.
+		hctx, stop := context.WithCancel(ctx)
+		defer stop()
 		hashed := make(chan error, 1)
 		go func() {
 			w := io.MultiWriter(obs.Input, obs.Image)
-			_, err := io.Copy(w, io.NewSectionReader(ra, 0, size))
+			_, err := io.Copy(w, &ctxReader{ctx: hctx, r: io.NewSectionReader(ra, 0, size)})
 			hashed <- err
 		}()
 		st, err := diskread.DecodeAt(ctx, ra, size, dopts, diskread.Observer{}, start, write)
+		if err != nil {
+			stop() // no digest needed any more
+		}
 		if herr := <-hashed; err == nil && herr != nil {
 			err = fmt.Errorf("hash object: %w", herr)
 		}
@@ -220,7 +225,7 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 	// The device stores its buffered blocks synchronously when its buffer
 	// fills (hash, compress, fsync); a writer goroutine behind a bounded
 	// queue lets decoding (inflate, qcow2) go on meanwhile.
-	wq := newWriteQueue(ctx, func(off int64, p []byte) error { return dev.WriteAt(ctx, p, off) })
+	wq := newWriteQueue(func(off int64, p []byte) error { return dev.WriteAt(ctx, p, off) })
 	dopts := diskread.Options{DeclaredSize: opts.DeclaredSize, BufferLimit: opts.BufferLimit}
 	st, err := decode(obs, dopts, start, wq.write)
 	if werr := wq.close(); err == nil {
@@ -294,7 +299,7 @@ type queued struct {
 
 const queueChunks = 32
 
-func newWriteQueue(ctx context.Context, fn func(off int64, p []byte) error) *writeQueue {
+func newWriteQueue(fn func(off int64, p []byte) error) *writeQueue {
 	q := &writeQueue{ch: make(chan queued, queueChunks), done: make(chan struct{})}
 	go func() {
 		defer close(q.done)
@@ -333,4 +338,17 @@ func (q *writeQueue) close() error {
 		return *e
 	}
 	return nil
+}
+
+// ctxReader stops reading when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

@@ -74,6 +74,9 @@ func TestImportQemuImages(t *testing.T) {
 				}
 			}
 
+			if res.Gzip {
+				return // ImportReaderAt reads gzip forward, as above
+			}
 			// The random-access path gives the same disk.
 			st, _ := f.Stat()
 			id2 := id + "-at"

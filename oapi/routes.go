@@ -5,7 +5,7 @@ package oapi
 // security; the access-key calls also accept login/password.
 func (s *Server) routes() map[string]call {
 	v := s.svc
-	return map[string]call{
+	m := map[string]call{
 		// Public region facts.
 		"ReadRegions":       op(authNone, v.ReadRegions),
 		"ReadVmTypes":       op(authNone, v.ReadVmTypes),
@@ -63,4 +63,9 @@ func (s *Server) routes() map[string]call {
 		"DeleteTags": op(authKey, v.DeleteTags),
 		"ReadTags":   op(authKey, v.ReadTags),
 	}
+	// Keypairs, security groups, nets, public IPs, consoles.
+	for name, c := range moreRoutes(v) {
+		m[name] = c
+	}
+	return m
 }

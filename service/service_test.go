@@ -320,3 +320,25 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Errorf("dry run with a bad size: %v", err)
 	}
 }
+
+func TestCreateVmsChecksKeypair(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	img := e.image(e.joe, "kp-image")
+	if _, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, KeypairName: "nope"}); code(err) != "5071" {
+		t.Fatalf("CreateVms with an unknown keypair: %v", err)
+	}
+	if _, err := e.svc.CreateKeypair(ctx, e.bob, &service.CreateKeypairRequest{KeypairName: "bobs-key"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, KeypairName: "bobs-key"}); code(err) != "5071" {
+		t.Fatalf("CreateVms with another account's keypair: %v", err)
+	}
+	if _, err := e.svc.CreateKeypair(ctx, e.joe, &service.CreateKeypairRequest{KeypairName: "joes-key"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, KeypairName: "joes-key"})
+	if err != nil || out.Vms[0].KeypairName != "joes-key" {
+		t.Fatalf("CreateVms with own keypair: %v", err)
+	}
+}

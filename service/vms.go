@@ -110,6 +110,14 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				return err
 			}
 		}
+		if in.KeypairName != "" {
+			if k, err := s.keypairByName(tx, c, in.KeypairName); err != nil || k == nil {
+				if err == nil {
+					err = keypairNotFound(in.KeypairName)
+				}
+				return err
+			}
+		}
 		img, err := s.visibleImage(tx, c, in.ImageId)
 		if err != nil {
 			return err
@@ -587,6 +595,14 @@ func (s *Service) UpdateVm(ctx context.Context, c *omi.Caller, in *UpdateVmReque
 			vm.DeletionProtection = *in.DeletionProtection
 		}
 		if in.KeypairName != nil {
+			if *in.KeypairName != "" {
+				if k, err := s.keypairByName(tx, c, *in.KeypairName); err != nil || k == nil {
+					if err == nil {
+						err = keypairNotFound(*in.KeypairName)
+					}
+					return err
+				}
+			}
 			vm.KeypairName = *in.KeypairName
 		}
 		if in.IsSourceDestChecked != nil {

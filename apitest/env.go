@@ -55,6 +55,9 @@ type Env struct {
 	Store omi.Store
 	// Server is the HTTP handler (to set its clock in date-skew tests).
 	Server *oapi.Server
+	// NBDAddr is the loopback address of the NBD server (WithDataPlane),
+	// exporting volumes by id; "" otherwise.
+	NBDAddr string
 	// Joe, Titi and Marketplace are the accounts of examples/accounts.yaml.
 	Joe, Titi, Marketplace Account
 	// Accounts holds every provisioned account with an access key, by alias.
@@ -65,8 +68,9 @@ type Env struct {
 }
 
 type settings struct {
-	validate bool
-	logLevel slog.Level
+	validate  bool
+	dataPlane bool
+	logLevel  slog.Level
 }
 
 // Option changes how Start builds the environment.
@@ -75,6 +79,13 @@ type Option func(*settings)
 // WithoutValidation turns off the OpenAPI check of responses (the other
 // checks stay). Benchmarks use it so that the figures measure the server.
 func WithoutValidation() Option { return func(o *settings) { o.validate = false } }
+
+// WithDataPlane stores real bytes behind volumes and snapshots (local
+// block store and block maps in the test's temporary directory, wired as
+// omi serve wires them) and serves volumes over NBD on a loopback port
+// (Env.NBDAddr), so tests can write and read disk data with qemu-io.
+// Without it the service is metadata-only.
+func WithDataPlane() Option { return func(o *settings) { o.dataPlane = true } }
 
 // WithLogLevel sets the server log level (default: errors only, so test
 // output stays readable).
@@ -120,6 +131,26 @@ func Start(t testing.TB, opts ...Option) *Env {
 		store.Close()
 		t.Fatalf("apitest: provision accounts: %v", err)
 	}
+	var closers []func()
+	nbdAddr := ""
+	if o.dataPlane {
+		plane, closeBlocks, err := openDataPlane(filepath.Join(t.TempDir(), "data"), store)
+		if err != nil {
+			cancel()
+			store.Close()
+			t.Fatalf("apitest: %v", err)
+		}
+		svc.SetDataPlane(plane)
+		addr, stopNBD, err := serveNBD(plane, log)
+		if err != nil {
+			cancel()
+			closeBlocks()
+			store.Close()
+			t.Fatalf("apitest: %v", err)
+		}
+		nbdAddr = addr
+		closers = append(closers, stopNBD, closeBlocks)
+	}
 	svc.Start(ctx)
 	api := oapi.New(svc, log)
 	srv := httptest.NewServer(api)
@@ -128,12 +159,15 @@ func Start(t testing.TB, opts ...Option) *Env {
 		srv.Close()
 		svc.Close()
 		cancel()
+		for _, c := range closers {
+			c()
+		}
 		if err := store.Close(); err != nil {
 			t.Errorf("apitest: close store: %v", err)
 		}
 	})
 
-	e := &Env{URL: srv.URL, Service: svc, Store: store, Server: api, Accounts: map[string]Account{}, t: t}
+	e := &Env{URL: srv.URL, Service: svc, Store: store, Server: api, NBDAddr: nbdAddr, Accounts: map[string]Account{}, t: t}
 	for _, a := range cfg.Accounts {
 		if len(a.AccessKeys) == 0 {
 			continue

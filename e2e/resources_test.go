@@ -125,7 +125,7 @@ func TestVolumeRules(t *testing.T) {
 		t.Errorf("UpdateVolume shrink: %v, want 400", err)
 	}
 	for _, bad := range []map[string]any{
-		{"SubregionName": "eu-west-2a", "Size": 10, "VolumeType": "io1"},                  // io1 without Iops
+		{"SubregionName": "eu-west-2a", "Size": 10, "VolumeType": "io1"},                 // io1 without Iops
 		{"SubregionName": "eu-west-2a", "Size": 10, "VolumeType": "io1", "Iops": 100000}, // too many IOPS
 		{"SubregionName": "eu-west-2a", "Size": 10, "VolumeType": "standard", "Iops": 100},
 		{"SubregionName": "eu-west-2a", "Size": 0},
@@ -159,7 +159,9 @@ func TestAccessKeyLimits(t *testing.T) {
 	ctx := t.Context()
 	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000Z")
 	r := e.Call(t, e.Joe, "CreateAccessKey", map[string]any{"ExpirationDate": exp})
-	var out struct{ AccessKey struct{ AccessKeyId, SecretKey, ExpirationDate string } }
+	var out struct {
+		AccessKey struct{ AccessKeyId, SecretKey, ExpirationDate string }
+	}
 	if r.Status != http.StatusOK || r.Decode(&out) != nil {
 		t.Fatalf("CreateAccessKey with ExpirationDate: %s", r)
 	}

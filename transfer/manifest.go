@@ -67,23 +67,28 @@ type ManifestSnapshot struct {
 	ObjectSha256   string `json:"OmiObjectSha256,omitempty"`
 }
 
-// Marshal encodes m as indented JSON, the form written to the bucket.
+// Marshal encodes m as indented JSON, the form written to the bucket,
+// filling the defaults other importers expect (Version 1, Type machine,
+// VolumeType standard, an empty ProductTypes list rather than null). m is
+// not modified.
 func (m *Manifest) Marshal() ([]byte, error) {
-	if m.Version == 0 {
-		m.Version = ManifestVersion
+	c := *m
+	if c.Version == 0 {
+		c.Version = ManifestVersion
 	}
-	for i := range m.Image.Snapshots {
-		if m.Image.Snapshots[i].VolumeType == "" {
-			m.Image.Snapshots[i].VolumeType = omi.VolumeStandard
+	c.Image.Snapshots = append([]ManifestSnapshot(nil), m.Image.Snapshots...)
+	for i := range c.Image.Snapshots {
+		if c.Image.Snapshots[i].VolumeType == "" {
+			c.Image.Snapshots[i].VolumeType = omi.VolumeStandard
 		}
 	}
-	if m.Image.ProductTypes == nil {
-		m.Image.ProductTypes = []string{}
+	if c.Image.ProductTypes == nil {
+		c.Image.ProductTypes = []string{}
 	}
-	if m.Image.Type == "" {
-		m.Image.Type = "machine"
+	if c.Image.Type == "" {
+		c.Image.Type = "machine"
 	}
-	return json.MarshalIndent(m, "", "  ")
+	return json.MarshalIndent(&c, "", "  ")
 }
 
 // Root returns the snapshot mapped to the root device, or nil.

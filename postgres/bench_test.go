@@ -1,12 +1,17 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,12 +37,13 @@ var (
 	benchKeep   bool
 	benchDSN    string
 	benchIDs    []string
+	benchS      *Store
 	benchErr    error
 )
 
 func benchOwner(i int) string { return fmt.Sprintf("%012d", 100000000000+i) }
 
-// benchStore opens the shared benchmark schema, building it on first use
+// benchStore returns the store on the shared benchmark schema, building it on first use
 // (about a minute). OMI_PG_BENCH_SCHEMA names a schema to keep between runs,
 // e.g. for profiling; otherwise the schema is dropped when the tests end.
 func benchStore(b testing.TB) *Store {
@@ -55,20 +61,23 @@ func benchStore(b testing.TB) *Store {
 		if benchDSN, benchErr = pgtest.WithSearchPath(benchAdmin, benchSchema); benchErr != nil {
 			return
 		}
-		benchIDs, benchErr = buildBenchDB(benchDSN)
+		if benchIDs, benchErr = buildBenchDB(benchDSN); benchErr != nil {
+			return
+		}
+		// One store for every benchmark, so that the server's backends
+		// live through them (see cpuSince).
+		benchS, benchErr = Open(context.Background(), benchDSN)
 	})
 	if benchErr != nil {
 		b.Fatal(benchErr)
 	}
-	s, err := Open(context.Background(), benchDSN)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	return s
+	return benchS
 }
 
 func dropBenchSchema() {
+	if benchS != nil {
+		benchS.Close()
+	}
 	if benchSchema != "" && !benchKeep {
 		if err := adminExec(benchAdmin, "DROP SCHEMA "+benchSchema+" CASCADE"); err != nil {
 			fmt.Fprintf(os.Stderr, "drop benchmark schema: %v\n", err)
@@ -192,6 +201,7 @@ func BenchmarkScanVisiblePage(b *testing.B) {
 			ctx := context.Background()
 			rng := rand.New(rand.NewPCG(1, 1))
 			b.ReportAllocs()
+			defer cpuPerOp(b, s)()
 			b.ResetTimer()
 			for b.Loop() {
 				q := omi.Query{Kind: omi.KindImage, VisibleTo: benchOwner(rng.IntN(benchOwners)), Limit: 50, AfterID: tc.after(rng)}
@@ -216,6 +226,7 @@ func BenchmarkGet(b *testing.B) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(2, 2))
 	b.ReportAllocs()
+	defer cpuPerOp(b, s)()
 	b.ResetTimer()
 	for b.Loop() {
 		id := benchIDs[rng.IntN(len(benchIDs))]
@@ -236,6 +247,7 @@ func BenchmarkGetParallel(b *testing.B) {
 	ctx := context.Background()
 	var seed atomic.Uint64
 	b.ReportAllocs()
+	defer cpuPerOp(b, s)()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		rng := rand.New(rand.NewPCG(seed.Add(1), 3))
@@ -264,6 +276,7 @@ func BenchmarkUpdateInsert(b *testing.B) {
 	run := time.Now().UnixNano()
 	var n atomic.Int64
 	b.ReportAllocs()
+	defer cpuPerOp(b, s)()
 	b.ResetTimer()
 	for b.Loop() {
 		id := fmt.Sprintf("ami-b%x-%07x", run, n.Add(1))
@@ -275,4 +288,104 @@ func BenchmarkUpdateInsert(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// cpuPerOp reports CPU time (user + system) per iteration: cpu-ns/op for the
+// test process, as the sqlite benchmarks do, and server-cpu-ns/op for the
+// PostgreSQL server when it runs on this machine. On a shared machine these
+// are steadier than wall-clock ns/op, and a store's cost is both sides'. Use
+// as defer cpuPerOp(b, s)() after setup.
+func cpuPerOp(b *testing.B, s *Store) func() {
+	server := serverPID(s)
+	start, startServer := selfCPU(), serverCPU(server)
+	return func() {
+		if b.N == 0 {
+			return
+		}
+		b.ReportMetric(float64(selfCPU()-start)/float64(b.N), "cpu-ns/op")
+		if server > 0 {
+			b.ReportMetric(float64(cpuSince(startServer, serverCPU(server)))/float64(b.N), "server-cpu-ns/op")
+		}
+	}
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// serverPID returns the pid of the postmaster serving s, the parent of the
+// backend process of a connection, or 0 if it is not on this machine.
+func serverPID(s *Store) int {
+	var backend int
+	if err := s.pool.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return 0
+	}
+	st, ok := procStat(strconv.Itoa(backend))
+	if !ok || st.comm != "postgres" {
+		return 0
+	}
+	return st.ppid
+}
+
+// serverCPU returns the CPU ticks used so far by the postmaster pid and each
+// of its live children (backends and auxiliary processes).
+func serverCPU(pid int) map[int]int64 {
+	if pid <= 0 {
+		return nil
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	out := map[int]int64{}
+	for _, d := range dirs {
+		if st, ok := procStat(filepath.Base(d)); ok && (st.pid == pid || st.ppid == pid) {
+			out[st.pid] = st.ticks
+		}
+	}
+	return out
+}
+
+// cpuSince is the CPU time the server processes of now used since before,
+// counting processes started in between in full. Processes that exited in
+// between are lost, hence one store kept open for all benchmarks.
+func cpuSince(before, now map[int]int64) time.Duration {
+	var ticks int64
+	for pid, t := range now {
+		ticks += t - before[pid]
+	}
+	// USER_HZ is 100 on every Linux configuration Go supports.
+	return time.Duration(ticks) * (time.Second / 100)
+}
+
+type stat struct {
+	pid, ppid int
+	comm      string
+	ticks     int64 // utime + stime
+}
+
+// procStat parses /proc/<pid>/stat.
+func procStat(pid string) (stat, bool) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return stat{}, false
+	}
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return stat{}, false
+	}
+	f := strings.Fields(string(b[end+1:]))
+	// After comm: state(0) ppid(1) ... utime(11) stime(12).
+	if len(f) < 13 {
+		return stat{}, false
+	}
+	var st stat
+	st.pid, _ = strconv.Atoi(pid)
+	st.comm = string(b[open+1 : end])
+	st.ppid, _ = strconv.Atoi(f[1])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stt, _ := strconv.ParseInt(f[12], 10, 64)
+	st.ticks = ut + stt
+	return st, true
 }

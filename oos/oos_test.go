@@ -541,3 +541,54 @@ func TestConfigRequired(t *testing.T) {
 		t.Error("missing Credentials accepted")
 	}
 }
+
+// TestRestart shuts the package's server down and brings a new one up on the
+// same directory: objects survive, the working directory is restored, a
+// server that never served shuts down cleanly, and Start works.
+func TestRestart(t *testing.T) {
+	ctx := context.Background()
+	a := client(keyA1, secretA1)
+	mustBucket(t, a, "restart")
+	mustPut(t, a, "restart", "kept", []byte("still here"))
+
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(wd, storeDir) {
+		t.Errorf("working directory %s while serving, want the bucket root (versitygw's posix backend)", wd)
+	}
+	if got, _ := os.Getwd(); strings.HasPrefix(got, storeDir) {
+		t.Errorf("working directory still inside the store after Shutdown: %s", got)
+	}
+
+	idle, err := oos.New(oos.Config{Dir: storeDir, Region: region, Credentials: keys.lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown of a server that never served: %v", err)
+	}
+
+	errc := make(chan error, 1)
+	srv, err = oos.Start(oos.Config{Dir: storeDir, Region: region, Credentials: keys.lookup}, "127.0.0.1:0", errc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint = srv.Endpoint()
+	if !strings.HasPrefix(endpoint, "http://127.0.0.1:") {
+		t.Fatalf("Endpoint() = %q", endpoint)
+	}
+	got, err := get(client(keyA1, secretA1), "restart", "kept", "")
+	if err != nil || string(got) != "still here" {
+		t.Fatalf("object after restart: %q, %v", got, err)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("serve: %v", err)
+	default:
+	}
+}

@@ -37,6 +37,12 @@ func KindOfID(id string) (Kind, bool) {
 		return KindVm, true
 	case ValidID(id, PrefixImageExport), ValidID(id, PrefixSnapExport):
 		return KindTask, true
+	case ValidID(id, PrefixSecurityGroup):
+		return KindSecurityGroup, true
+	case ValidID(id, PrefixPublicIp):
+		return KindPublicIp, true
+	case ValidKeypairID(id):
+		return KindKeypair, true
 	}
 	return "", false
 }

@@ -342,3 +342,33 @@ func TestCreateVmsChecksKeypair(t *testing.T) {
 		t.Fatalf("CreateVms with own keypair: %v", err)
 	}
 }
+
+func TestTagsOnEveryTaggableKind(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	img := e.image(e.joe, "tagged-image")
+	kp, err := e.svc.CreateKeypair(ctx, e.joe, &service.CreateKeypairRequest{KeypairName: "tagged-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := e.svc.CreateSecurityGroup(ctx, e.joe, &service.CreateSecurityGroupRequest{SecurityGroupName: "tagged-sg", Description: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := e.svc.CreatePublicIp(ctx, e.joe, &service.CreatePublicIpRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{img.ImageId, kp.Keypair.KeypairId, sg.SecurityGroup.SecurityGroupId, ip.PublicIp.PublicIpId}
+	if _, err := e.svc.CreateTags(ctx, e.joe, &service.CreateTagsRequest{ResourceIds: ids, Tags: []omi.Tag{{Key: "env", Value: "prod"}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.ReadTags(ctx, e.joe, &service.ReadTagsRequest{Filters: &service.FiltersTag{Keys: []string{"env"}}})
+	if err != nil || len(got.Tags) != len(ids) {
+		t.Fatalf("ReadTags: %+v %v", got, err)
+	}
+	// bob cannot tag joe's resources; the answer is the kind's not-found.
+	if _, err := e.svc.CreateTags(ctx, e.bob, &service.CreateTagsRequest{ResourceIds: ids[1:2], Tags: []omi.Tag{{Key: "x", Value: "y"}}}); code(err) != "5071" {
+		t.Errorf("bob tags joe's keypair: %v", err)
+	}
+}

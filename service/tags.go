@@ -8,7 +8,7 @@ import (
 )
 
 // taggedKinds are the kinds CreateTags can reach, in ReadTags order.
-var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume, omi.KindVm, omi.KindTask}
+var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume, omi.KindVm, omi.KindTask, omi.KindSecurityGroup, omi.KindPublicIp, omi.KindKeypair}
 
 // loadTagged loads a resource the caller owns for a tag change. Missing and
 // other accounts' resources get the kind's not-found error.
@@ -30,6 +30,12 @@ func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
 		r, err = getTagged[omi.Vm](tx, id)
 	case omi.KindTask:
 		r, err = getTagged[omi.ExportTask](tx, id)
+	case omi.KindSecurityGroup:
+		r, err = getTagged[omi.SecGroup](tx, id)
+	case omi.KindPublicIp:
+		r, err = getTagged[omi.PublicIp](tx, id)
+	case omi.KindKeypair:
+		r, err = getTagged[omi.Keypair](tx, id)
 	default:
 		err = omi.ErrNotFound
 	}
@@ -63,6 +69,12 @@ func notFoundFor(kind omi.Kind, id string) error {
 		return omi.NotFound(omi.CodeNoSuchVm, "The VmId '%s' doesn't exist.", id)
 	case omi.KindTask:
 		return omi.NotFound(omi.CodeNoSuchTask, "The TaskId '%s' doesn't exist.", id)
+	case omi.KindKeypair:
+		return omi.NotFound("5071", "The KeypairId '%s' doesn't exist.", id)
+	case omi.KindSecurityGroup:
+		return omi.NotFound("5020", "The SecurityGroupId '%s' doesn't exist.", id)
+	case omi.KindPublicIp:
+		return omi.NotFound("5025", "The PublicIpId '%s' doesn't exist.", id)
 	}
 	return omi.NotFound(omi.CodeNoSuchResource, "The resource '%s' doesn't exist.", id)
 }
@@ -208,6 +220,12 @@ func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsReque
 					r, err = decodeTagged[omi.Vm](rec)
 				case omi.KindTask:
 					r, err = decodeTagged[omi.ExportTask](rec)
+				case omi.KindSecurityGroup:
+					r, err = decodeTagged[omi.SecGroup](rec)
+				case omi.KindPublicIp:
+					r, err = decodeTagged[omi.PublicIp](rec)
+				case omi.KindKeypair:
+					r, err = decodeTagged[omi.Keypair](rec)
 				}
 				if err != nil {
 					return false, err

@@ -3,6 +3,8 @@ package pgtest
 import (
 	"context"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -48,5 +50,33 @@ func TestDSN(t *testing.T) {
 	}
 	if schemas[0] == schemas[1] {
 		t.Fatalf("two DSNs share schema %s", schemas[0])
+	}
+}
+
+// TestNoServer runs this test binary again with no server available: the
+// test using DSN must skip, or fail when CI=true.
+func TestNoServer(t *testing.T) {
+	if os.Getenv("PGTEST_CHILD") == "1" {
+		DSN(t)
+		t.Log("got a database")
+		return
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, EnvDSN+"=") && !strings.HasPrefix(kv, "CI=") && !strings.HasPrefix(kv, EnvBinDir+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "PGTEST_CHILD=1", EnvBinDir+"="+t.TempDir())
+	for _, ci := range []string{"true", "false"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNoServer$", "-test.v", "-test.count=1")
+		cmd.Env = append(env, "CI="+ci)
+		out, err := cmd.CombinedOutput()
+		switch {
+		case ci == "true" && (err == nil || !strings.Contains(string(out), "--- FAIL: TestNoServer")):
+			t.Fatalf("CI=true: want a failure, got %v:\n%s", err, out)
+		case ci != "true" && (err != nil || !strings.Contains(string(out), "--- SKIP: TestNoServer")):
+			t.Fatalf("CI=%s: want a skip, got %v:\n%s", ci, err, out)
+		}
 	}
 }

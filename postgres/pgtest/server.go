@@ -33,9 +33,20 @@ type Server struct {
 	log  string        // server log file
 }
 
-// BinDir returns the directory holding initdb and postgres: the one of
-// initdb in PATH, else the newest /usr/lib/postgresql/<version>/bin.
+// EnvBinDir names the variable that points at the directory of the server
+// binaries when they are not where BinDir looks.
+const EnvBinDir = "OMI_TEST_PG_BINDIR"
+
+// BinDir returns the directory holding initdb and postgres: $OMI_TEST_PG_BINDIR
+// if set, else the one of initdb in PATH, else the newest
+// /usr/lib/postgresql/<version>/bin (Debian keeps them out of PATH).
 func BinDir() (string, error) {
+	if d := os.Getenv(EnvBinDir); d != "" {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
+			return d, nil
+		}
+		return "", fmt.Errorf("%w in %s=%s", ErrNoBinaries, EnvBinDir, d)
+	}
 	var dirs []string
 	if p, err := exec.LookPath("initdb"); err == nil {
 		if real, err := filepath.EvalSymlinks(p); err == nil {
@@ -136,7 +147,10 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	// process: it dies with it (Pdeathsig) instead of lingering after a
 	// crashed or killed test run.
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
-		"-c", "listen_addresses=", "-c", "max_connections=200", "-c", "shared_buffers=128MB")
+		"-c", "listen_addresses=", "-c", "max_connections=200",
+		// Containers often have a small /dev/shm: keep dynamic shared
+		// memory in the data directory.
+		"-c", "dynamic_shared_memory_type=mmap")
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), "LC_ALL=C")
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf

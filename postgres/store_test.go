@@ -3,11 +3,14 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/postgres/pgtest"
@@ -254,4 +257,46 @@ func TestUpdateRetriesConflicts(t *testing.T) {
 	if got.Name != "0++" {
 		t.Fatalf("name = %q after two bumps, want 0++", got.Name)
 	}
+}
+
+// TestOpenURL opens the same schema through a postgres:// URL with
+// search_path and pool settings in its query, and through the keyword/value
+// DSN: both reach one store.
+func TestOpenURL(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := url.Values{}
+	q.Set("host", cfg.Host)
+	q.Set("port", fmt.Sprint(cfg.Port))
+	q.Set("search_path", cfg.RuntimeParams["search_path"])
+	q.Set("pool_max_conns", "2")
+	u := url.URL{Scheme: "postgres", User: url.User(cfg.User), Path: "/" + cfg.Database, RawQuery: q.Encode()}
+	a, err := Open(bg, u.String())
+	if err != nil {
+		t.Fatalf("Open(%s): %v", u.String(), err)
+	}
+	defer a.Close()
+	if got := a.pool.Config().MaxConns; got != 2 {
+		t.Fatalf("pool_max_conns=2 gave a pool of %d", got)
+	}
+	if err := a.Update(bg, func(tx omi.Tx) error { return tx.Insert(image("ami-1", "o", "n")) }); err != nil {
+		t.Fatal(err)
+	}
+	b := openDSN(t, dsn)
+	if err := b.View(bg, func(tx omi.Tx) error { _, err := tx.Get(omi.KindImage, "ami-1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openDSN(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := Open(bg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

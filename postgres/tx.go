@@ -294,7 +294,7 @@ func (t *tx) Scan(q omi.Query, fn func(omi.Record) (bool, error)) error {
 		after = after[:i]
 	}
 	p := plan(q)
-	if p.none {
+	if p.none || !validText(string(q.Kind)) {
 		return nil
 	}
 	remaining := q.Limit

@@ -117,6 +117,52 @@ func TestPagination(t *testing.T) {
 		exactlyOnce(t, "v2 ReadImages", got, images)
 	})
 
+	// Resources created and deleted between pages: every image present
+	// from the first page to the last is returned exactly once, the
+	// deleted one at most once.
+	t.Run("changes between pages", func(t *testing.T) {
+		per := 4
+		var got []string
+		var tok *string
+		var added []string
+		deleted := images[n-1]
+		for page := 0; ; page++ {
+			r, err := c.ReadImages(ctx, oscv3.ReadImagesRequest{ResultsPerPage: &per, NextPageToken: tok, Filters: &oscv3.FiltersImage{ImageNames: &[]string{"page-*"}}})
+			if err != nil {
+				t.Fatalf("page %d: %v", page, err)
+			}
+			for _, img := range deref(r.Images) {
+				got = append(got, img.ImageId)
+			}
+			if page == 1 {
+				if _, err := c.DeleteImage(ctx, oscv3.DeleteImageRequest{ImageId: deleted}); err != nil {
+					t.Fatalf("DeleteImage: %v", err)
+				}
+				for i := 0; i < 3; i++ {
+					added = append(added, registerImage(t, e, e.Joe, fmt.Sprintf("page-new-%d", i), snap).ImageId)
+				}
+			}
+			if r.NextPageToken == nil || *r.NextPageToken == "" {
+				break
+			}
+			tok = r.NextPageToken
+		}
+		seen := map[string]int{}
+		for _, id := range got {
+			seen[id]++
+		}
+		for _, id := range images[:n-1] {
+			if seen[id] != 1 {
+				t.Errorf("%s present throughout, returned %d times", id, seen[id])
+			}
+		}
+		for id, k := range seen {
+			if k > 1 {
+				t.Errorf("%s returned %d times", id, k)
+			}
+		}
+	})
+
 	t.Run("bad token", func(t *testing.T) {
 		for _, tok := range []string{"not base64!", "dm9sLTEyMzQ1Njc4", "AAAA"} {
 			r := e.Call(t, e.Joe, "ReadImages", map[string]any{"NextPageToken": tok})

@@ -22,6 +22,9 @@ const (
 	// never handed out twice (a client holding an old id must not reach a
 	// new resource through it).
 	KindRetired Kind = "retired"
+	// KindWork records a resource with a transition to run (a persistent
+	// work queue for the reconciler).
+	KindWork Kind = "work"
 )
 
 // KindOfID tells which kind of taggable resource an id names, from its prefix.

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -147,57 +148,69 @@ func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 	var vms []*omi.Vm
 	var todo []work
 	var imports, exports []string
+	// Only resources with a work record are looked at: every write of a
+	// volume, snapshot, image, VM or task in an API transaction queues one
+	// (see queueingTx), and it is removed once the resource is at rest, so
+	// a pass costs the pending work, not the size of the store.
+	var queued []work
 	err := s.store.View(ctx, func(tx omi.Tx) error {
-		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Vm) (bool, error) {
-			switch v.State {
-			case omi.VmPending, omi.VmStopping, omi.VmShuttingDown, omi.VmTerminated:
-				vms = append(vms, v)
-			case omi.VmStopped:
-				if v.ImagingFor != "" {
-					vms = append(vms, v)
+		if err := tx.Scan(omi.Query{Kind: omi.KindWork}, func(rec omi.Record) (bool, error) {
+			queued = append(queued, work{workKind(rec), rec.ID})
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		for _, w := range queued {
+			var err error
+			switch w.kind {
+			case omi.KindVm:
+				var v *omi.Vm
+				if v, err = omi.Get[omi.Vm](tx, w.id); err == nil {
+					switch v.State {
+					case omi.VmPending, omi.VmStopping, omi.VmShuttingDown, omi.VmTerminated:
+						vms = append(vms, v)
+					case omi.VmStopped:
+						if v.ImagingFor != "" {
+							vms = append(vms, v)
+						}
+					}
+				}
+			case omi.KindVolume:
+				var v *omi.Volume
+				if v, err = omi.Get[omi.Volume](tx, w.id); err == nil && v.State == omi.VolumeCreating {
+					todo = append(todo, w)
+				}
+			case omi.KindSnapshot:
+				var v *omi.Snapshot
+				if v, err = omi.Get[omi.Snapshot](tx, w.id); err == nil {
+					switch v.State {
+					case omi.SnapshotPending:
+						todo = append(todo, w)
+					case omi.SnapshotImporting:
+						imports = append(imports, w.id)
+					}
+				}
+			case omi.KindTask:
+				var t *omi.ExportTask
+				if t, err = omi.Get[omi.ExportTask](tx, w.id); err == nil && (t.State == omi.TaskPending || t.State == omi.TaskActive) {
+					exports = append(exports, w.id)
+				}
+			case omi.KindImage:
+				var v *omi.Image
+				if v, err = omi.Get[omi.Image](tx, w.id); err == nil && v.State == omi.ImagePending {
+					todo = append(todo, w)
 				}
 			}
-			return true, nil
-		}); err != nil {
-			return err
-		}
-		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Volume) (bool, error) {
-			if v.State == omi.VolumeCreating {
-				todo = append(todo, work{omi.KindVolume, v.VolumeId})
+			if err != nil && !isNotFound(err) {
+				return err
 			}
-			return true, nil
-		}); err != nil {
-			return err
 		}
-		if err := omi.Scan(tx, omi.Query{}, func(v *omi.Snapshot) (bool, error) {
-			switch v.State {
-			case omi.SnapshotPending:
-				todo = append(todo, work{omi.KindSnapshot, v.SnapshotId})
-			case omi.SnapshotImporting:
-				imports = append(imports, v.SnapshotId)
-			}
-			return true, nil
-		}); err != nil {
-			return err
-		}
-		if err := omi.Scan(tx, omi.Query{}, func(t *omi.ExportTask) (bool, error) {
-			if t.State == omi.TaskPending || t.State == omi.TaskActive {
-				exports = append(exports, t.TaskId)
-			}
-			return true, nil
-		}); err != nil {
-			return err
-		}
-		return omi.Scan(tx, omi.Query{}, func(v *omi.Image) (bool, error) {
-			if v.State == omi.ImagePending {
-				todo = append(todo, work{omi.KindImage, v.ImageId})
-			}
-			return true, nil
-		})
+		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
+	defer s.dequeueFinished(ctx, queued)
 	changed := 0
 	var errs []error
 	count := func(did bool, err error) {
@@ -525,4 +538,95 @@ func deviceOf(img *omi.Image, snapID string) string {
 		}
 	}
 	return snapID
+}
+
+// workKind reads the resource kind a work record is about.
+func workKind(rec omi.Record) omi.Kind {
+	var doc struct{ Kind omi.Kind }
+	if json.Unmarshal(rec.Doc, &doc) == nil && doc.Kind != "" {
+		return doc.Kind
+	}
+	k, _ := omi.KindOfID(rec.ID)
+	return k
+}
+
+// queueingTx queues a work record for every write of a resource that may
+// have a transition to run, in the transaction of the write, so that work
+// is never lost between a commit and a crash.
+type queueingTx struct{ omi.Tx }
+
+func (q queueingTx) Put(rec omi.Record) error {
+	if err := q.Tx.Put(rec); err != nil {
+		return err
+	}
+	return queueWork(q.Tx, rec)
+}
+
+func (q queueingTx) Insert(rec omi.Record) error {
+	if err := q.Tx.Insert(rec); err != nil {
+		return err
+	}
+	return queueWork(q.Tx, rec)
+}
+
+func queueWork(tx omi.Tx, rec omi.Record) error {
+	switch rec.Kind {
+	case omi.KindVolume, omi.KindSnapshot, omi.KindImage, omi.KindVm, omi.KindTask:
+		return tx.Put(omi.Record{Kind: omi.KindWork, ID: rec.ID, Doc: []byte(`{"Kind":"` + string(rec.Kind) + `"}`)})
+	}
+	return nil
+}
+
+// atRest reports whether a resource has no transition left to run.
+func (s *Service) atRest(tx omi.Tx, w work) (bool, error) {
+	var err error
+	rest := true
+	switch w.kind {
+	case omi.KindVolume:
+		var v *omi.Volume
+		if v, err = omi.Get[omi.Volume](tx, w.id); err == nil {
+			rest = v.State != omi.VolumeCreating
+		}
+	case omi.KindSnapshot:
+		var v *omi.Snapshot
+		if v, err = omi.Get[omi.Snapshot](tx, w.id); err == nil {
+			rest = v.State != omi.SnapshotPending && v.State != omi.SnapshotImporting
+		}
+	case omi.KindImage:
+		var v *omi.Image
+		if v, err = omi.Get[omi.Image](tx, w.id); err == nil {
+			rest = v.State != omi.ImagePending
+		}
+	case omi.KindVm:
+		var v *omi.Vm
+		if v, err = omi.Get[omi.Vm](tx, w.id); err == nil {
+			rest = v.State == omi.VmRunning || (v.State == omi.VmStopped && v.ImagingFor == "")
+		}
+	case omi.KindTask:
+		var t *omi.ExportTask
+		if t, err = omi.Get[omi.ExportTask](tx, w.id); err == nil {
+			rest = t.Done()
+		}
+	}
+	if isNotFound(err) {
+		return true, nil
+	}
+	return rest, err
+}
+
+// dequeueFinished removes the work records of resources now at rest. Each
+// removal re-checks in its transaction, so work queued meanwhile stays.
+func (s *Service) dequeueFinished(ctx context.Context, items []work) {
+	for _, w := range items {
+		err := s.store.Update(ctx, func(tx omi.Tx) error {
+			rest, err := s.atRest(tx, w)
+			if err != nil || !rest {
+				return err
+			}
+			return ignoreMissing(tx.Delete(omi.KindWork, w.id))
+		})
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("dequeue work", "id", w.id, "err", err)
+		}
+	}
 }

@@ -86,7 +86,7 @@ var errDryRun = errors.New("dry run")
 func (s *Service) update(ctx context.Context, fn func(omi.Tx) error) error {
 	dry := omi.IsDryRun(ctx)
 	err := s.store.Update(ctx, func(tx omi.Tx) error {
-		if err := fn(tx); err != nil {
+		if err := fn(queueingTx{tx}); err != nil {
 			return err
 		}
 		if dry {

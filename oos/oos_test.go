@@ -592,3 +592,37 @@ func TestRestart(t *testing.T) {
 	default:
 	}
 }
+
+// TestKeysStayInsideTheStore: object keys that look like paths cannot
+// reach outside their bucket's directory.
+func TestKeysStayInsideTheStore(t *testing.T) {
+	a := client(keyA1, secretA1)
+	mustBucket(t, a, "paths")
+	mustBucket(t, a, "paths-victim")
+	mustPut(t, a, "paths-victim", "target", []byte("original"))
+	for _, key := range []string{"../paths-victim/target", "a/../../paths-victim/target", "../../../escaped", "/abs", "a//b"} {
+		_, err := a.PutObject(context.Background(), &s3.PutObjectInput{
+			Bucket: aws.String("paths"), Key: aws.String(key), Body: strings.NewReader("overwritten"),
+		})
+		st, _ := status(err)
+		if strings.Contains(key, "..") && (st < 400 || st > 499) {
+			t.Errorf("PUT %q: %v, want a 4xx refusal", key, err)
+		}
+	}
+	if got, err := get(a, "paths-victim", "target", ""); err != nil || string(got) != "original" {
+		t.Errorf("object in another bucket after path-like keys: %q, %v", got, err)
+	}
+	parent := storeDir + "/.."
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "escaped" {
+			t.Errorf("a key escaped the store: %s/escaped", parent)
+		}
+	}
+	if _, err := os.Stat(storeDir + "/escaped"); err == nil {
+		t.Error("a key escaped the bucket root")
+	}
+}

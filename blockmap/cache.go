@@ -7,43 +7,46 @@ import (
 	"github.com/omiproject/omi/blockstore"
 )
 
-// blockCache is a small LRU of decompressed, verified blocks keyed by hash.
-// NBD clients read a 512 KiB block in several smaller requests; without the
-// cache each of them would read, decompress and verify the whole block
-// again. Cached slices are immutable and shared: callers copy out of them.
-type blockCache struct {
+// lru is a small cache of immutable values keyed by block hash: the
+// decompressed, verified content of data blocks (NBD clients read a 512 KiB
+// block in several smaller requests; without the cache each of them would
+// read, decompress and verify the whole block again) and the decoded chunks
+// of chunk blocks (loading a map or marking reads each shared chunk once).
+// Cached values are shared: callers copy out of them and never modify them.
+type lru[V any] struct {
 	mu    sync.Mutex
 	max   int
-	ll    *list.List // of *cacheEntry, most recent first
+	ll    *list.List // of *lruEntry[V], most recent first
 	items map[blockstore.Hash]*list.Element
 }
 
-type cacheEntry struct {
-	h    blockstore.Hash
-	data []byte
+type lruEntry[V any] struct {
+	h blockstore.Hash
+	v V
 }
 
-func newBlockCache(max int) *blockCache {
-	return &blockCache{max: max, ll: list.New(), items: make(map[blockstore.Hash]*list.Element)}
+func newLRU[V any](max int) *lru[V] {
+	return &lru[V]{max: max, ll: list.New(), items: make(map[blockstore.Hash]*list.Element)}
 }
 
-// get returns the cached content of h, or nil.
-func (c *blockCache) get(h blockstore.Hash) []byte {
+// get returns the cached value of h, or the zero V.
+func (c *lru[V]) get(h blockstore.Hash) V {
+	var zero V
 	if c.max <= 0 {
-		return nil
+		return zero
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[h]; ok {
 		c.ll.MoveToFront(e)
-		return e.Value.(*cacheEntry).data
+		return e.Value.(*lruEntry[V]).v
 	}
-	return nil
+	return zero
 }
 
-// add caches data as the content of h. The cache keeps data: the caller
-// must not modify it afterwards.
-func (c *blockCache) add(h blockstore.Hash, data []byte) {
+// add caches v as the value of h. The cache keeps v: the caller must not
+// modify it afterwards.
+func (c *lru[V]) add(h blockstore.Hash, v V) {
 	if c.max <= 0 {
 		return
 	}
@@ -53,10 +56,10 @@ func (c *blockCache) add(h blockstore.Hash, data []byte) {
 		c.ll.MoveToFront(e)
 		return
 	}
-	c.items[h] = c.ll.PushFront(&cacheEntry{h: h, data: data})
+	c.items[h] = c.ll.PushFront(&lruEntry[V]{h: h, v: v})
 	for c.ll.Len() > c.max {
 		e := c.ll.Back()
 		c.ll.Remove(e)
-		delete(c.items, e.Value.(*cacheEntry).h)
+		delete(c.items, e.Value.(*lruEntry[V]).h)
 	}
 }

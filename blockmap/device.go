@@ -493,7 +493,8 @@ func (s *devState) writebackLocked(ctx context.Context) error {
 	return nil
 }
 
-// flush writes back the buffer and saves the map if it changed.
+// flush writes back the buffer and saves the map if it changed: the chunk
+// blocks that changed since the last save, then the root.
 func (s *devState) flush(ctx context.Context) error {
 	s.wbMu.Lock()
 	defer s.wbMu.Unlock()
@@ -512,18 +513,23 @@ func (s *devState) flush(ctx context.Context) error {
 		}
 		return nil
 	}
-	mp := s.mp.Clone()
 	pins := s.pinned
 	s.pinned = nil
 	s.changed = false
 	s.mu.Unlock()
-	if err := s.m.saveMap(ctx, s.id, mp); err != nil {
+	// s.mp only changes under wbMu, which we hold: saveMap may read it
+	// without s.mu, and the chunk hashes it returns are those of s.mp.
+	sums, err := s.m.saveMap(ctx, s.id, s.mp)
+	if err != nil {
 		s.mu.Lock()
 		s.pinned = append(s.pinned, pins...)
 		s.changed = true
 		s.mu.Unlock()
 		return err
 	}
+	s.mu.Lock()
+	s.mp.setSums(sums)
+	s.mu.Unlock()
 	for _, h := range pins {
 		s.m.pins.Unpin(h)
 	}

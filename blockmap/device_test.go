@@ -208,8 +208,8 @@ func TestHolesNotStored(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(storedBlocks(t, e.blocks)); n != 1 {
-		t.Fatalf("%d blocks stored, want 1", n)
+	if n := len(storedBlocks(t, e.blocks)); n != 2 {
+		t.Fatalf("%d blocks stored, want 2 (one data block, one chunk block)", n)
 	}
 	d = mustOpen(t, e, "vol-1")
 	defer d.Close()

@@ -69,12 +69,24 @@ func storedBlocks(tb testing.TB, s blockstore.Store) map[blockstore.Hash]bool {
 	return set
 }
 
-// referenced returns the union of the hashes of every saved map.
-func referenced(tb testing.TB, maps blockmap.MapStore) map[blockstore.Hash]bool {
+// referenced returns the union of the hashes of every saved map: the data
+// blocks of its entries and the chunk blocks of its root.
+func referenced(tb testing.TB, maps *blockmap.DirStore) map[blockstore.Hash]bool {
 	tb.Helper()
 	set := map[blockstore.Hash]bool{}
 	err := maps.Walk(context.Background(), func(id string, m *blockmap.Map) error {
 		return m.Walk(func(_ int64, h blockstore.Hash) error { set[h] = true; return nil })
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	err = maps.WalkRoots(context.Background(), func(id string, r *blockmap.Root) error {
+		for _, h := range r.Chunks() {
+			if !h.IsZero() {
+				set[h] = true
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		tb.Fatal(err)

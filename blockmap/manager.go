@@ -31,6 +31,7 @@ type Option func(*config)
 type config struct {
 	dirtyLimit  int64
 	cacheBlocks int
+	cacheChunks int
 	workers     int
 }
 
@@ -44,6 +45,12 @@ func WithDirtyLimit(bytes int64) Option { return func(c *config) { c.dirtyLimit 
 // reads (default 32, 16 MiB), shared by all devices and views.
 func WithCacheBlocks(n int) Option { return func(c *config) { c.cacheBlocks = n } }
 
+// WithCacheChunks sets how many decoded map chunks (8 KiB each, the
+// entries of 128 MiB of volume) the Manager keeps (default 2048, 16 MiB):
+// maps sharing chunks load them from memory, and a marking reads each
+// shared chunk once.
+func WithCacheChunks(n int) Option { return func(c *config) { c.cacheChunks = n } }
+
 // WithWorkers sets how many blocks a Device hashes, compresses and stores in
 // parallel when writing back, and how many blocks ReadTo reads ahead (twice
 // that). The default, 4 x GOMAXPROCS, keeps the CPUs busy while Puts wait
@@ -55,13 +62,15 @@ func WithWorkers(n int) Option { return func(c *config) { c.workers = max(n, 1) 
 // a MapStore: two Managers on the same maps would not see each other's open
 // devices.
 type Manager struct {
-	blocks blockstore.Store
-	maps   MapStore
-	cfg    config
-	cache  *blockCache
+	blocks     blockstore.Store
+	maps       RootStore
+	cfg        config
+	cache      *lru[[]byte]
+	chunkCache *lru[*chunk]
 
 	// pins holds every hash Put by a device but not yet in a saved map,
-	// and every hash of an open View.
+	// every chunk block stored but not yet named by a saved root, and
+	// every hash of an open View.
 	pins blockstore.Pins
 
 	mu      sync.Mutex
@@ -87,18 +96,20 @@ type idLock struct {
 	n  int
 }
 
-// NewManager returns a Manager storing block content in blocks and maps in
-// maps.
-func NewManager(blocks blockstore.Store, maps MapStore, opts ...Option) *Manager {
-	cfg := config{dirtyLimit: 32 << 20, cacheBlocks: 32, workers: 4 * runtime.GOMAXPROCS(0)}
+// NewManager returns a Manager storing block content and map chunks in
+// blocks and map roots in maps. A *DirStore given as maps is bound to this
+// Manager, so that its MapStore methods work (see [DirStore]).
+func NewManager(blocks blockstore.Store, maps RootStore, opts ...Option) *Manager {
+	cfg := config{dirtyLimit: 32 << 20, cacheBlocks: 32, cacheChunks: 2048, workers: 4 * runtime.GOMAXPROCS(0)}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &Manager{
-		blocks:  blocks,
-		maps:    maps,
-		cfg:     cfg,
-		cache:   newBlockCache(cfg.cacheBlocks),
+	m := &Manager{
+		blocks:     blocks,
+		maps:       maps,
+		cfg:        cfg,
+		cache:      newLRU[[]byte](cfg.cacheBlocks),
+		chunkCache: newLRU[*chunk](cfg.cacheChunks),
 		devs:    make(map[string]*devState),
 		idLocks: make(map[string]*idLock),
 		fetches: make(map[blockstore.Hash]*fetch),
@@ -106,6 +117,10 @@ func NewManager(blocks blockstore.Store, maps MapStore, opts ...Option) *Manager
 		// are still there when the reader arrives.
 		prefetchSlots: make(chan struct{}, max(1, min(cfg.workers, cfg.cacheBlocks/4))),
 	}
+	if b, ok := maps.(interface{ bind(*Manager) }); ok {
+		b.bind(m)
+	}
+	return m
 }
 
 // lockID serialises operations that load or replace the map of one id.
@@ -138,7 +153,7 @@ func (m *Manager) exists(ctx context.Context, id string) (bool, error) {
 	if open {
 		return true, nil
 	}
-	_, err := m.maps.Load(ctx, id)
+	_, err := m.maps.LoadRoot(ctx, id)
 	switch {
 	case err == nil:
 		return true, nil
@@ -164,7 +179,8 @@ func (m *Manager) Create(ctx context.Context, id string, size int64) error {
 	case ok:
 		return fmt.Errorf("blockmap: create %s: %w", id, ErrExists)
 	}
-	return m.saveMap(ctx, id, mp)
+	_, err = m.saveMap(ctx, id, mp)
+	return err
 }
 
 // Clone saves a copy of src's map under dst, which must not exist. Only
@@ -205,7 +221,8 @@ func (m *Manager) cloneFrom(ctx context.Context, s *devState, dst string) error 
 	m.gate.RLock()
 	defer m.gate.RUnlock()
 	mp := s.snapshot()
-	return m.saveLocked(ctx, dst, mp)
+	_, err := m.saveLocked(ctx, dst, mp)
+	return err
 }
 
 // Resize grows the volume to size bytes. The new space reads as zeros and
@@ -256,11 +273,11 @@ func (m *Manager) Size(ctx context.Context, id string) (int64, error) {
 	if s != nil {
 		return s.size(), nil
 	}
-	mp, err := m.maps.Load(ctx, id)
+	r, err := m.maps.LoadRoot(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	return mp.Size(), nil
+	return r.Size(), nil
 }
 
 // Open returns a Device reading and writing id. Opens of the same id share
@@ -304,7 +321,7 @@ func (m *Manager) acquire(ctx context.Context, id string) (*devState, error) {
 		return s, nil
 	}
 	m.mu.Unlock()
-	mp, err := m.maps.Load(ctx, id)
+	mp, err := m.loadMap(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -336,43 +353,65 @@ func (m *Manager) release(ctx context.Context, s *devState) error {
 	return err
 }
 
-// saveMap durably saves mp under id, recording the hashes of the map it
-// replaces if a marking is running.
-func (m *Manager) saveMap(ctx context.Context, id string, mp *Map) error {
+// saveMap durably saves mp under id: the chunk blocks it lacks, then its
+// root, recording the hashes of the map it replaces if a marking is running.
+// It returns the chunk hashes it stored, which the caller may record in its
+// map (setSums) if that map did not change meanwhile; mp itself is only
+// read.
+func (m *Manager) saveMap(ctx context.Context, id string, mp *Map) ([]chunkSum, error) {
 	m.gate.RLock()
 	defer m.gate.RUnlock()
 	return m.saveLocked(ctx, id, mp)
 }
 
-// saveLocked is saveMap for a caller holding the gate shared.
-func (m *Manager) saveLocked(ctx context.Context, id string, mp *Map) error {
-	if err := m.barrierLocked(ctx, id); err != nil {
-		return fmt.Errorf("blockmap: save %s: %w", id, err)
+// saveLocked is saveMap for a caller holding the gate shared. The chunk
+// blocks are durable (Put returned) before the root naming them is saved,
+// and pinned until then.
+func (m *Manager) saveLocked(ctx context.Context, id string, mp *Map) ([]chunkSum, error) {
+	root, sums, err := m.storeChunksLocked(ctx, mp)
+	if err != nil {
+		return nil, fmt.Errorf("blockmap: save %s: %w", id, err)
 	}
-	return m.maps.Save(ctx, id, mp)
+	defer func() {
+		for _, s := range sums {
+			m.pins.Unpin(s.h)
+		}
+	}()
+	if err := m.barrierLocked(ctx, id); err != nil {
+		return nil, fmt.Errorf("blockmap: save %s: %w", id, err)
+	}
+	if err := m.maps.SaveRoot(ctx, id, root); err != nil {
+		return nil, err
+	}
+	return sums, nil
 }
 
 // barrierLocked is the write barrier of the collector: while a marking
-// runs, a map about to be replaced or deleted first has its hashes added to
-// the barrier set, which LiveHashes reports at its end. The caller holds the
-// gate shared, so marking cannot start between this check and the change.
+// runs, a map about to be replaced or deleted first has its hashes (chunk
+// blocks and the data blocks they name) added to the barrier set, which
+// LiveHashes reports at its end. The caller holds the gate shared, so
+// marking cannot start between this check and the change.
 func (m *Manager) barrierLocked(ctx context.Context, id string) error {
 	if m.marking == 0 {
 		return nil
 	}
-	old, err := m.maps.Load(ctx, id)
+	old, err := m.maps.LoadRoot(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	var hs []blockstore.Hash
+	if err := m.markRoot(ctx, old, nil, func(h blockstore.Hash) error { hs = append(hs, h); return nil }); err != nil {
+		return err
+	}
 	m.barrierMu.Lock()
 	defer m.barrierMu.Unlock()
-	return old.Walk(func(_ int64, h blockstore.Hash) error {
+	for _, h := range hs {
 		m.barrier[h] = struct{}{}
-		return nil
-	})
+	}
+	return nil
 }
 
 // putPinned stores data and pins its hash, atomically with respect to the
@@ -451,9 +490,11 @@ type fetch struct {
 }
 
 // LiveHashes calls fn with every hash that must survive a collection that
-// started before the call: the hashes of every saved map, those Put by open
-// devices but not yet saved, those of open Views, and those of maps replaced
-// or deleted while it runs. A hash may be reported more than once. Use it as
+// started before the call: the chunk blocks of every saved map and the data
+// blocks they name, those Put by open devices but not yet saved, chunk
+// blocks stored but whose root is not saved yet, those of open Views, and
+// those of maps replaced or deleted while it runs. A chunk shared by several
+// maps is read and reported once. A hash may be reported more than once. Use it as
 // the live function of gc.Collect.
 //
 // It is a snapshot-at-the-beginning marking: every hash referenced when it
@@ -486,8 +527,12 @@ func (m *Manager) LiveHashes(ctx context.Context, fn func(blockstore.Hash) error
 			return err
 		}
 	}
-	err := m.maps.Walk(ctx, func(id string, mp *Map) error {
-		return mp.Walk(func(_ int64, h blockstore.Hash) error { return fn(h) })
+	seen := make(map[blockstore.Hash]struct{})
+	err := m.maps.WalkRoots(ctx, func(id string, r *Root) error {
+		if err := m.markRoot(ctx, r, seen, fn); err != nil {
+			return fmt.Errorf("%s: %w", id, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("blockmap: live hashes: %w", err)

@@ -36,6 +36,11 @@ var ErrCorrupt = errors.New("blockmap: corrupt map")
 type Map struct {
 	size   int64
 	chunks []*chunk
+	// sums[i] is the hash of the chunk block holding chunks[i] when that
+	// block is known to be stored and referenced by the saved root (so a
+	// save need not store it again), else zero. Any change of the chunk
+	// clears it.
+	sums []blockstore.Hash
 }
 
 // New returns a map of size bytes, all holes.
@@ -43,7 +48,8 @@ func New(size int64) (*Map, error) {
 	if size < 0 || size > MaxSize {
 		return nil, fmt.Errorf("blockmap: size %d out of range [0, %d]", size, int64(MaxSize))
 	}
-	return &Map{size: size, chunks: make([]*chunk, numChunks(blocksOf(size)))}, nil
+	n := numChunks(blocksOf(size))
+	return &Map{size: size, chunks: make([]*chunk, n), sums: make([]blockstore.Hash, n)}, nil
 }
 
 func blocksOf(size int64) int64 { return (size + blockstore.BlockSize - 1) / blockstore.BlockSize }
@@ -96,6 +102,10 @@ func (m *Map) SetEntry(i int64, h blockstore.Hash) error {
 		c = new(chunk)
 		m.chunks[ci] = c
 	}
+	if c[i%chunkEntries] == h {
+		return nil
+	}
+	m.sums[ci] = blockstore.Hash{}
 	c[i%chunkEntries] = h
 	if h.IsZero() && *c == (chunk{}) {
 		m.chunks[ci] = nil
@@ -113,6 +123,7 @@ func (m *Map) Grow(size int64) error {
 	n := numChunks(blocksOf(size))
 	for int64(len(m.chunks)) < n {
 		m.chunks = append(m.chunks, nil)
+		m.sums = append(m.sums, blockstore.Hash{})
 	}
 	m.size = size
 	return nil
@@ -121,7 +132,7 @@ func (m *Map) Grow(size int64) error {
 // Clone returns an independent copy of m. It copies the allocated chunks,
 // 8 KiB per 128 MiB of allocated volume.
 func (m *Map) Clone() *Map {
-	c := &Map{size: m.size, chunks: make([]*chunk, len(m.chunks))}
+	c := &Map{size: m.size, chunks: make([]*chunk, len(m.chunks)), sums: append([]blockstore.Hash(nil), m.sums...)}
 	for i, ch := range m.chunks {
 		if ch != nil {
 			cp := *ch
@@ -274,75 +285,23 @@ func (m *Map) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-// Decode decodes a map encoded by MarshalBinary.
+// Decode decodes a map encoded by MarshalBinary (format version 1).
 func Decode(data []byte) (*Map, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
-	}
-	if len(data) < headerSize+trailerSize {
-		return nil, bad("%d bytes is shorter than header and checksum", len(data))
-	}
-	if [4]byte(data[:4]) != magic {
-		return nil, bad("bad magic")
-	}
-	body := data[:len(data)-trailerSize]
-	if want := binary.LittleEndian.Uint32(data[len(data)-trailerSize:]); crc32.Checksum(body, crcTable) != want {
-		return nil, bad("checksum mismatch")
-	}
-	if data[4] != formatVersion {
-		return nil, bad("unknown format version %d", data[4])
-	}
-	if data[5] != 0 || data[6] != 0 || data[7] != 0 {
-		return nil, bad("reserved bytes not zero")
-	}
-	size := binary.LittleEndian.Uint64(data[8:16])
-	if size > MaxSize {
-		return nil, bad("size %d exceeds %d", size, int64(MaxSize))
-	}
-	m, err := New(int64(size))
+	size, body, err := checkFrame(data, formatVersion)
 	if err != nil {
-		return nil, bad("%v", err)
+		return nil, err
 	}
-	n := m.Blocks()
-	p := body[headerSize:]
-	var i int64
-	lastKind := uint64(2)
-	for len(p) > 0 {
-		v, k := binary.Uvarint(p)
-		if k <= 0 {
-			return nil, bad("bad run header at block %d", i)
-		}
-		p = p[k:]
-		kind, count := v&1, v>>1
-		if count == 0 || count > uint64(n-i) {
-			return nil, bad("run of %d blocks at block %d of %d", count, i, n)
-		}
-		if kind == lastKind {
-			return nil, bad("two consecutive runs of the same kind at block %d", i)
-		}
-		lastKind = kind
-		if kind == 1 {
-			if uint64(len(p))/blockstore.HashSize < count {
-				return nil, bad("data run of %d blocks truncated", count)
-			}
-			for c := uint64(0); c < count; c++ {
-				h := blockstore.Hash(p[:blockstore.HashSize])
-				p = p[blockstore.HashSize:]
-				if h.IsZero() {
-					return nil, bad("zero hash inside a data run at block %d", i)
-				}
-				m.SetEntry(i, h)
-				i++
-			}
-		} else {
-			i += int64(count)
-		}
+	m, err := New(size)
+	if err != nil {
+		return nil, corrupt("%v", err)
 	}
-	if i != n {
-		return nil, bad("runs cover %d of %d blocks", i, n)
+	if err := decodeRuns(body, m.Blocks(), func(i int64, h blockstore.Hash) { m.SetEntry(i, h) }); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
+
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
 
 // appendCRC appends the checksum of all of b.
 func appendCRC(b []byte) []byte {

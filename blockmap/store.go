@@ -8,21 +8,48 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
 // ErrNotFound is returned (wrapped) when no map is saved under an id.
 var ErrNotFound = errors.New("blockmap: map not found")
 
-// MapStore persists maps by id (volume ids "vol-…", snapshot ids "snap-…").
-// Implementations must be safe for concurrent use by one process; the
-// [Manager] serialises writers of one id, so a MapStore needs no locking of
-// its own beyond keeping each call atomic.
+// RootStore persists the root of each map by id (volume ids "vol-…",
+// snapshot ids "snap-…"): its size and chunk hashes, a few bytes whatever
+// the volume size; the chunks themselves are blocks of the block store.
+// This is the contract a storage backend implements: [DirStore] on a single
+// node, a PostgreSQL table for multi-node deployments. Every implementation
+// runs maptest.RunRoots.
 //
-// The local implementation is [DirStore]; a PostgreSQL one serves multi-node
-// deployments. Walk is what garbage collection marks from, so it must report
-// every saved map and fail, rather than skip, on a map it cannot read: a
-// skipped map would have its blocks freed.
+// Implementations must be safe for concurrent use by one process; the
+// [Manager] serialises writers of one id, so a RootStore needs no locking of
+// its own beyond keeping each call atomic. WalkRoots is what garbage
+// collection marks from, so it must report every saved root and fail,
+// rather than skip, on a root it cannot read: a skipped root would have its
+// blocks freed.
+type RootStore interface {
+	// LoadRoot returns the root saved under id, or an error wrapping
+	// ErrNotFound.
+	LoadRoot(ctx context.Context, id string) (*Root, error)
+	// SaveRoot atomically and durably replaces the root saved under id:
+	// after a crash, LoadRoot returns either the old or the new root, and
+	// once SaveRoot returns nil, the new one. The Manager calls it only
+	// after every chunk block the root names is durable.
+	SaveRoot(ctx context.Context, id string, r *Root) error
+	// Delete removes the root saved under id. Deleting a missing id is not
+	// an error.
+	Delete(ctx context.Context, id string) error
+	// WalkRoots calls fn for every saved root, one at a time, in no
+	// particular order. Roots saved or deleted during the walk may or may
+	// not be reported. An error from fn stops the walk and is returned.
+	WalkRoots(ctx context.Context, fn func(id string, r *Root) error) error
+}
+
+// MapStore persists whole maps by id. It is the view of the maps that tools
+// and tests use; [DirStore] provides it once a Manager owns it, by reading
+// and writing chunk blocks through that Manager. Package maptest.Run is its
+// conformance suite.
 type MapStore interface {
 	// Load returns the map saved under id, or an error wrapping
 	// ErrNotFound.
@@ -40,13 +67,29 @@ type MapStore interface {
 	Walk(ctx context.Context, fn func(id string, m *Map) error) error
 }
 
-// DirStore is a MapStore keeping one file per map, <dir>/<id>.map, in the
-// encoding of [Map.MarshalBinary].
+// DirStore is the single-node RootStore: one file per map,
+// <dir>/<id>.map, holding the encoding of [Root.MarshalBinary]. Files of the
+// older whole-map format are read as old-format roots.
+//
+// NewManager binds a DirStore to the Manager's block store; from then on the
+// DirStore is also a MapStore whose Load, Save and Walk read and write whole
+// maps as chunk blocks plus root, through that Manager (its pins and write
+// barrier), for tools and tests. Unbound, those three methods fail.
 type DirStore struct {
 	dir string
+
+	mu  sync.Mutex
+	mgr *Manager
 }
 
-var _ MapStore = (*DirStore)(nil)
+var (
+	_ RootStore = (*DirStore)(nil)
+	_ MapStore  = (*DirStore)(nil)
+)
+
+// errUnbound is returned by the MapStore methods of a DirStore no Manager
+// owns: its files hold roots, whose chunks only a block store can supply.
+var errUnbound = errors.New("blockmap: DirStore holds chunked maps: give it to NewManager to read or write whole maps")
 
 const (
 	mapExt     = ".map"
@@ -77,8 +120,8 @@ func checkID(id string) error {
 
 func (s *DirStore) path(id string) string { return filepath.Join(s.dir, id+mapExt) }
 
-// Load implements [MapStore.Load].
-func (s *DirStore) Load(ctx context.Context, id string) (*Map, error) {
+// LoadRoot implements [RootStore.LoadRoot].
+func (s *DirStore) LoadRoot(ctx context.Context, id string) (*Root, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -92,23 +135,76 @@ func (s *DirStore) Load(ctx context.Context, id string) (*Map, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blockmap: load %s: %w", id, err)
 	}
-	m, err := Decode(data)
+	r, err := DecodeRoot(data)
 	if err != nil {
 		return nil, fmt.Errorf("blockmap: load %s: %w", id, err)
 	}
-	return m, nil
+	return r, nil
 }
 
-// Save implements [MapStore.Save]: temporary file, fsync, rename, fsync of
-// the directory.
-func (s *DirStore) Save(ctx context.Context, id string, m *Map) (err error) {
+func (s *DirStore) bind(m *Manager) {
+	s.mu.Lock()
+	s.mgr = m
+	s.mu.Unlock()
+}
+
+func (s *DirStore) manager() (*Manager, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mgr == nil {
+		return nil, errUnbound
+	}
+	return s.mgr, nil
+}
+
+// Load implements [MapStore.Load]: the root and its chunk blocks, read
+// through the owning Manager.
+func (s *DirStore) Load(ctx context.Context, id string) (*Map, error) {
+	m, err := s.manager()
+	if err != nil {
+		return nil, err
+	}
+	return m.loadMap(ctx, id)
+}
+
+// Save implements [MapStore.Save]: the owning Manager stores the chunk
+// blocks of mp, then the root. It bypasses the Manager's open devices: use
+// it only for ids no Device has open.
+func (s *DirStore) Save(ctx context.Context, id string, mp *Map) error {
+	m, err := s.manager()
+	if err != nil {
+		return err
+	}
+	_, err = m.saveMap(ctx, id, mp)
+	return err
+}
+
+// Walk implements [MapStore.Walk], resolving each root through the owning
+// Manager.
+func (s *DirStore) Walk(ctx context.Context, fn func(id string, m *Map) error) error {
+	m, err := s.manager()
+	if err != nil {
+		return err
+	}
+	return s.WalkRoots(ctx, func(id string, r *Root) error {
+		mp, err := m.resolve(ctx, r)
+		if err != nil {
+			return fmt.Errorf("blockmap: walk %s: %w", id, err)
+		}
+		return fn(id, mp)
+	})
+}
+
+// SaveRoot implements [RootStore.SaveRoot]: temporary file, fsync, rename,
+// fsync of the directory.
+func (s *DirStore) SaveRoot(ctx context.Context, id string, r *Root) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := checkID(id); err != nil {
 		return err
 	}
-	data, _ := m.MarshalBinary()
+	data, _ := r.MarshalBinary()
 	f, err := os.CreateTemp(s.dir, tempPrefix)
 	if err != nil {
 		return fmt.Errorf("blockmap: save %s: %w", id, err)
@@ -136,7 +232,7 @@ func (s *DirStore) Save(ctx context.Context, id string, m *Map) (err error) {
 	return syncDir(s.dir)
 }
 
-// Delete implements [MapStore.Delete]. The removal is made durable so that
+// Delete implements [RootStore.Delete] and [MapStore.Delete]. The removal is made durable so that
 // a deleted map does not come back after a crash and keep its blocks alive.
 func (s *DirStore) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
@@ -158,10 +254,10 @@ func (s *DirStore) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Walk implements [MapStore.Walk]. It also removes temporary files older
-// than an hour, left behind by a Save that crashed; no healthy Save takes
-// anywhere near that long.
-func (s *DirStore) Walk(ctx context.Context, fn func(id string, m *Map) error) error {
+// WalkRoots implements [RootStore.WalkRoots]. It also removes temporary
+// files older than an hour, left behind by a save that crashed; no healthy
+// save takes anywhere near that long.
+func (s *DirStore) WalkRoots(ctx context.Context, fn func(id string, r *Root) error) error {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("blockmap: walk %s: %w", s.dir, err)
@@ -181,14 +277,14 @@ func (s *DirStore) Walk(ctx context.Context, fn func(id string, m *Map) error) e
 		if checkID(id) != nil {
 			continue
 		}
-		m, err := s.Load(ctx, id)
+		r, err := s.LoadRoot(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted since ReadDir
 		}
 		if err != nil {
 			return err
 		}
-		if err := fn(id, m); err != nil {
+		if err := fn(id, r); err != nil {
 			return err
 		}
 	}

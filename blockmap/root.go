@@ -247,3 +247,11 @@ func decodeChunk(data []byte) (*chunk, error) {
 	}
 	return c, nil
 }
+
+// IsChunkBlock reports whether data, the content of a stored block, is a map
+// chunk block rather than volume data. Tools and tests that count or inspect
+// volume data in a block store use it to skip map metadata.
+func IsChunkBlock(data []byte) bool {
+	_, err := decodeChunk(data)
+	return err == nil
+}

@@ -26,6 +26,9 @@ type File struct {
 	// Provider is the account that owns the official OMIs. Optional: a
 	// built-in provider account (alias Outscale) is used when absent.
 	Provider *Account `yaml:"provider"`
+	// RefusePublicWithFindings refuses GlobalPermission on an OMI whose
+	// hygiene inspection is not clean.
+	RefusePublicWithFindings bool `yaml:"refuse_public_with_findings"`
 }
 
 // Account is one account of the file.

@@ -6,6 +6,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/omiproject/omi/blockmap"
 	"github.com/omiproject/omi/blockstore"
 	"github.com/omiproject/omi/gc"
+	"github.com/omiproject/omi/inspect"
 	"github.com/omiproject/omi/nbd"
 )
 
@@ -154,4 +156,23 @@ func (p *Plane) List(ctx context.Context) ([]string, error) {
 		})
 	})
 	return out, err
+}
+
+// InspectSnapshot implements service.Inspector: it reads only the blocks
+// of the snapshot's disk that the inspection needs.
+func (p *Plane) InspectSnapshot(ctx context.Context, snapshotID string) (json.RawMessage, bool, error) {
+	view, err := p.maps.View(ctx, snapshotID)
+	if err != nil {
+		return nil, false, err
+	}
+	defer view.Close()
+	report, err := inspect.Inspect(ctx, view, view.Size(), inspect.Options{})
+	if err != nil {
+		return nil, false, err
+	}
+	doc, err := json.Marshal(report)
+	if err != nil {
+		return nil, false, err
+	}
+	return doc, report.Clean(), nil
 }

@@ -38,6 +38,8 @@ func (s *Server) routes() map[string]call {
 		"ReadImages":  op(authKey, v.ReadImages),
 		"UpdateImage": op(authKey, v.UpdateImage),
 		"DeleteImage": op(authKey, v.DeleteImage),
+		// omi extension: the hygiene inspection of an OMI.
+		"ReadImageInspection": op(authKey, v.ReadImageInspection),
 
 		// VMs.
 		"CreateVms":    op(authKey, v.CreateVms),

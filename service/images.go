@@ -493,6 +493,9 @@ func (s *Service) ReadImages(ctx context.Context, c *omi.Caller, in *ReadImagesR
 	err := s.view(ctx, func(tx omi.Tx) error {
 		var err error
 		out, next, err = listPage[omi.Image](tx, q, in.Paging, omi.PrefixImage, func(img *omi.Image) bool {
+			if len(f.ImageIds) == 0 && hasTag(img.Tags, SupersededTag) {
+				return false // an older official version: listed only when asked for by id
+			}
 			return s.matchImage(f, me, img)
 		})
 		return err
@@ -552,6 +555,11 @@ func (s *Service) UpdateImage(ctx context.Context, c *omi.Caller, in *UpdateImag
 			img.Description = *in.Description
 		}
 		if in.PermissionsToLaunch != nil {
+			if a := in.PermissionsToLaunch.Additions; a != nil && a.GlobalPermission && !img.PermissionsToLaunch.GlobalPermission {
+				if err := s.checkPublishable(tx, img); err != nil {
+					return err
+				}
+			}
 			img.PermissionsToLaunch = img.PermissionsToLaunch.Apply(*in.PermissionsToLaunch)
 		}
 		if in.ProductCodes != nil {
@@ -584,6 +592,9 @@ func (s *Service) DeleteImage(ctx context.Context, c *omi.Caller, in *DeleteImag
 			return err
 		}
 		if err := markUsed(tx, img.ImageId, img.SnapshotIDs(), false); err != nil {
+			return err
+		}
+		if err := tx.Delete(KindInspection, img.ImageId); err != nil && !isNotFound(err) {
 			return err
 		}
 		return retire(tx, omi.KindImage, img.ImageId)

@@ -147,7 +147,7 @@ func (s *Service) loop(ctx context.Context) {
 func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 	var vms []*omi.Vm
 	var todo []work
-	var imports, exports []string
+	var imports, exports, inspections []string
 	// Only resources with a work record are looked at: every write of a
 	// volume, snapshot, image, VM or task in an API transaction queues one
 	// (see queueingTx), and it is removed once the resource is at rest, so
@@ -197,8 +197,18 @@ func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 				}
 			case omi.KindImage:
 				var v *omi.Image
-				if v, err = omi.Get[omi.Image](tx, w.id); err == nil && v.State == omi.ImagePending {
-					todo = append(todo, w)
+				if v, err = omi.Get[omi.Image](tx, w.id); err == nil {
+					switch v.State {
+					case omi.ImagePending:
+						todo = append(todo, w)
+					case omi.ImageAvailable:
+						if s.inspector != nil {
+							var done bool
+							if done, err = inspected(tx, w.id); err == nil && !done {
+								inspections = append(inspections, w.id)
+							}
+						}
+					}
 				}
 			}
 			if err != nil && !isNotFound(err) {
@@ -236,6 +246,9 @@ func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 		if vm.State == omi.VmPending || vm.State == omi.VmStopped {
 			count(s.settleVmUp(ctx, vm.VmId))
 		}
+	}
+	for _, id := range inspections {
+		s.startJob("inspect/"+id, func(ctx context.Context) { s.runInspect(ctx, id) })
 	}
 	if s.xfer != nil {
 		for _, id := range imports {
@@ -596,6 +609,9 @@ func (s *Service) atRest(tx omi.Tx, w work) (bool, error) {
 		var v *omi.Image
 		if v, err = omi.Get[omi.Image](tx, w.id); err == nil {
 			rest = v.State != omi.ImagePending
+			if rest && v.State == omi.ImageAvailable && s.inspector != nil {
+				rest, err = inspected(tx, w.id)
+			}
 		}
 	case omi.KindVm:
 		var v *omi.Vm

@@ -30,6 +30,9 @@ type Config struct {
 	Region string
 	// Endpoint is the API host name advertised by ReadRegions.
 	Endpoint string
+	// RefusePublicWithFindings refuses to make an OMI public unless its
+	// hygiene inspection found it clean.
+	RefusePublicWithFindings bool
 }
 
 // Service implements the API operations over a metadata store.
@@ -41,6 +44,8 @@ type Service struct {
 	region regionFacts
 	data   DataPlane
 	xfer   Transfers
+	// inspector checks the root disk of every OMI that becomes available.
+	inspector Inspector
 	// taskObserver is told about finished tasks (metrics).
 	taskObserver func(kind, state string, d time.Duration)
 	jobs         *jobs

@@ -80,6 +80,33 @@ func up(addr string) bool {
 // call makes a signed API call as joe and decodes the response.
 func (p *proc) call(t *testing.T, name string, in, out any) {
 	t.Helper()
+	resp := p.do(t, name, in)
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		var buf bytes.Buffer
+		buf.ReadFrom(resp.Body)
+		t.Fatalf("%s: %d %s", name, resp.StatusCode, buf.String())
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// callErr makes a call expected to fail and returns its error code.
+func (p *proc) callErr(t *testing.T, name string, in any) string {
+	t.Helper()
+	resp := p.do(t, name, in)
+	defer resp.Body.Close()
+	var out struct{ Errors []struct{ Code string } }
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode == 200 || len(out.Errors) == 0 {
+		t.Fatalf("%s succeeded; want an error", name)
+	}
+	return out.Errors[0].Code
+}
+
+func (p *proc) do(t *testing.T, name string, in any) *http.Response {
+	t.Helper()
 	body, _ := json.Marshal(in)
 	req, _ := http.NewRequest("POST", "http://"+p.api+"/api/v1/"+name, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -92,15 +119,7 @@ func (p *proc) call(t *testing.T, name string, in, out any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		var buf bytes.Buffer
-		buf.ReadFrom(resp.Body)
-		t.Fatalf("%s: %d %s", name, resp.StatusCode, buf.String())
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatal(err)
-	}
+	return resp
 }
 
 func qemuIO(t *testing.T, url string, cmds ...string) {

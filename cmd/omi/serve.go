@@ -15,24 +15,22 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/omiproject/omi/blockmap"
 	"github.com/omiproject/omi/blockstore"
-	"github.com/omiproject/omi/blockstore/local"
 	"github.com/omiproject/omi/config"
 	"github.com/omiproject/omi/dataplane"
-	"github.com/omiproject/omi/metrics"
 	"github.com/omiproject/omi/nbd"
 	"github.com/omiproject/omi/oapi"
 	"github.com/omiproject/omi/service"
-	"github.com/omiproject/omi/sqlite"
 )
 
 // serveFlags are the settings of omi serve. Each flag has an environment
 // variable (OMI_ and the flag name in capitals with _ for -), which the flag
 // overrides.
 type serveFlags struct {
-	listen    string
-	nbdListen string
+	listen       string
+	nbdListen    string
+	catalog      bool
+	refusePublic bool
 	metrics   string
 	gcEvery   time.Duration
 	data      string
@@ -53,6 +51,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs := flag.NewFlagSet("omi serve", flag.ContinueOnError)
 	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
 	fs.StringVar(&f.nbdListen, "nbd-listen", envOr("OMI_NBD_LISTEN", "127.0.0.1:10809"), "NBD address serving volumes by id; loopback only (env OMI_NBD_LISTEN; empty disables)")
+	fs.BoolVar(&f.catalog, "catalog", envOr("OMI_CATALOG", "true") == "true", "publish the official OMIs (Debian, Ubuntu, Rocky Linux, Windows) on first start (env OMI_CATALOG)")
+	fs.BoolVar(&f.refusePublic, "refuse-public-with-findings", envOr("OMI_REFUSE_PUBLIC_WITH_FINDINGS", "") == "true",
+		"refuse to make an OMI public unless its hygiene inspection found it clean (env OMI_REFUSE_PUBLIC_WITH_FINDINGS; config refuse_public_with_findings)")
 	fs.StringVar(&f.metrics, "metrics-listen", envOr("OMI_METRICS_LISTEN", ""), "Prometheus metrics address, e.g. 127.0.0.1:9090 (env OMI_METRICS_LISTEN; empty disables)")
 	gcDefault, err := time.ParseDuration(envOr("OMI_GC_INTERVAL", "10m"))
 	if err != nil {
@@ -99,51 +100,35 @@ func serve(args []string) error {
 	if region == "" {
 		region = "eu-west-2"
 	}
-	if err := os.MkdirAll(f.data, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	store, err := sqlite.Open(ctx, filepath.Join(f.data, "omi.db"))
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	localBlocks, err := local.Open(filepath.Join(f.data, "blocks"))
-	if err != nil {
-		return err
-	}
-	defer localBlocks.Close()
-	mets := metrics.New()
-	blocks := mets.Blocks(localBlocks)
-	mapStore, err := blockmap.NewDirStore(filepath.Join(f.data, "maps"))
-	if err != nil {
-		return err
-	}
-	plane := dataplane.New(blockmap.NewManager(blocks, mapStore), blocks, store)
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
-	svc := service.New(store, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://")}, log)
+	n, err := openNode(ctx, f.data, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
+		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings}, log)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	store, blocks, plane, svc, mets := n.store, n.blocks, n.plane, n.svc, n.mets
 	if err := svc.Provision(ctx, cfg.Specs()); err != nil {
-		ln.Close()
 		return fmt.Errorf("provision accounts: %w", err)
 	}
 	if f.config == "" {
 		if err := ensureDefaultAccount(ctx, svc, f.data, endpoint, region); err != nil {
-			ln.Close()
 			return err
 		}
 	}
-	svc.SetDataPlane(plane)
-	svc.SetTaskObserver(mets.ObserveTask)
 	svc.Start(ctx)
 	defer svc.Close()
+	if f.catalog {
+		go n.seedCatalog(ctx, log)
+	}
 
 	if f.nbdListen != "" {
 		if err := nbd.CheckListenAddr(f.nbdListen, false); err != nil {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/omiproject/omi/blockmap"
+	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/blockstore/local"
+	"github.com/omiproject/omi/catalog"
+	"github.com/omiproject/omi/dataplane"
+	"github.com/omiproject/omi/metrics"
+	"github.com/omiproject/omi/service"
+	"github.com/omiproject/omi/sqlite"
+)
+
+// node is one omi process's state over a data directory: the metadata
+// store, the block store, block maps, and the service on top.
+type node struct {
+	store  *sqlite.Store
+	local  *local.Store
+	blocks blockstore.Store
+	plane  *dataplane.Plane
+	svc    *service.Service
+	mets   *metrics.Metrics
+	lock   *os.File
+}
+
+// openNode opens (creating if needed) the data directory. It takes an
+// exclusive lock on it: one process at a time owns a data directory, since
+// the block map manager keeps state in memory.
+func openNode(ctx context.Context, dataDir string, cfg service.Config, log *slog.Logger) (*node, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	n := &node{mets: metrics.New()}
+	lock, err := os.OpenFile(filepath.Join(dataDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another omi process", dataDir)
+	}
+	n.lock = lock
+	if n.store, err = sqlite.Open(ctx, filepath.Join(dataDir, "omi.db")); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if n.local, err = local.Open(filepath.Join(dataDir, "blocks")); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.blocks = n.mets.Blocks(n.local)
+	maps, err := blockmap.NewDirStore(filepath.Join(dataDir, "maps"))
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.plane = dataplane.New(blockmap.NewManager(n.blocks, maps), n.blocks, n.store)
+	n.svc = service.New(n.store, cfg, log)
+	n.svc.SetDataPlane(n.plane)
+	n.svc.SetInspector(n.plane)
+	n.svc.SetTaskObserver(n.mets.ObserveTask)
+	return n, nil
+}
+
+// Close releases everything; the service must be closed first.
+func (n *node) Close() {
+	if n.local != nil {
+		n.local.Close()
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+	if n.lock != nil {
+		n.lock.Close()
+	}
+}
+
+// officialCodes are the product codes of the catalogue's OMIs.
+func officialCodes(p catalog.Preset) []string {
+	if p.Platform == "windows" {
+		return []string{"0002"}
+	}
+	return []string{"0001"}
+}
+
+// publishPreset builds a new version of a catalogue preset.
+func (n *node) publishPreset(ctx context.Context, p catalog.Preset) (string, error) {
+	img, err := n.svc.PublishOfficial(ctx, service.OfficialSpec{Family: p.Name, Description: p.Description,
+		ProductCodes: officialCodes(p), SizeBytes: presetSize(p), Fill: n.fillWith(p.Spec)})
+	if err != nil {
+		return "", err
+	}
+	return img.ImageId, nil
+}
+
+func presetSize(p catalog.Preset) int64 {
+	if p.Spec.SizeBytes > 0 {
+		return p.Spec.SizeBytes
+	}
+	return catalog.DefaultSize
+}
+
+// fillWith returns a Fill function writing a generated disk.
+func (n *node) fillWith(spec catalog.DiskSpec) func(ctx context.Context, volumeID string) error {
+	return func(ctx context.Context, volumeID string) error {
+		dev, err := n.plane.Maps().Open(ctx, volumeID)
+		if err != nil {
+			return err
+		}
+		if err := catalog.BuildDisk(ctx, catalog.WriterAt(ctx, dev), spec); err != nil {
+			dev.Close()
+			return err
+		}
+		if err := dev.Flush(ctx); err != nil {
+			dev.Close()
+			return err
+		}
+		return dev.Close()
+	}
+}
+
+// seedCatalog publishes the presets the provider does not have yet. It
+// runs in the background at start; a fresh server answers at once.
+func (n *node) seedCatalog(ctx context.Context, log *slog.Logger) {
+	for _, p := range catalog.Presets() {
+		have, err := n.svc.HasOfficial(ctx, p.Name)
+		if err != nil {
+			log.Error("official catalogue", "family", p.Name, "err", err)
+			return
+		}
+		if have {
+			continue
+		}
+		id, err := n.publishPreset(ctx, p)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("official catalogue", "family", p.Name, "err", err)
+			}
+			return
+		}
+		log.Info("official OMI published", "family", p.Name, "image", id)
+	}
+}

@@ -1,0 +1,152 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/omiproject/omi"
+)
+
+// SupersededTag marks an official OMI replaced by a newer version. Its
+// value is the id of the newer OMI. Superseded OMIs stay launchable by id
+// but ReadImages lists them only when asked for by ImageIds, as the real
+// cloud keeps old official OMIs usable without advertising them.
+const SupersededTag = "omi:superseded-by"
+
+// OfficialSpec describes a version of an official OMI to publish.
+type OfficialSpec struct {
+	// Family is the name prefix shared by every version (Debian-12); the
+	// published name adds the date and a build number.
+	Family       string
+	Description  string
+	ProductCodes []string
+	SizeBytes    int64
+	// Fill writes the root disk into a fresh, zeroed volume.
+	Fill func(ctx context.Context, volumeID string) error
+}
+
+// provider returns the account that owns official OMIs.
+func (s *Service) provider(ctx context.Context) (*omi.Account, error) {
+	var out *omi.Account
+	err := s.view(ctx, func(tx omi.Tx) error {
+		return omi.Scan(tx, omi.Query{}, func(a *omi.Account) (bool, error) {
+			if a.Provider {
+				out = a
+				return false, nil
+			}
+			return true, nil
+		})
+	})
+	if err == nil && out == nil {
+		err = fmt.Errorf("no provider account is configured")
+	}
+	return out, err
+}
+
+// HasOfficial reports whether the provider owns any version of a family.
+func (s *Service) HasOfficial(ctx context.Context, family string) (bool, error) {
+	p, err := s.provider(ctx)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	err = s.view(ctx, func(tx omi.Tx) error {
+		return tx.Scan(omi.Query{Kind: omi.KindImage, Owners: []string{p.AccountId}, NamePatterns: []string{family + "-*"}, Limit: 1},
+			func(omi.Record) (bool, error) { found = true; return false, nil })
+	})
+	return found, err
+}
+
+// PublishOfficial builds a new version of an official OMI, owned by the
+// provider account and public: a new id and a dated name; the previous
+// versions of the family are tagged as superseded (still launchable by
+// id). The disk is written before any record exists, so a failure leaves
+// nothing visible.
+func (s *Service) PublishOfficial(ctx context.Context, spec OfficialSpec) (*omi.Image, error) {
+	if s.data == nil {
+		return nil, fmt.Errorf("publishing an official OMI needs the data plane")
+	}
+	p, err := s.provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size := (spec.SizeBytes + gib - 1) / gib * gib
+	tmp := omi.NewID(omi.PrefixVolume)
+	snapID := omi.NewID(omi.PrefixSnapshot)
+	if err := s.data.CreateVolume(ctx, tmp, size, ""); err != nil {
+		return nil, err
+	}
+	defer s.data.Delete(context.WithoutCancel(ctx), tmp)
+	if err := spec.Fill(ctx, tmp); err != nil {
+		return nil, fmt.Errorf("build %s disk: %w", spec.Family, err)
+	}
+	if err := s.data.Snapshot(ctx, tmp, snapID); err != nil {
+		return nil, err
+	}
+	caller := &omi.Caller{Account: p}
+	date := s.now().UTC().Format("2006.01.02")
+	gibs := int(size / gib)
+	var img *omi.Image
+	err = s.update(ctx, func(tx omi.Tx) error {
+		build := 0
+		if err := tx.Scan(omi.Query{Kind: omi.KindImage, Owners: []string{p.AccountId}, NamePatterns: []string{spec.Family + "-" + date + "-*"}},
+			func(omi.Record) (bool, error) { build++; return true, nil }); err != nil {
+			return err
+		}
+		now := s.nowString()
+		sn := &omi.Snapshot{AccountId: p.AccountId, AccountAlias: p.Alias, SnapshotId: snapID, CreationDate: now,
+			Description: "Root disk of " + spec.Family, State: omi.SnapshotCompleted, Progress: 100,
+			VolumeId: "vol-00000000", VolumeSize: gibs, SizeBytes: size}
+		if err := omi.Insert(tx, sn); err != nil {
+			return err
+		}
+		del := true
+		img = s.newImage(caller, &CreateImageRequest{ImageName: fmt.Sprintf("%s-%s-%d", spec.Family, date, build),
+			Description: spec.Description, ProductCodes: spec.ProductCodes})
+		img.State = omi.ImageAvailable
+		img.BootModes = []string{"legacy"}
+		img.PermissionsToLaunch.GlobalPermission = true
+		img.BlockDeviceMappings = []omi.ImageBDM{{DeviceName: omi.RootDeviceName, Bsu: &omi.BsuImage{SnapshotId: snapID,
+			VolumeSize: &gibs, VolumeType: omi.VolumeStandard, DeleteOnVmDeletion: &del}}}
+		if err := insertImage(tx, img); err != nil {
+			return err
+		}
+		img.FileLocation = p.Alias + "/" + img.ImageName
+		if err := omi.Put(tx, img); err != nil {
+			return err
+		}
+		// Supersede the previous versions of the family.
+		return omi.Scan(tx, omi.Query{Owners: []string{p.AccountId}, NamePatterns: []string{spec.Family + "-*"}}, func(old *omi.Image) (bool, error) {
+			if old.ImageId == img.ImageId || !isVersionOf(old.ImageName, spec.Family) || hasTag(old.Tags, SupersededTag) {
+				return true, nil
+			}
+			old.Tags = omi.SetTag(old.Tags, SupersededTag, img.ImageId)
+			return true, omi.Put(tx, old)
+		})
+	})
+	if err != nil {
+		s.data.Delete(context.WithoutCancel(ctx), snapID)
+		return nil, err
+	}
+	s.kickNow()
+	return img, nil
+}
+
+// isVersionOf reports whether name is family-YYYY.MM.DD-N.
+func isVersionOf(name, family string) bool {
+	rest, ok := strings.CutPrefix(name, family+"-")
+	if !ok || len(rest) < len("2006.01.02-0") {
+		return false
+	}
+	return rest[4] == '.' && rest[7] == '.' && rest[10] == '-'
+}
+
+func hasTag(tags []omi.Tag, key string) bool {
+	for _, t := range tags {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}

@@ -45,6 +45,11 @@ func needTool(t testing.TB, name string) {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
+	return newStackWith(t, service.Config{Region: "eu-west-2"})
+}
+
+func newStackWith(t testing.TB, cfg service.Config) *stack {
+	t.Helper()
 	needTool(t, "qemu-io")
 	needTool(t, "qemu-img")
 	ctx := context.Background()
@@ -62,8 +67,9 @@ func newStack(t testing.TB) *stack {
 		t.Fatal(err)
 	}
 	plane := dataplane.New(blockmap.NewManager(blocks, maps), blocks, store)
-	svc := service.New(store, service.Config{Region: "eu-west-2"}, nil)
+	svc := service.New(store, cfg, nil)
 	svc.SetDataPlane(plane)
+	svc.SetInspector(plane)
 	joe := service.AccountSpec{AccountID: "123456789012", Alias: "joe", Email: "joe@example.com"}
 	bob := service.AccountSpec{AccountID: "210987654321", Alias: "bob", Email: "bob@example.com"}
 	if err := svc.Provision(ctx, []service.AccountSpec{joe, bob}); err != nil {

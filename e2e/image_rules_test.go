@@ -75,7 +75,9 @@ func TestImageRules(t *testing.T) {
 			{"DeviceName": "/dev/sda1", "Bsu": map[string]any{"SnapshotId": snap}},
 			{"DeviceName": "/dev/sdb", "Bsu": map[string]any{"SnapshotId": snap, "VolumeSize": 50, "VolumeType": "io1", "Iops": 1000}},
 			{"DeviceName": "/dev/xvdc", "VirtualDeviceName": "ephemeral0"}}})
-		var out struct{ Image struct{ BlockDeviceMappings []map[string]any } }
+		var out struct {
+			Image struct{ BlockDeviceMappings []map[string]any }
+		}
 		if r.Status != http.StatusOK || r.Decode(&out) != nil || len(out.Image.BlockDeviceMappings) != 3 {
 			t.Errorf("image with a data disk and an ephemeral device: %s", r)
 		}

@@ -67,41 +67,43 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // a failure leaves the schema as it was). The transaction first takes an
 // advisory lock, so concurrent callers apply each migration once: the
 // second one waits, then finds it recorded.
-func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) error {
+//
+// It returns the schema the tables are in.
+func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) (string, error) {
 	ms, err := loadMigrations(fsys)
 	if err != nil {
-		return fmt.Errorf("load migrations: %w", err)
+		return "", fmt.Errorf("load migrations: %w", err)
 	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return "", fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey); err != nil {
-		return fmt.Errorf("migrate: lock: %w", err)
+		return "", fmt.Errorf("migrate: lock: %w", err)
 	}
 	// Unqualified names land in the first schema of search_path; without
 	// one, every CREATE would fail with a less helpful message.
 	var schema *string
 	if err := tx.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		return fmt.Errorf("migrate: current schema: %w", err)
+		return "", fmt.Errorf("migrate: current schema: %w", err)
 	}
 	if schema == nil {
-		return fmt.Errorf("migrate: no schema of search_path exists (create it first)")
+		return "", fmt.Errorf("migrate: no schema of search_path exists (create it first)")
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    integer PRIMARY KEY,
 		name       text NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now()
 	)`); err != nil {
-		return fmt.Errorf("migrate: create schema_migrations in %s: %w", *schema, err)
+		return "", fmt.Errorf("migrate: create schema_migrations in %s: %w", *schema, err)
 	}
 	var current int
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current); err != nil {
-		return fmt.Errorf("migrate: read version: %w", err)
+		return "", fmt.Errorf("migrate: read version: %w", err)
 	}
 	if len(ms) > 0 && current > ms[len(ms)-1].version {
-		return fmt.Errorf("database schema %s version %d is newer than this program's %d", *schema, current, ms[len(ms)-1].version)
+		return "", fmt.Errorf("database schema %s version %d is newer than this program's %d", *schema, current, ms[len(ms)-1].version)
 	}
 	for _, m := range ms {
 		if m.version <= current {
@@ -109,14 +111,14 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) error {
 		}
 		// Simple protocol: a migration file holds several statements.
 		if _, err := tx.Exec(ctx, m.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
+			return "", fmt.Errorf("migration %s: %w", m.name, err)
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
-			return fmt.Errorf("migration %s: record: %w", m.name, err)
+			return "", fmt.Errorf("migration %s: record: %w", m.name, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
+		return "", fmt.Errorf("migrate: commit: %w", err)
 	}
-	return nil
+	return *schema, nil
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/omiproject/omi"
 )
@@ -31,11 +30,18 @@ var (
 // ROLLBACK) instead of three. PostgreSQL takes a transaction's snapshot at
 // its first statement anyway, so this changes nothing else.
 type tx struct {
-	ctx   context.Context
-	pool  *pgxpool.Pool
-	opts  pgx.TxOptions
-	ptx   pgx.Tx // nil until the first statement
-	write bool
+	ctx context.Context
+	// conn sends the first batch, which begins the transaction: the pool,
+	// or the connection holding the lock of an exclusive Update.
+	conn interface {
+		SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+	}
+	opts pgx.TxOptions
+	// shareLock, if not 0, is the advisory lock key the transaction takes
+	// shared (see exclusiveFrom).
+	shareLock int64
+	ptx       pgx.Tx // nil until the first statement
+	write     bool
 	// done is set when View or Update returns; later calls fail instead of
 	// reaching a finished transaction.
 	done atomic.Bool
@@ -60,9 +66,15 @@ func (t *tx) batch() *pgx.Batch {
 	b := &pgx.Batch{}
 	if t.ptx == nil {
 		b.BeginTx(t.opts)
+		if t.shareLock != 0 {
+			b.Queue(qShareLock, t.shareLock)
+		}
 	}
 	return b
 }
+
+// qShareLock takes an advisory lock shared until the transaction ends.
+const qShareLock = "SELECT pg_advisory_xact_lock_shared($1)"
 
 // send sends b, from batch, and returns the results of its own statements.
 // The caller must Close them.
@@ -70,11 +82,17 @@ func (t *tx) send(b *pgx.Batch) (pgx.BatchResults, error) {
 	if t.ptx != nil {
 		return t.ptx.SendBatch(t.ctx, b), nil
 	}
-	br := t.pool.SendBatch(t.ctx, b)
+	br := t.conn.SendBatch(t.ctx, b)
 	t.ptx = br.Tx()
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return nil, fmt.Errorf("begin: %w", err)
+	opening := 1
+	if t.shareLock != 0 {
+		opening++
+	}
+	for range opening {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("begin: %w", err)
+		}
 	}
 	return br, nil
 }

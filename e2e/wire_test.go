@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -203,6 +204,62 @@ func TestWireProtocolRaw(t *testing.T) {
 			Tamper: func(req *http.Request) { req.URL.Path = "//api/latest/ReadAccounts"; req.URL.RawPath = "" }})
 		if r.Status != http.StatusOK {
 			t.Errorf("signed /api/latest, sent //api/latest: %s", r)
+		}
+	})
+	t.Run("python host without port", func(t *testing.T) {
+		// osc-sdk-python and osc-sdk-rust sign the host without its port.
+		body := []byte("{}")
+		req, err := e.NewRequest(apitest.Request{Call: "ReadAccounts", Body: body,
+			Header: http.Header{"Content-Type": {"application/json; charset=utf-8"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed := req.Clone(t.Context())
+		signed.Host = req.URL.Hostname()
+		s := sigv4.Signer{Algorithm: sigv4.AlgorithmOSC4, AccessKey: joe.AccessKey, SecretKey: joe.SecretKey,
+			Region: apitest.Region, Service: "api", Headers: []string{"Content-Type"}}
+		if err := s.Sign(signed, body, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		req.Header = signed.Header
+		resp, err := e.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("signature over the host without port: %d, want 200", resp.StatusCode)
+		}
+	})
+	t.Run("osc-cli target header", func(t *testing.T) {
+		body := []byte("{}")
+		req, err := e.NewRequest(apitest.Request{Path: "/api/latest/ReadAccounts", Body: body,
+			Header: http.Header{"X-Osc-Target": {"OutscaleService.ReadAccounts"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sigv4.Signer{Algorithm: sigv4.AlgorithmOSC4, AccessKey: joe.AccessKey, SecretKey: joe.SecretKey,
+			Region: apitest.Region, Service: "api", Headers: []string{"X-Osc-Target"}}
+		if err := s.Sign(req, body, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Path = "//api/latest/ReadAccounts"
+		resp, err := e.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("osc-cli style (host;x-osc-date;x-osc-target, //api/latest): %d, want 200", resp.StatusCode)
+		}
+	})
+	t.Run("osc-cli url-safe basic", func(t *testing.T) {
+		// osc-cli encodes login:password with the URL-safe alphabet.
+		enc := base64.URLEncoding.EncodeToString([]byte(joe.Email + ":" + joe.Password))
+		r := e.Do(t, apitest.Request{Call: "ReadAccessKeys", Body: []byte("{}"), Header: http.Header{
+			"Authorization": {"Basic " + enc}, "X-Osc-Date": {time.Now().UTC().Format(sigv4.DateFormat)}}})
+		if r.Status != http.StatusOK {
+			t.Errorf("url-safe Basic: %s", r)
 		}
 	})
 	t.Run("both algorithms", func(t *testing.T) {

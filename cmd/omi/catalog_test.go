@@ -113,3 +113,81 @@ func TestOfficialCatalogue(t *testing.T) {
 		t.Fatalf("os-release of the VM's root volume: %+v (report %+v)", rep.OS, rep)
 	}
 }
+
+// TestInspectCommandAndPublishNewVersion drives the operator commands:
+// omi image inspect against a running server, then omi catalog publish on
+// the stopped server's data directory.
+func TestInspectCommandAndPublishNewVersion(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "omi")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	p := startOmi(t, bin, data)
+	first := waitOfficial(t, p, "Debian-12-")
+
+	// publish refuses while omi serve holds the data directory.
+	out, err := exec.Command(bin, "catalog", "publish", "--data", data, "--preset", "Debian-12").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use") {
+		t.Fatalf("publish while serving: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "image", "inspect", first)
+	cmd.Env = append(os.Environ(), "OSC_ENDPOINT_API=http://"+p.api+"/api/v1", "OSC_ACCESS_KEY=11112211111110000000",
+		"OSC_SECRET_KEY=0000001111112222223333334444445555555666", "OSC_REGION=eu-west-2")
+	for i := 0; ; i++ {
+		out, err = cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("omi image inspect: %v\n%s", err, out)
+		}
+		if strings.Contains(string(out), `"State": "done"`) {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("inspection not done:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+		cmd = exec.Command(bin, "image", "inspect", first)
+		cmd.Env = append(os.Environ(), "OSC_ENDPOINT_API=http://"+p.api+"/api/v1", "OSC_ACCESS_KEY=11112211111110000000",
+			"OSC_SECRET_KEY=0000001111112222223333334444445555555666", "OSC_REGION=eu-west-2")
+	}
+	if !strings.Contains(string(out), `"Clean": true`) || !strings.Contains(string(out), `"ID": "debian"`) {
+		t.Errorf("omi image inspect output:\n%s", out)
+	}
+
+	p.cmd.Process.Signal(os.Interrupt)
+	p.cmd.Wait()
+	out, err = exec.Command(bin, "catalog", "publish", "--data", data, "--preset", "Debian-12").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "published Debian-12 as ami-") {
+		t.Fatalf("omi catalog publish: %v\n%s", err, out)
+	}
+	p2 := startOmi(t, bin, data)
+	var list struct{ Images []imageOut }
+	p2.call(t, "ReadImages", map[string]any{"Filters": map[string]any{"ImageNames": []string{"Debian-12-*"}}}, &list)
+	if len(list.Images) != 1 || list.Images[0].ImageId == first || !strings.HasSuffix(list.Images[0].ImageName, "-1") {
+		t.Fatalf("after publishing a new version, ReadImages lists %+v", list.Images)
+	}
+	var byID struct{ Images []imageOut }
+	p2.call(t, "ReadImages", map[string]any{"Filters": map[string]any{"ImageIds": []string{first}}}, &byID)
+	if len(byID.Images) != 1 {
+		t.Fatalf("the previous version is not readable by id: %+v", byID)
+	}
+	var vms struct{ Vms []struct{ VmId string } }
+	p2.call(t, "CreateVms", map[string]any{"ImageId": first}, &vms)
+	if len(vms.Vms) != 1 {
+		t.Fatal("the previous version is not launchable by id")
+	}
+}
+
+func waitOfficial(t *testing.T, p *proc, prefix string) string {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		var out struct{ Images []imageOut }
+		p.call(t, "ReadImages", map[string]any{"Filters": map[string]any{"ImageNames": []string{prefix + "*"}}}, &out)
+		if len(out.Images) == 1 && out.Images[0].State == "available" {
+			return out.Images[0].ImageId
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no official %s OMI", prefix)
+	return ""
+}

@@ -1,7 +1,9 @@
 // Command omi is the OUTSCALE machine image service in one binary.
 //
-//	omi serve [flags]     run the API (see omi serve -h)
-//	omi version           print the version
+//	omi serve [flags]                 run the API (see omi serve -h)
+//	omi image inspect <ami-id>        show the hygiene inspection of an OMI
+//	omi catalog publish --preset NAME publish a new version of an official OMI
+//	omi version                       print the version
 package main
 
 import (
@@ -21,6 +23,10 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(os.Args[2:])
+	case "image":
+		err = imageCmd(os.Args[2:])
+	case "catalog":
+		err = catalogCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("omi", version)
 	case "help", "-h", "--help":
@@ -40,7 +46,9 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage: omi <command> [flags]
 
 commands:
-  serve     run the OUTSCALE API (omi serve -h lists the flags)
-  version   print the version
+  serve              run the OUTSCALE API (omi serve -h lists the flags)
+  image inspect ID   show the hygiene inspection of an OMI (reads OSC_* credentials)
+  catalog publish    publish a new version of an official OMI (omi serve stopped)
+  version            print the version
 `)
 }

@@ -53,7 +53,7 @@ func openEnv2(dir string) (*env2, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &env2{blocks: blocks, m: blockmap.NewManager(blocks, maps)}, nil
+	return &env2{blocks: blocks, m: blockmap.NewManager(blocks, maps, benchManagerOpts()...)}, nil
 }
 
 // benchDisk builds the disk once: per 1 MiB, 35% holes, 15% zero-filled
@@ -298,4 +298,13 @@ func BenchmarkStoreWriteFrom(b *testing.B) {
 		e.blocks.Close()
 		b.StartTimer()
 	}
+}
+
+// benchManagerOpts lets TRANSFER_BENCH_WORKERS set blockmap.WithWorkers,
+// to see how the store's write-back concurrency bounds an import.
+func benchManagerOpts() []blockmap.Option {
+	if v, err := strconv.Atoi(os.Getenv("TRANSFER_BENCH_WORKERS")); err == nil && v > 0 {
+		return []blockmap.Option{blockmap.WithWorkers(v)}
+	}
+	return nil
 }

@@ -111,6 +111,22 @@ func TestExportQemu(t *testing.T) {
 			if !bytes.Equal(e.read(t, id), disk) {
 				t.Fatal("imported disk differs from the source")
 			}
+
+			// Through a manifest: what the export wrote is what the
+			// import checks.
+			ms := res.ManifestSnapshot("/dev/sda1", filepath.Base(gz), "https://oos.example/b/"+filepath.Base(gz), "gp2", nil, true)
+			data, err := (&transfer.Manifest{Image: transfer.ManifestImage{Snapshots: []transfer.ManifestSnapshot{ms}}}).Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := transfer.ParseManifest(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Seek(0, 0)
+			if _, err := transfer.ImportDisk(context.Background(), f, e.m, id+"-m", m.Root().ImportOptions()); err != nil {
+				t.Fatalf("import by manifest: %v", err)
+			}
 		})
 	}
 }

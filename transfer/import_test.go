@@ -310,3 +310,67 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// TestImportProgress: progress moves, never goes back, and ends at 100%.
+func TestImportProgress(t *testing.T) {
+	e := newEnv(t)
+	disk := testDisk()
+	e.put(t, "snap-src", disk)
+	var obj bytes.Buffer
+	res, err := transfer.ExportSnapshot(context.Background(), e.m, "snap-src", diskimage.FormatRaw, &obj, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, objSize := range []int64{0, res.ObjectSize} {
+		var calls []int64
+		var total int64
+		_, err := transfer.ImportDisk(context.Background(), bytes.NewReader(obj.Bytes()), e.m, "snap-p"+strconv.FormatInt(objSize, 10), transfer.ImportOptions{
+			DeclaredSize: int64(len(disk)), ObjectSize: objSize,
+			Progress: func(done, tot int64) { calls = append(calls, done); total = tot },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) < 3 || calls[len(calls)-1] != total {
+			t.Fatalf("progress calls %v of %d", calls, total)
+		}
+		for i := 1; i < len(calls); i++ {
+			if calls[i] < calls[i-1] {
+				t.Fatalf("progress went back: %v", calls)
+			}
+		}
+	}
+}
+
+// TestImportReaderAtRefusal: the random-access path cleans up too.
+func TestImportReaderAtRefusal(t *testing.T) {
+	needTool(t, "qemu-img")
+	e := newEnv(t)
+	disk := testDisk()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.raw")
+	writeFile(t, src, disk)
+	img := filepath.Join(dir, "d.qcow2")
+	run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, img)
+	data := readFile(t, img)
+	for name, c := range map[string]struct {
+		data []byte
+		opts transfer.ImportOptions
+		want error
+	}{
+		"truncated":    {data[:len(data)-70000], transfer.ImportOptions{DeclaredSize: int64(len(disk))}, diskimage.ErrTruncated},
+		"wrong digest": {data, transfer.ImportOptions{DeclaredSize: int64(len(disk)), ExpectedSHA256: sha(nil)}, transfer.ErrDigestMismatch},
+		"too large":    {data, transfer.ImportOptions{DeclaredSize: 4096}, diskimage.ErrTooLarge},
+	} {
+		_, err := transfer.ImportReaderAt(context.Background(), bytes.NewReader(c.data), int64(len(c.data)), e.m, "snap-x", c.opts)
+		if !errors.Is(err, c.want) {
+			t.Fatalf("%s: %v, want %v", name, err, c.want)
+		}
+		if ids := e.mapIDs(t); len(ids) != 0 {
+			t.Fatalf("%s: maps left: %v", name, ids)
+		}
+	}
+	if n := e.collectAndCount(t); n != 0 {
+		t.Fatalf("%d blocks left", n)
+	}
+}

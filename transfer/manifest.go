@@ -249,3 +249,33 @@ func validSHA256(s string) bool {
 	_, err := hex.DecodeString(s)
 	return err == nil
 }
+
+// ImportOptions returns the options that make an import check what the
+// manifest announces for this disk: its size, its digests (when the
+// exporter was us) and its object size (for progress).
+func (s *ManifestSnapshot) ImportOptions() ImportOptions {
+	return ImportOptions{
+		DeclaredSize:         s.Size,
+		ExpectedSHA256:       s.DiskSha256,
+		ExpectedObjectSHA256: s.ObjectSha256,
+		ObjectSize:           s.CompressedSize,
+	}
+}
+
+// ManifestSnapshot describes an exported disk for the manifest: the
+// mapping fields come from the OMI's block device mapping, the sizes and
+// digests from the export.
+func (r Result) ManifestSnapshot(device, filename, preSignedURL, volumeType string, iops *int, deleteOnTermination bool) ManifestSnapshot {
+	return ManifestSnapshot{
+		DeleteOnTermination: deleteOnTermination,
+		Device:              device,
+		Filename:            filename,
+		Iops:                iops,
+		PreSignedUrl:        preSignedURL,
+		Size:                r.Size,
+		VolumeType:          volumeType,
+		CompressedSize:      r.ObjectSize,
+		DiskSha256:          r.DiskSHA256,
+		ObjectSha256:        r.ObjectSHA256,
+	}
+}

@@ -22,6 +22,7 @@ package fetch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,7 @@ type Options struct {
 	MaxSize        int64         // largest body accepted (1 TiB)
 	MaxRedirects   int           // redirects followed, each re-checked (5); negative refuses all
 	Resolver       Resolver      // name resolution (net.DefaultResolver)
+	TLSConfig      *tls.Config   // for https (system roots); e.g. a private CA of an external S3
 }
 
 // Fetcher gets allowed URLs. It is safe for concurrent use.
@@ -128,6 +130,7 @@ func New(allow []string, opts Options) (*Fetcher, error) {
 		Proxy:                 nil, // never an environment proxy: it would be an unchecked hop
 		DialContext:           f.dial,
 		TLSHandshakeTimeout:   f.opts.ConnectTimeout,
+		TLSClientConfig:       f.opts.TLSConfig,
 		ResponseHeaderTimeout: f.opts.HeaderTimeout,
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       90 * time.Second,
@@ -152,6 +155,26 @@ func ParseAllowList(s string) ([]string, error) {
 		out = append(out, part)
 	}
 	return out, nil
+}
+
+// EntryFromURL is the allow-list entry ("host:port", default port spelled
+// out) for an endpoint URL such as the built-in object storage's
+// "http://127.0.0.1:3001" or an external S3's "https://s3.example.com":
+// what --fetch-allow holds by default.
+func EntryFromURL(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return "", fmt.Errorf("fetch: endpoint %q is not an http(s) URL", endpoint)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	e := net.JoinHostPort(u.Hostname(), port)
+	if _, err := parseEntry(e); err != nil {
+		return "", err
+	}
+	return e, nil
 }
 
 func parseEntry(s string) (entry, error) {

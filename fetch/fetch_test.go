@@ -172,6 +172,25 @@ func TestAllowListSyntax(t *testing.T) {
 	if err := f.Check("http://[::1]:1234/"); err != nil {
 		t.Errorf("any-port entry: %v", err)
 	}
+	for in, want := range map[string]string{
+		"http://127.0.0.1:3001":       "127.0.0.1:3001",
+		"https://OOS.example.com/":    "OOS.example.com:443",
+		"http://[::1]":                "[::1]:80",
+		"https://s3.example.com:9000": "s3.example.com:9000",
+	} {
+		got, err := fetch.EntryFromURL(in)
+		if err != nil || got != want {
+			t.Errorf("EntryFromURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if err := mustNew(t, []string{got}, fetch.Options{}).Check(strings.TrimRight(in, "/") + "/b/k"); err != nil {
+			t.Errorf("entry %q does not allow its own endpoint: %v", got, err)
+		}
+	}
+	for _, bad := range []string{"ftp://h", "127.0.0.1:3001", ""} {
+		if _, err := fetch.EntryFromURL(bad); err == nil {
+			t.Errorf("EntryFromURL(%q) accepted", bad)
+		}
+	}
 	empty := mustNew(t, nil, fetch.Options{})
 	if err := empty.Check("http://127.0.0.1/"); !errors.Is(err, fetch.ErrNotAllowed) {
 		t.Errorf("empty list allowed a URL: %v", err)
@@ -406,5 +425,29 @@ func TestRemoteFileReadAt(t *testing.T) {
 	small := mustNew(t, []string{host}, fetch.Options{MaxSize: 1000})
 	if _, err := small.OpenRange(ctx, "http://"+host+"/disk"); !errors.Is(err, fetch.ErrTooLarge) {
 		t.Errorf("object over the limit: %v, want ErrTooLarge", err)
+	}
+}
+
+func TestHTTPS(t *testing.T) {
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "over tls")
+	}))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "https://")
+	ctx := context.Background()
+	f := mustNew(t, []string{host}, fetch.Options{TLSConfig: s.Client().Transport.(*http.Transport).TLSClientConfig})
+	body, _, err := f.Get(ctx, s.URL+"/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(body)
+	body.Close()
+	if string(b) != "over tls" {
+		t.Errorf("got %q", b)
+	}
+	// Without the test CA the certificate is refused.
+	plain := mustNew(t, []string{host}, fetch.Options{})
+	if _, _, err := plain.Get(ctx, s.URL+"/x"); err == nil {
+		t.Error("an untrusted certificate was accepted")
 	}
 }

@@ -29,6 +29,27 @@ type File struct {
 	// RefusePublicWithFindings refuses GlobalPermission on an OMI whose
 	// hygiene inspection is not clean.
 	RefusePublicWithFindings bool `yaml:"refuse_public_with_findings"`
+	// Marketplace lists the product types that seller accounts publish
+	// OMIs with; ReadProductTypes shows them.
+	Marketplace []Product `yaml:"marketplace"`
+}
+
+// Product is a marketplace product type.
+type Product struct {
+	ProductTypeID   string `yaml:"product_type_id"`
+	Description     string `yaml:"description"`
+	Vendor          string `yaml:"vendor"`
+	SellerAccountID string `yaml:"seller_account_id"`
+}
+
+// MarketplaceProducts converts the marketplace section for the service.
+func (f *File) MarketplaceProducts() []service.MarketplaceProduct {
+	var out []service.MarketplaceProduct
+	for _, p := range f.Marketplace {
+		out = append(out, service.MarketplaceProduct{ProductTypeId: p.ProductTypeID, Description: p.Description,
+			Vendor: p.Vendor, SellerAccountId: p.SellerAccountID})
+	}
+	return out
 }
 
 // Account is one account of the file.
@@ -80,6 +101,14 @@ func (f *File) Validate() error {
 	all := f.Accounts
 	if f.Provider != nil {
 		all = append(append([]Account{}, all...), *f.Provider)
+	}
+	for i, p := range f.Marketplace {
+		if len(p.ProductTypeID) < 4 || p.Description == "" {
+			return fmt.Errorf("config: marketplace[%d]: product_type_id (at least 4 characters) and description are required", i)
+		}
+		if !omi.ValidAccountID(p.SellerAccountID) {
+			return fmt.Errorf("config: marketplace[%d]: seller_account_id %q must be 12 digits", i, p.SellerAccountID)
+		}
 	}
 	for i, a := range all {
 		where := fmt.Sprintf("accounts[%d] (%s)", i, a.Alias)

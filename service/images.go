@@ -46,6 +46,9 @@ func (s *Service) CreateImage(ctx context.Context, c *omi.Caller, in *CreateImag
 	if err := s.checkImageCommon(in); err != nil {
 		return nil, err
 	}
+	if err := s.checkProductCodes(c, in.ProductCodes); err != nil {
+		return nil, err
+	}
 	switch {
 	case in.VmId != "":
 		return s.createImageFromVm(ctx, c, in)
@@ -73,13 +76,18 @@ func (s *Service) checkImageCommon(in *CreateImageRequest) error {
 			return omi.Invalid(omi.CodeInvalidValue, "BootModes entries must be uefi or legacy, not %q", m)
 		}
 	}
-	return s.checkProductCodes(in.ProductCodes)
+	return nil
 }
 
-func (s *Service) checkProductCodes(codes []string) error {
+// checkProductCodes checks that every code is a product type of the region
+// and that marketplace codes are set by their seller only.
+func (s *Service) checkProductCodes(c *omi.Caller, codes []string) error {
 	for _, code := range codes {
 		if !s.knownProductCode(code) {
 			return omi.Invalid(omi.CodeInvalidValue, "ProductCodes: %q is not a product type of this region (see ReadProductTypes)", code)
+		}
+		if seller, ok := s.region.sellers[code]; ok && seller != c.AccountID() {
+			return omi.Invalid(omi.CodeInvalidValue, "ProductCodes: %q is a marketplace product of another account; only its seller can publish OMIs with it", code)
 		}
 	}
 	return nil
@@ -541,7 +549,7 @@ func (s *Service) UpdateImage(ctx context.Context, c *omi.Caller, in *UpdateImag
 		}
 	}
 	if in.ProductCodes != nil {
-		if err := s.checkProductCodes(*in.ProductCodes); err != nil {
+		if err := s.checkProductCodes(c, *in.ProductCodes); err != nil {
 			return nil, err
 		}
 	}

@@ -15,6 +15,8 @@ type regionFacts struct {
 	subregions   []Subregion
 	vmTypes      []VmTypeOut
 	productTypes []ProductType
+	// sellers maps a marketplace product code to its seller's account.
+	sellers map[string]string
 }
 
 // Regions lists the public OUTSCALE regions (the spec's server enum).
@@ -34,7 +36,7 @@ func IsWindows(codes []string) bool {
 	return false
 }
 
-func newRegionFacts(region string) regionFacts {
+func newRegionFacts(region string, market []MarketplaceProduct) regionFacts {
 	f := regionFacts{
 		subregions: []Subregion{
 			{SubregionName: region + "a", RegionName: region, State: "available", LocationCode: "PAR1"},
@@ -47,6 +49,13 @@ func newRegionFacts(region string) regionFacts {
 			{ProductTypeId: "0004", Description: "Red Hat Enterprise Linux", Vendor: "Red Hat"},
 			{ProductTypeId: "0006", Description: "Linux (other distributions)", Vendor: "Outscale"},
 		},
+	}
+	for _, m := range market {
+		f.productTypes = append(f.productTypes, ProductType{ProductTypeId: m.ProductTypeId, Description: m.Description, Vendor: m.Vendor})
+	}
+	f.sellers = map[string]string{}
+	for _, m := range market {
+		f.sellers[m.ProductTypeId] = m.SellerAccountId
 	}
 	for gen := 3; gen <= 7; gen++ {
 		for _, cores := range []int{1, 2, 4, 8, 16, 32} {

@@ -33,6 +33,18 @@ type Config struct {
 	// RefusePublicWithFindings refuses to make an OMI public unless its
 	// hygiene inspection found it clean.
 	RefusePublicWithFindings bool
+	// Marketplace lists the product types sellers publish OMIs with.
+	Marketplace []MarketplaceProduct
+}
+
+// MarketplaceProduct is a product type of a marketplace seller: only the
+// seller may put its code on an OMI (a copy keeps it, as licences follow
+// the OMI).
+type MarketplaceProduct struct {
+	ProductTypeId   string
+	Description     string
+	Vendor          string
+	SellerAccountId string
 }
 
 // Service implements the API operations over a metadata store.
@@ -73,7 +85,7 @@ func New(store omi.Store, cfg Config, log *slog.Logger) *Service {
 		log = slog.Default()
 	}
 	return &Service{store: store, cfg: cfg, log: log, now: time.Now,
-		region: newRegionFacts(cfg.Region), kick: make(chan struct{}, 1), jobs: newJobs(2)}
+		region: newRegionFacts(cfg.Region, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2)}
 }
 
 // Region returns the region the service serves.

@@ -372,3 +372,66 @@ func TestTagsOnEveryTaggableKind(t *testing.T) {
 		t.Errorf("bob tags joe's keypair: %v", err)
 	}
 }
+
+func TestMarketplaceProductCodes(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "omi.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	seller := service.AccountSpec{AccountID: "555566667777", Alias: "seller", Email: "s@example.com"}
+	buyer := service.AccountSpec{AccountID: "123456789012", Alias: "buyer", Email: "b@example.com"}
+	svc := service.New(store, service.Config{Region: "eu-west-2", Marketplace: []service.MarketplaceProduct{
+		{ProductTypeId: "0100", Description: "Appliance", Vendor: "V", SellerAccountId: seller.AccountID}}}, nil)
+	if err := svc.Provision(ctx, []service.AccountSpec{seller, buyer}); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, svc: svc, joe: &omi.Caller{Account: &omi.Account{AccountId: seller.AccountID}},
+		bob: &omi.Caller{Account: &omi.Account{AccountId: buyer.AccountID}}}
+	types, err := svc.ReadProductTypes(ctx, nil, &service.ReadProductTypesRequest{})
+	if err != nil || !slicesContainsFunc(types.ProductTypes, func(p service.ProductType) bool { return p.ProductTypeId == "0100" }) {
+		t.Fatalf("ReadProductTypes does not list the marketplace product: %+v %v", types, err)
+	}
+	img := e.image(e.joe, "appliance-1", "0100")
+	// Only the seller may use its code.
+	vol, _ := svc.CreateVolume(ctx, e.bob, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	e.settle()
+	snap, _ := svc.CreateSnapshot(ctx, e.bob, &service.CreateSnapshotRequest{VolumeId: vol.Volume.VolumeId})
+	e.settle()
+	if _, err := svc.CreateImage(ctx, e.bob, &service.CreateImageRequest{ImageName: "fake-appliance", RootDeviceName: "/dev/sda1", ProductCodes: []string{"0100"},
+		BlockDeviceMappings: []omi.ImageBDM{{DeviceName: "/dev/sda1", Bsu: &omi.BsuImage{SnapshotId: snap.Snapshot.SnapshotId}}}}); code(err) != omi.CodeInvalidValue {
+		t.Errorf("buyer registering with the seller's code: %v", err)
+	}
+	// The seller publishes; the buyer copies it and starts a VM: the code follows.
+	if _, err := svc.UpdateImage(ctx, e.joe, &service.UpdateImageRequest{ImageId: img.ImageId,
+		PermissionsToLaunch: &omi.PermissionsChange{Additions: &omi.Permissions{GlobalPermission: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := svc.CreateImage(ctx, e.bob, &service.CreateImageRequest{SourceImageId: img.ImageId, SourceRegionName: "eu-west-2", ImageName: "my-appliance"})
+	if err != nil || len(cp.Image.ProductCodes) != 1 || cp.Image.ProductCodes[0] != "0100" {
+		t.Fatalf("copy: %+v %v", cp, err)
+	}
+	e.settle()
+	vms, err := svc.CreateVms(ctx, e.bob, &service.CreateVmsRequest{ImageId: cp.Image.ImageId})
+	if err != nil || len(vms.Vms[0].ProductCodes) != 1 || vms.Vms[0].ProductCodes[0] != "0100" {
+		t.Fatalf("VM product codes: %+v %v", vms, err)
+	}
+	// UpdateImage replaces the list; the buyer cannot put the code back once removed.
+	up, err := svc.UpdateImage(ctx, e.bob, &service.UpdateImageRequest{ImageId: cp.Image.ImageId, ProductCodes: &[]string{"0001"}})
+	if err != nil || len(up.Image.ProductCodes) != 1 || up.Image.ProductCodes[0] != "0001" {
+		t.Fatalf("UpdateImage ProductCodes: %+v %v", up, err)
+	}
+	if _, err := svc.UpdateImage(ctx, e.bob, &service.UpdateImageRequest{ImageId: cp.Image.ImageId, ProductCodes: &[]string{"0100"}}); code(err) != omi.CodeInvalidValue {
+		t.Errorf("buyer setting the seller's code: %v", err)
+	}
+}
+
+func slicesContainsFunc[T any](s []T, f func(T) bool) bool {
+	for _, v := range s {
+		if f(v) {
+			return true
+		}
+	}
+	return false
+}

@@ -110,7 +110,7 @@ func serve(args []string) error {
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
 	n, err := openNode(ctx, f.data, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
-		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings}, log)
+		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts()}, log)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,9 @@ func apiCall(ctx context.Context, name string, in, out any) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct{ Errors []struct{ Code, Type, Details string } }
+		var e struct {
+			Errors []struct{ Code, Type, Details string }
+		}
 		if json.Unmarshal(data, &e) == nil && len(e.Errors) > 0 {
 			return fmt.Errorf("%s: %s %s: %s", name, e.Errors[0].Code, e.Errors[0].Type, e.Errors[0].Details)
 		}

@@ -31,12 +31,12 @@ type serveFlags struct {
 	nbdListen    string
 	catalog      bool
 	refusePublic bool
-	metrics   string
-	gcEvery   time.Duration
-	data      string
-	config    string
-	region    string
-	logLevel  string
+	metrics      string
+	gcEvery      time.Duration
+	data         string
+	config       string
+	region       string
+	logLevel     string
 }
 
 func envOr(name, def string) string {

@@ -184,8 +184,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(omi.Tx) error, exclusive
 	t := &tx{ctx: ctx, conn: s.pool, opts: updateOpts, write: true}
 	if !exclusive {
 		t.shareLock = s.lockKey
-	}
-	if exclusive {
+	} else {
 		conn, err := s.pool.Acquire(ctx)
 		if err != nil {
 			return fmt.Errorf("postgres: begin update: %w", err), false

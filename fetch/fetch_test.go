@@ -451,3 +451,26 @@ func TestHTTPS(t *testing.T) {
 		t.Error("an untrusted certificate was accepted")
 	}
 }
+
+func TestTruncatedBody(t *testing.T) {
+	_, host := server(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+		buf.Write(make([]byte, 600))
+		buf.Flush()
+	})
+	f := mustNew(t, []string{host}, fetch.Options{})
+	body, size, err := f.Get(context.Background(), "http://"+host+"/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	n, err := io.Copy(io.Discard, body)
+	if size != 1000 || n != 600 || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("truncated body: size %d, read %d, err %v; want 1000, 600, unexpected EOF", size, n, err)
+	}
+}

@@ -46,6 +46,10 @@ import (
 	"github.com/versity/versitygw/s3api/utils"
 )
 
+// DefaultListen is the address cmd/omi's --oos-listen defaults to: loopback,
+// next to the API's port.
+const DefaultListen = "127.0.0.1:3001"
+
 // CredentialsFunc resolves an access key id to its secret key and the id of
 // the account that owns it. It is called on every authenticated request (no
 // cache), so a key deactivated or deleted elsewhere stops working at once.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,6 +104,7 @@ func runLoad(b *testing.B, c *signedClient, ids []string, check func(id string, 
 	var mu sync.Mutex
 	var lat []time.Duration
 	b.SetParallelism(2)
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -127,6 +129,7 @@ func runLoad(b *testing.B, c *signedClient, ids []string, check func(id string, 
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
 	if len(lat) == 0 {
 		return
 	}
@@ -135,6 +138,19 @@ func runLoad(b *testing.B, c *signedClient, ids []string, check func(id string, 
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	// CPU time of this process (server and load generator together) per
+	// request: unlike req/s it hardly moves when other processes load the
+	// machine.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(len(lat)), "cpu-us/req")
+}
+
+// cpuTime is the user+system CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkReadImagesByID measures signed ReadImages by ImageIds over

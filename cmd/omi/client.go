@@ -119,7 +119,7 @@ func catalogCmd(args []string) error {
 	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := openNode(ctx, *data, service.Config{Region: envOr("OMI_REGION", "eu-west-2")}, log)
+	n, err := openNode(ctx, *data, envOr("OMI_STORE", ""), service.Config{Region: envOr("OMI_REGION", "eu-west-2")}, log)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omiproject/omi/postgres/pgtest"
 	"github.com/omiproject/omi/sigv4"
 )
 
@@ -249,4 +250,40 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestServeOnPostgres runs omi serve with --store on a real PostgreSQL
+// server: a volume created before a restart is still there after it.
+func TestServeOnPostgres(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	bin := filepath.Join(t.TempDir(), "omi")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	start := func() *proc {
+		p := &proc{api: freePort(t), nbd: freePort(t)}
+		p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--data", data, "--store", dsn,
+			"--catalog=false", "--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
+		p.cmd.Stderr = os.Stderr
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+		for i := 0; !up(p.api) || !up(p.nbd); i++ {
+			if i == 150 {
+				t.Fatal("omi serve on PostgreSQL did not start")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return p
+	}
+	p := start()
+	var vol struct{ Volume struct{ VolumeId string } }
+	p.call(t, "CreateVolume", map[string]any{"Size": 1, "SubregionName": "eu-west-2a"}, &vol)
+	waitState(t, p, "ReadVolumes", vol.Volume.VolumeId, "available")
+	p.cmd.Process.Signal(os.Interrupt)
+	p.cmd.Wait()
+	p2 := start()
+	waitState(t, p2, "ReadVolumes", vol.Volume.VolumeId, "available")
 }

@@ -6,14 +6,17 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
+	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/blockmap"
 	"github.com/omiproject/omi/blockstore"
 	"github.com/omiproject/omi/blockstore/local"
 	"github.com/omiproject/omi/catalog"
 	"github.com/omiproject/omi/dataplane"
 	"github.com/omiproject/omi/metrics"
+	"github.com/omiproject/omi/postgres"
 	"github.com/omiproject/omi/service"
 	"github.com/omiproject/omi/sqlite"
 )
@@ -21,7 +24,7 @@ import (
 // node is one omi process's state over a data directory: the metadata
 // store, the block store, block maps, and the service on top.
 type node struct {
-	store  *sqlite.Store
+	store  omi.Store
 	local  *local.Store
 	blocks blockstore.Store
 	plane  *dataplane.Plane
@@ -33,7 +36,7 @@ type node struct {
 // openNode opens (creating if needed) the data directory. It takes an
 // exclusive lock on it: one process at a time owns a data directory, since
 // the block map manager keeps state in memory.
-func openNode(ctx context.Context, dataDir string, cfg service.Config, log *slog.Logger) (*node, error) {
+func openNode(ctx context.Context, dataDir, storeDSN string, cfg service.Config, log *slog.Logger) (*node, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -47,7 +50,7 @@ func openNode(ctx context.Context, dataDir string, cfg service.Config, log *slog
 		return nil, fmt.Errorf("data directory %s is in use by another omi process", dataDir)
 	}
 	n.lock = lock
-	if n.store, err = sqlite.Open(ctx, filepath.Join(dataDir, "omi.db")); err != nil {
+	if n.store, err = openStore(ctx, dataDir, storeDSN); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -67,6 +70,19 @@ func openNode(ctx context.Context, dataDir string, cfg service.Config, log *slog
 	n.svc.SetInspector(n.plane)
 	n.svc.SetTaskObserver(n.mets.ObserveTask)
 	return n, nil
+}
+
+// openStore opens the metadata store: SQLite in the data directory by
+// default (empty or "sqlite"), else PostgreSQL with dsn as a postgres://
+// URL or a keyword/value connection string.
+func openStore(ctx context.Context, dataDir, dsn string) (omi.Store, error) {
+	if dsn == "" || dsn == "sqlite" {
+		return sqlite.Open(ctx, filepath.Join(dataDir, "omi.db"))
+	}
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") && !strings.Contains(dsn, "=") {
+		return nil, fmt.Errorf("--store %q: give a PostgreSQL DSN (postgres://... or host=... dbname=...), or nothing for SQLite", dsn)
+	}
+	return postgres.Open(ctx, dsn)
 }
 
 // Close releases everything; the service must be closed first.

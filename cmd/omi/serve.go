@@ -28,6 +28,7 @@ import (
 // overrides.
 type serveFlags struct {
 	listen       string
+	store        string
 	nbdListen    string
 	catalog      bool
 	refusePublic bool
@@ -51,6 +52,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs := flag.NewFlagSet("omi serve", flag.ContinueOnError)
 	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
 	fs.StringVar(&f.nbdListen, "nbd-listen", envOr("OMI_NBD_LISTEN", "127.0.0.1:10809"), "NBD address serving volumes by id; loopback only (env OMI_NBD_LISTEN; empty disables)")
+	fs.StringVar(&f.store, "store", envOr("OMI_STORE", ""), "metadata store: empty for SQLite in the data directory, or a postgres:// DSN (env OMI_STORE)")
 	fs.BoolVar(&f.catalog, "catalog", envOr("OMI_CATALOG", "true") == "true", "publish the official OMIs (Debian, Ubuntu, Rocky Linux, Windows) on first start (env OMI_CATALOG)")
 	fs.BoolVar(&f.refusePublic, "refuse-public-with-findings", envOr("OMI_REFUSE_PUBLIC_WITH_FINDINGS", "") == "true",
 		"refuse to make an OMI public unless its hygiene inspection found it clean (env OMI_REFUSE_PUBLIC_WITH_FINDINGS; config refuse_public_with_findings)")
@@ -109,7 +111,7 @@ func serve(args []string) error {
 	}
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
-	n, err := openNode(ctx, f.data, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
+	n, err := openNode(ctx, f.data, f.store, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
 		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts()}, log)
 	if err != nil {
 		return err

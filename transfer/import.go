@@ -70,17 +70,26 @@ func (e *ImportError) Unwrap() error { return e.Err }
 // manifest announced.
 var ErrDigestMismatch = errors.New("SHA-256 does not match the one announced")
 
-// CodeInvalidImport is the OUTSCALE code given to a refused image when an
-// ImportError is turned into an API error (InvalidParameterValue).
-const CodeInvalidImport = omi.CodeInvalidValue
+// OUTSCALE codes given to a refused image when an ImportError becomes an
+// API error (both InvalidParameterValue): 4203 InvalidSnapshotSize for a
+// disk larger than declared or allowed, 4047 invalid-parameter-value for
+// everything else wrong with the image.
+const (
+	CodeInvalidImport       = omi.CodeInvalidValue
+	CodeInvalidSnapshotSize = "4203"
+)
 
-// AsAPIError turns an import error into an *omi.Error: a 4047
+// AsAPIError turns an import error into an *omi.Error: 4203 or 4047
 // InvalidParameterValue for an ImportError (bad image), an internal error
 // otherwise.
 func AsAPIError(err error) *omi.Error {
 	var ie *ImportError
 	if errors.As(err, &ie) {
-		return &omi.Error{Code: CodeInvalidImport, Type: omi.TypeInvalidParameter, Details: ie.Error(), Err: err}
+		code := CodeInvalidImport
+		if errors.Is(err, diskimage.ErrTooLarge) || errors.Is(err, diskimage.ErrTooLong) || errors.Is(err, errTooBig) {
+			code = CodeInvalidSnapshotSize
+		}
+		return &omi.Error{Code: code, Type: omi.TypeInvalidParameter, Details: ie.Error(), Err: err}
 	}
 	return omi.AsError(err)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/omiproject/omi/diskimage"
@@ -242,8 +243,12 @@ func TestImportRefusals(t *testing.T) {
 			if c.want != nil && !errors.Is(err, c.want) {
 				t.Fatalf("error %v, want %v", err, c.want)
 			}
-			if ae := transfer.AsAPIError(err); ae.Code != transfer.CodeInvalidImport {
-				t.Errorf("API error %v", ae)
+			wantCode := transfer.CodeInvalidImport
+			if errors.Is(err, diskimage.ErrTooLarge) || errors.Is(err, diskimage.ErrTooLong) || strings.Contains(c.name, "limit") {
+				wantCode = transfer.CodeInvalidSnapshotSize
+			}
+			if ae := transfer.AsAPIError(err); ae.Code != wantCode || ae.Type != "InvalidParameterValue" {
+				t.Errorf("API error %v, want code %s", ae, wantCode)
 			}
 			t.Logf("%v", err)
 			if ids := e.mapIDs(t); len(ids) != 0 {

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -263,6 +265,7 @@ func TestOmiBinary(t *testing.T) {
 			return string((*r.Images)[0].State), nil
 		}
 		waitState(t, func() (string, error) { return readImage(e) }, "available")
+		official := officialImages(t, e)
 		p.stop(t)
 
 		p2 := startOmi(t, bin, data, "--config", apitest.ExampleAccountsFile())
@@ -273,7 +276,64 @@ func TestOmiBinary(t *testing.T) {
 		if id, err := readAccount(t, e2, e2.Joe); err != nil || id != e2.Joe.AccountID {
 			t.Errorf("joe after restart: %q, %v", id, err)
 		}
+		if again := officialImages(t, e2); strings.Join(again, ",") != strings.Join(official, ",") {
+			t.Errorf("official OMIs after restart = %v, want the same %v (published once)", again, official)
+		}
 	})
+}
+
+// officialImages waits for the official catalogue (public OMIs of the
+// provider, alias Outscale) that omi serve publishes on first start, checks
+// that joe can use but not change them, and returns their ids.
+func officialImages(t *testing.T, e *apitest.Env) []string {
+	t.Helper()
+	ctx := context.Background()
+	joe := e.V3(e.Joe)
+	var imgs []oscv3.Image
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r, err := joe.ReadImages(ctx, oscv3.ReadImagesRequest{Filters: &oscv3.FiltersImage{AccountAliases: &[]string{"Outscale"},
+			States: &[]oscv3.ImageState{"available"}}})
+		if err != nil {
+			t.Fatalf("ReadImages of the official OMIs: %v", err)
+		}
+		if r.Images != nil && len(*r.Images) >= 4 {
+			imgs = *r.Images
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("official OMIs not available within 60 s: %+v", r.Images)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var ids []string
+	for _, img := range imgs {
+		ids = append(ids, img.ImageId)
+		if img.AccountId == e.Joe.AccountID || img.PermissionsToLaunch == nil || img.PermissionsToLaunch.GlobalPermission == nil || !*img.PermissionsToLaunch.GlobalPermission {
+			t.Errorf("official OMI %s: owner %s, permissions %+v; want a public OMI of the provider", img.ImageId, img.AccountId, img.PermissionsToLaunch)
+		}
+	}
+	// terraform's most_recent lookup by name pattern, then a copy.
+	r, err := e.V3(e.Titi).ReadImages(ctx, oscv3.ReadImagesRequest{Filters: &oscv3.FiltersImage{ImageNames: &[]string{"Ubuntu*"}, AccountAliases: &[]string{"Outscale"}}})
+	if err != nil || r.Images == nil || len(*r.Images) == 0 {
+		t.Fatalf("titi finds no Ubuntu* official OMI: %+v, %v", r, err)
+	}
+	src := (*r.Images)[0].ImageId
+	if _, err := joe.UpdateImage(ctx, oscv3.UpdateImageRequest{ImageId: src, Description: ptr("mine")}); err == nil {
+		t.Errorf("joe changed the official OMI %s", src)
+	}
+	if _, err := joe.DeleteImage(ctx, oscv3.DeleteImageRequest{ImageId: src}); err == nil {
+		t.Errorf("joe deleted the official OMI %s", src)
+	}
+	cp, err := e.V3(e.Titi).CreateImage(ctx, oscv3.CreateImageRequest{SourceImageId: &src, SourceRegionName: ptr(apitest.Region), ImageName: ptr(fmt.Sprintf("my-ubuntu-%d", time.Now().UnixNano()))})
+	if err != nil {
+		t.Fatalf("titi copies the official %s: %v", src, err)
+	}
+	if cp.Image.AccountId != e.Titi.AccountID {
+		t.Errorf("copy of an official OMI owned by %s, want titi", cp.Image.AccountId)
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -205,3 +205,26 @@ func FuzzDecode(f *testing.F) {
 }
 
 func newStdGzip(w io.Writer) *gzip.Writer { return gzip.NewWriter(w) }
+
+// TestTruncatedForeignGzipRaw: a raw image in a foreign gzip stream cut
+// anywhere is refused, never imported shorter.
+func TestTruncatedForeignGzipRaw(t *testing.T) {
+	disk := content(3<<20, 5)
+	var gz bytes.Buffer
+	zw := newStdGzip(&gz)
+	zw.Write(disk)
+	zw.Close()
+	for _, cut := range []int{gz.Len() - 1, gz.Len() - 8, gz.Len() / 2, 20} {
+		_, _, err := decodeAll(t, gz.Bytes()[:cut], int64(len(disk)))
+		if !errors.Is(err, diskimage.ErrTruncated) && !errors.Is(err, diskimage.ErrCorruptGzip) {
+			t.Fatalf("cut at %d of %d: %v", cut, gz.Len(), err)
+		}
+	}
+	ours := exportBytes(t, disk, diskimage.FormatRaw, true)
+	for _, cut := range []int{len(ours) - 1, len(ours) / 2} {
+		_, _, err := decodeAll(t, ours[:cut], int64(len(disk)))
+		if !errors.Is(err, diskimage.ErrTruncated) && !errors.Is(err, diskimage.ErrCorruptGzip) {
+			t.Fatalf("ours cut at %d of %d: %v", cut, len(ours), err)
+		}
+	}
+}

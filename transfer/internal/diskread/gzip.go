@@ -188,8 +188,7 @@ func (z *gzipReader) Read(p []byte) (int, error) {
 	}
 	if z.seq != nil {
 		n, err := z.seq.Read(p)
-		if err != nil && err != io.EOF {
-			err = gzipErr(err)
+		if err != nil {
 			z.err = err
 		}
 		return n, err
@@ -222,7 +221,7 @@ func (z *gzipReader) Read(p []byte) (int, error) {
 				z.err = gzipErr(err)
 				return 0, z.err
 			}
-			z.seq = gr
+			z.seq = z.readAhead(gr)
 			return z.Read(p)
 		}
 		z.cur, z.curOff = j, 0
@@ -274,4 +273,85 @@ func putBuf(b []byte) {
 		b = b[:0]
 		bufPool.Put(&b)
 	}
+}
+
+// readAhead inflates a foreign gzip stream in its own goroutine, so that
+// inflating (single-threaded by nature) overlaps hashing and decoding the
+// image in the caller's goroutine.
+func (z *gzipReader) readAhead(gr io.Reader) io.Reader {
+	type chunk struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan chunk, 4)
+	z.wg.Add(1)
+	go func() {
+		defer z.wg.Done()
+		defer close(ch)
+		for {
+			b := getBuf(1 << 20)
+			n, err := readFull(gr, b)
+			if err != nil && err != io.EOF {
+				err = gzipErr(err)
+			}
+			select {
+			case ch <- chunk{b[:n], err}:
+			case <-z.ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return &chunkReader{next: func() ([]byte, error) {
+		c, ok := <-ch
+		if !ok {
+			return nil, io.EOF
+		}
+		return c.b, c.err
+	}}
+}
+
+// chunkReader reads a sequence of chunks, recycling each once consumed.
+type chunkReader struct {
+	next func() ([]byte, error)
+	cur  []byte
+	off  int
+	err  error
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for c.off == len(c.cur) {
+		if c.cur != nil {
+			putBuf(c.cur)
+			c.cur = nil
+		}
+		if c.err != nil {
+			return 0, c.err
+		}
+		b, err := c.next()
+		c.cur, c.off, c.err = b, 0, err
+		if b == nil && err == nil {
+			c.err = io.EOF
+		}
+	}
+	n := copy(p, c.cur[c.off:])
+	c.off += n
+	return n, nil
+}
+
+// readFull is io.ReadFull that returns the reader's own error unchanged: a
+// clean io.EOF after a short chunk is the end of the stream, while a gzip
+// stream cut short reports io.ErrUnexpectedEOF itself.
+func readFull(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := r.Read(b[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

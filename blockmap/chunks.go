@@ -26,7 +26,7 @@ func (mp *Map) setSums(sums []chunkSum) {
 }
 
 // getChunk returns the decoded chunk block h, from the chunk cache or the
-// store. The result is shared: callers must not modify it.
+// store. The result is shared (copy-on-write): maps may hold it as is.
 func (m *Manager) getChunk(ctx context.Context, h blockstore.Hash) (*chunk, error) {
 	if c := m.chunkCache.get(h); c != nil {
 		return c, nil
@@ -39,6 +39,7 @@ func (m *Manager) getChunk(ctx context.Context, h blockstore.Hash) (*chunk, erro
 	if err != nil {
 		return nil, fmt.Errorf("blockmap: chunk block %s: %w", h, err)
 	}
+	c.share()
 	m.chunkCache.add(h, c)
 	return c, nil
 }
@@ -87,11 +88,16 @@ func (m *Manager) resolve(ctx context.Context, r *Root) (*Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	var idx []int
+	var idx []int // chunks to read from the store
 	for i, h := range r.chunks {
-		if !h.IsZero() {
-			idx = append(idx, i)
+		if h.IsZero() {
+			continue
 		}
+		if c := m.chunkCache.get(h); c != nil {
+			mp.chunks[i], mp.sums[i] = c, h // shared: copied on first change
+			continue
+		}
+		idx = append(idx, i)
 	}
 	err = m.parallel(len(idx), func(k int) error {
 		i := idx[k]
@@ -99,9 +105,7 @@ func (m *Manager) resolve(ctx context.Context, r *Root) (*Map, error) {
 		if err != nil {
 			return err
 		}
-		cp := *c
-		mp.chunks[i] = &cp
-		mp.sums[i] = r.chunks[i]
+		mp.chunks[i], mp.sums[i] = c, r.chunks[i]
 		return nil
 	})
 	if err != nil {
@@ -150,7 +154,7 @@ func (m *Manager) storeChunksLocked(ctx context.Context, mp *Map) (*Root, []chun
 			return fmt.Errorf("blockmap: store chunk %d: %w", i, err)
 		}
 		m.pins.Pin(h)
-		m.chunkCache.add(h, c.copy())
+		m.chunkCache.add(h, c.share())
 		sums[k] = chunkSum{int64(i), h}
 		return nil
 	})
@@ -168,7 +172,6 @@ func (m *Manager) storeChunksLocked(ctx context.Context, mp *Map) (*Root, []chun
 	return root, sums, nil
 }
 
-func (c *chunk) copy() *chunk { cp := *c; return &cp }
 
 // markRoot reports the hashes a root keeps alive: its chunk blocks and the
 // data blocks they name. Chunks in seen were reported already (shared by
@@ -194,7 +197,7 @@ func (m *Manager) markRoot(ctx context.Context, r *Root, seen map[blockstore.Has
 		if err != nil {
 			return err
 		}
-		for _, h := range c {
+		for _, h := range c.e {
 			if h.IsZero() {
 				continue
 			}

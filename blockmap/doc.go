@@ -60,7 +60,7 @@
 //   - Clone copies a map and saves the copy under the gate, and a View pins
 //     its hashes while they are still referenced.
 //
-// Only one Manager may own a MapStore: the pins and barrier live in its
+// Only one Manager may own a RootStore: the pins and barrier live in its
 // memory. A multi-node deployment needs the same protocol across nodes (for
 // example a marking flag and barrier table next to the maps in PostgreSQL).
 //

@@ -59,7 +59,7 @@ func WithWorkers(n int) Option { return func(c *config) { c.workers = max(n, 1) 
 
 // Manager owns the maps of all volumes and snapshots of a process and the
 // devices open on them. It is safe for concurrent use. One Manager must own
-// a MapStore: two Managers on the same maps would not see each other's open
+// a RootStore: two Managers on the same maps would not see each other's open
 // devices.
 type Manager struct {
 	blocks     blockstore.Store

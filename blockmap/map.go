@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"sync/atomic"
 
 	"github.com/omiproject/omi/blockstore"
 )
@@ -20,7 +21,23 @@ const MaxSize = 16 << 40
 // justifies.
 const chunkEntries = 256
 
-type chunk [chunkEntries]blockstore.Hash
+// chunk holds the entries of chunkEntries consecutive blocks. Chunks are
+// shared copy-on-write: once shared is set (by Map.Clone, or when the chunk
+// enters the Manager's chunk cache) the entries never change again, and
+// SetEntry on any map holding the chunk copies it first. A clone of a map
+// therefore costs a pointer per chunk, not 8 KiB.
+type chunk struct {
+	e      [chunkEntries]blockstore.Hash
+	shared atomic.Bool
+}
+
+// clone returns an unshared copy of c.
+func (c *chunk) clone() *chunk { return &chunk{e: c.e} }
+
+// share marks c immutable and returns it.
+func (c *chunk) share() *chunk { c.shared.Store(true); return c }
+
+func (c *chunk) empty() bool { return c.e == [chunkEntries]blockstore.Hash{} }
 
 // ErrCorrupt is returned (wrapped) when an encoded map fails to decode: bad
 // magic, unknown version, checksum mismatch, truncated or non-canonical data.
@@ -85,7 +102,7 @@ func (m *Map) Entry(i int64) blockstore.Hash {
 	if c == nil {
 		return blockstore.Hash{}
 	}
-	return c[i%chunkEntries]
+	return c.e[i%chunkEntries]
 }
 
 // SetEntry sets the hash of block i (the zero hash makes it a hole).
@@ -102,12 +119,16 @@ func (m *Map) SetEntry(i int64, h blockstore.Hash) error {
 		c = new(chunk)
 		m.chunks[ci] = c
 	}
-	if c[i%chunkEntries] == h {
+	if c.e[i%chunkEntries] == h {
 		return nil
 	}
+	if c.shared.Load() {
+		c = c.clone()
+		m.chunks[ci] = c
+	}
 	m.sums[ci] = blockstore.Hash{}
-	c[i%chunkEntries] = h
-	if h.IsZero() && *c == (chunk{}) {
+	c.e[i%chunkEntries] = h
+	if h.IsZero() && c.empty() {
 		m.chunks[ci] = nil
 	}
 	return nil
@@ -129,14 +150,15 @@ func (m *Map) Grow(size int64) error {
 	return nil
 }
 
-// Clone returns an independent copy of m. It copies the allocated chunks,
-// 8 KiB per 128 MiB of allocated volume.
+// Clone returns an independent copy of m. The chunks are shared
+// copy-on-write, so it costs a pointer per 128 MiB of volume; the first
+// change of a shared chunk in either map copies it (8 KiB). Clone marks m's
+// chunks shared: it must not run concurrently with a change of m.
 func (m *Map) Clone() *Map {
 	c := &Map{size: m.size, chunks: make([]*chunk, len(m.chunks)), sums: append([]blockstore.Hash(nil), m.sums...)}
 	for i, ch := range m.chunks {
 		if ch != nil {
-			cp := *ch
-			c.chunks[i] = &cp
+			c.chunks[i] = ch.share()
 		}
 	}
 	return c
@@ -149,11 +171,11 @@ func (m *Map) Walk(fn func(i int64, h blockstore.Hash) error) error {
 		if c == nil {
 			continue
 		}
-		for j := range c {
-			if c[j].IsZero() {
+		for j := range c.e {
+			if c.e[j].IsZero() {
 				continue
 			}
-			if err := fn(int64(ci)*chunkEntries+int64(j), c[j]); err != nil {
+			if err := fn(int64(ci)*chunkEntries+int64(j), c.e[j]); err != nil {
 				return err
 			}
 		}
@@ -171,7 +193,7 @@ func (m *Map) nextAllocated(i int64) int64 {
 			i = (i/chunkEntries + 1) * chunkEntries
 			continue
 		}
-		if !c[i%chunkEntries].IsZero() {
+		if !c.e[i%chunkEntries].IsZero() {
 			return i
 		}
 		i++
@@ -197,7 +219,7 @@ func (m *Map) Equal(o *Map) bool {
 		case a == nil && b == nil:
 		case a == nil || b == nil:
 			return false
-		case *a != *b:
+		case a.e != b.e:
 			return false
 		}
 	}

@@ -226,8 +226,8 @@ func encodeChunk(c *chunk) []byte {
 	b := make([]byte, chunkHeader, chunkBlockSize)
 	copy(b, chunkMagic[:])
 	b[4] = 1
-	for i := range c {
-		b = append(b, c[i][:]...)
+	for i := range c.e {
+		b = append(b, c.e[i][:]...)
 	}
 	return b
 }
@@ -239,10 +239,10 @@ func decodeChunk(data []byte) (*chunk, error) {
 	}
 	c := new(chunk)
 	p := data[chunkHeader:]
-	for i := range c {
-		c[i] = blockstore.Hash(p[i*blockstore.HashSize:])
+	for i := range c.e {
+		c.e[i] = blockstore.Hash(p[i*blockstore.HashSize:])
 	}
-	if *c == (chunk{}) {
+	if c.empty() {
 		return nil, corrupt("all-hole chunk block")
 	}
 	return c, nil

@@ -7,7 +7,10 @@
 //
 //   - the live function (blockmap.Manager.LiveHashes) reports every hash
 //     referenced when the marking started, even if the reference is dropped
-//     meanwhile, plus hashes Put but not yet committed (blockstore.Pins);
+//     meanwhile, plus hashes Put but not yet committed (blockstore.Pins).
+//     Block maps are themselves stored as chunk blocks named by small roots,
+//     so the live hashes are those chunk blocks and the data blocks they
+//     name; an unreferenced chunk block is garbage like any other block;
 //   - the sweep removes a block only if its written time is before the start
 //     of the collection ([blockstore.Store.DeleteIfWrittenBefore]), so a block
 //     Put or re-Put while the collection runs survives it even though the

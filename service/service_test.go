@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -434,4 +435,51 @@ func slicesContainsFunc[T any](s []T, f func(T) bool) bool {
 		}
 	}
 	return false
+}
+
+func TestVmNetworkAndStrictFilters(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	img := e.image(e.joe, "net-image")
+	sg, err := e.svc.CreateSecurityGroup(ctx, e.joe, &service.CreateSecurityGroupRequest{SecurityGroupName: "web", Description: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, SecurityGroupIds: []string{sg.SecurityGroup.SecurityGroupId}})
+	if err != nil || len(out.Vms[0].SecurityGroups) != 1 || out.Vms[0].SecurityGroups[0].SecurityGroupName != "web" {
+		t.Fatalf("CreateVms with a security group: %+v %v", out, err)
+	}
+	plain, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId})
+	if err != nil || len(plain.Vms[0].SecurityGroups) != 1 || plain.Vms[0].SecurityGroups[0].SecurityGroupName != "default" {
+		t.Fatalf("CreateVms without groups gets the default group: %+v %v", plain.Vms[0].SecurityGroups, err)
+	}
+	if _, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, SubnetId: "subnet-00000000"}); code(err) != "5057" {
+		t.Errorf("unknown subnet: %v", err)
+	}
+	if _, err := e.svc.CreateVms(ctx, e.bob, &service.CreateVmsRequest{ImageId: img.ImageId, SecurityGroupIds: []string{sg.SecurityGroup.SecurityGroupId}}); err == nil {
+		t.Error("bob used joe's security group")
+	}
+	read := func(filters string) ([]*omi.Vm, error) {
+		var req service.ReadVmsRequest
+		if err := json.Unmarshal([]byte(`{"Filters":`+filters+`}`), &req); err != nil {
+			return nil, err
+		}
+		got, err := e.svc.ReadVms(ctx, e.joe, &req)
+		if err != nil {
+			return nil, err
+		}
+		return got.Vms, nil
+	}
+	if vms, err := read(`{"SecurityGroupNames":["web"]}`); err != nil || len(vms) != 1 {
+		t.Errorf("SecurityGroupNames filter: %d VMs, %v", len(vms), err)
+	}
+	if vms, err := read(`{"NicNicIds":["eni-12345678"]}`); err != nil || len(vms) != 0 {
+		t.Errorf("a filter on NICs (which omi VMs have none of) matched %d VMs, %v", len(vms), err)
+	}
+	if _, err := read(`{"NicNicIds":{"x":1}}`); err == nil {
+		t.Error("a wrong-typed filter was accepted")
+	}
+	if vms, err := read(`{"NicNicIds":[]}`); err != nil || len(vms) != 2 {
+		t.Errorf("an empty filter list constrains nothing: %d VMs, %v", len(vms), err)
+	}
 }

@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"math/rand/v2"
 	"slices"
 
@@ -33,7 +35,12 @@ type CreateVmsRequest struct {
 	MaxVmsCount                 *int            `json:"MaxVmsCount"`
 	MinVmsCount                 *int            `json:"MinVmsCount"`
 	Performance                 string          `json:"Performance"`
+	Nics                        []any           `json:"Nics"`
 	Placement                   *omi.Placement  `json:"Placement"`
+	PrivateIps                  []string        `json:"PrivateIps"`
+	SecurityGroupIds            []string        `json:"SecurityGroupIds"`
+	SecurityGroups              []string        `json:"SecurityGroups"`
+	SubnetId                    string          `json:"SubnetId"`
 	TpmEnabled                  *bool           `json:"TpmEnabled"`
 	UserData                    string          `json:"UserData"`
 	VmInitiatedShutdownBehavior string          `json:"VmInitiatedShutdownBehavior"`
@@ -97,6 +104,9 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	if shutdown != "stop" && shutdown != "restart" && shutdown != "terminate" {
 		return nil, omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
 	}
+	if len(in.Nics) > 0 || len(in.PrivateIps) > 0 {
+		return nil, omi.Errorf("8018", omi.TypeNotSupported, "Nics and PrivateIps are not supported by this server: VMs get one private address in their subnet")
+	}
 	if len(in.UserData) > 500<<10 {
 		return nil, omi.Invalid(omi.CodeValueLength, "UserData must be at most 500 KiB")
 	}
@@ -140,6 +150,10 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		if err != nil {
 			return err
 		}
+		netID, subnetID, groups, err := s.vmNetwork(tx, c, in, subregion)
+		if err != nil {
+			return err
+		}
 		bootMode := in.BootMode
 		if bootMode == "" {
 			bootMode = "legacy"
@@ -161,7 +175,7 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				PrivateIp: ip, PrivateDnsName: fmt.Sprintf("ip-%s.%s.compute.internal", dashes(ip), s.cfg.Region),
 				ProductCodes: slices.Clone(img.ProductCodes), ReservationId: reservation, RootDeviceName: img.RootDeviceName,
 				RootDeviceType: "ebs", TpmEnabled: tpm, UserData: in.UserData, VmInitiatedShutdownBehavior: shutdown,
-				IsSourceDestChecked: true, BsuOptimized: true}
+				IsSourceDestChecked: true, BsuOptimized: true, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
 			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
 				return err
 			}
@@ -201,6 +215,69 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		out[i] = vm.ForWire()
 	}
 	return &CreateVmsResponse{Vms: out}, nil
+}
+
+// vmNetwork resolves where a new VM is placed: in the public Cloud, or in
+// the caller's subnet SubnetId (of the default Net), with the security
+// groups given by id or name, else the default group of its scope.
+func (s *Service) vmNetwork(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, subregion string) (netID, subnetID string, groups []omi.SecurityGroup, err error) {
+	me := c.AccountID()
+	if in.SubnetId != "" {
+		for _, sn := range s.defaultSubnets(me) {
+			if sn.SubnetId == in.SubnetId {
+				netID, subnetID = sn.NetId, sn.SubnetId
+				if sn.SubregionName != subregion && in.Placement != nil && in.Placement.SubregionName != "" {
+					return "", "", nil, omi.Invalid(omi.CodeInvalidZone, "subnet %s is in %s, not %s", sn.SubnetId, sn.SubregionName, subregion)
+				}
+			}
+		}
+		if subnetID == "" {
+			return "", "", nil, omi.NotFound("5057", "The SubnetId '%s' doesn't exist.", in.SubnetId)
+		}
+	}
+	if err := ensureDefaultsTx(tx, me); err != nil {
+		return "", "", nil, err
+	}
+	add := func(g *omi.SecGroup) error {
+		if g.NetId != netID {
+			return omi.Invalid("4086", "security group %s is not in the VM's network", g.SecurityGroupId)
+		}
+		if !slices.ContainsFunc(groups, func(x omi.SecurityGroup) bool { return x.SecurityGroupId == g.SecurityGroupId }) {
+			groups = append(groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
+		}
+		return nil
+	}
+	for _, id := range in.SecurityGroupIds {
+		g, err := ownGroup(tx, c, id)
+		if err != nil {
+			return "", "", nil, err
+		}
+		if err := add(g); err != nil {
+			return "", "", nil, err
+		}
+	}
+	for _, name := range in.SecurityGroups {
+		g, err := groupInScope(tx, me, name, netID)
+		if err != nil {
+			return "", "", nil, err
+		}
+		if g == nil {
+			return "", "", nil, groupNotFound(name)
+		}
+		if err := add(g); err != nil {
+			return "", "", nil, err
+		}
+	}
+	if len(groups) == 0 {
+		g, err := groupInScope(tx, me, "default", netID)
+		if err != nil {
+			return "", "", nil, err
+		}
+		if g != nil {
+			groups = append(groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
+		}
+	}
+	return netID, subnetID, groups, nil
 }
 
 func dashes(ip string) string {
@@ -365,9 +442,71 @@ type FiltersVm struct {
 	VmStateCodes                         []int    `json:"VmStateCodes"`
 	VmStateNames                         []string `json:"VmStateNames"`
 	VmTypes                              []string `json:"VmTypes"`
+	NetIds                               []string `json:"NetIds"`
+	SubnetIds                            []string `json:"SubnetIds"`
+	SecurityGroupIds                     []string `json:"SecurityGroupIds"`
+	SecurityGroupNames                   []string `json:"SecurityGroupNames"`
+
+	// unsupported names filters of the spec about properties omi VMs
+	// never have (NICs, public IPs...): a non-empty one matches nothing.
+	unsupported []string
+}
+
+// vmFilterNoData are the FiltersVm keys of the spec that omi VMs have no
+// data for; a VM never matches them.
+var vmFilterNoData = map[string]bool{}
+
+func init() {
+	for _, k := range []string{"BlockDeviceMappingLinkDates", "CreationDates", "IsSourceDestChecked", "Lifecycles",
+		"NicAccountIds", "NicDescriptions", "NicIsSourceDestChecked", "NicLinkNicDeleteOnVmDeletion", "NicLinkNicDeviceNumbers",
+		"NicLinkNicLinkNicDates", "NicLinkNicLinkNicIds", "NicLinkNicStates", "NicLinkNicVmAccountIds", "NicLinkNicVmIds",
+		"NicLinkPublicIpAccountIds", "NicLinkPublicIpLinkPublicIpIds", "NicLinkPublicIpPublicIpIds", "NicLinkPublicIpPublicIps",
+		"NicMacAddresses", "NicNetIds", "NicNicIds", "NicPrivateIpsLinkPublicIpAccountIds", "NicPrivateIpsLinkPublicIpIds",
+		"NicPrivateIpsPrimaryIp", "NicPrivateIpsPrivateIps", "NicSecurityGroupIds", "NicSecurityGroupNames", "NicStates",
+		"NicSubnetIds", "NicSubregionNames", "Platforms", "PublicIps", "RootDeviceTypes", "StateReasonCodes",
+		"StateReasonMessages", "StateReasons", "VmSecurityGroupIds", "VmSecurityGroupNames"} {
+		vmFilterNoData[k] = true
+	}
+}
+
+// UnmarshalJSON decodes the implemented filters and type-checks the ones
+// omi VMs have no data for, noting those given so they match nothing.
+func (f *FiltersVm) UnmarshalJSON(b []byte) error {
+	type plain FiltersVm
+	if err := json.Unmarshal(b, (*plain)(f)); err != nil {
+		return err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for k, v := range raw {
+		if !vmFilterNoData[k] {
+			continue
+		}
+		var list []any
+		var flag bool
+		switch {
+		case string(v) == "null":
+		case json.Unmarshal(v, &list) == nil:
+			if len(list) > 0 {
+				f.unsupported = append(f.unsupported, k)
+			}
+		case json.Unmarshal(v, &flag) == nil:
+			f.unsupported = append(f.unsupported, k)
+		default:
+			return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf([]string{}), Field: "Filters." + k}
+		}
+	}
+	return nil
 }
 
 func (f *FiltersVm) match(v *omi.Vm) bool {
+	if len(f.unsupported) > 0 || !anyOf(f.NetIds, v.NetId) || !anyOf(f.SubnetIds, v.SubnetId) ||
+		(len(f.SecurityGroupIds) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.SecurityGroupIds, g.SecurityGroupId) })) ||
+		(len(f.SecurityGroupNames) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.SecurityGroupNames, g.SecurityGroupName) })) {
+		return false
+	}
 	if !anyOf(f.Architectures, v.Architecture) || !anyOf(f.BootModes, v.BootMode) || !anyOf(f.ClientTokens, v.ClientToken) ||
 		!anyOf(f.ImageIds, v.ImageId) || !anyOf(f.KeypairNames, v.KeypairName) || !anyOf(f.LaunchNumbers, v.LaunchNumber) ||
 		!anyOf(f.PrivateIps, v.PrivateIp) || !intersects(f.ProductCodes, v.ProductCodes) || !anyOf(f.ReservationIds, v.ReservationId) ||

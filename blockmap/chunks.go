@@ -172,7 +172,6 @@ func (m *Manager) storeChunksLocked(ctx context.Context, mp *Map) (*Root, []chun
 	return root, sums, nil
 }
 
-
 // markRoot reports the hashes a root keeps alive: its chunk blocks and the
 // data blocks they name. Chunks in seen were reported already (shared by
 // several maps) and are skipped; seen may be nil.

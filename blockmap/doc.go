@@ -70,9 +70,15 @@
 // the root: a Clone (snapshot, volume from snapshot, image) writes a root of
 // 2 KiB for a fully written 8 GiB volume and no chunk, since the source's
 // chunks are shared; a Flush after a small write stores one chunk block and
-// the root. The price is that loading a map reads its chunk blocks (from an
-// LRU of decoded chunks, then the block store, in parallel), and marking
-// reads every distinct chunk once.
+// the root. In memory, chunks are shared copy-on-write between maps and the
+// chunk cache, so copying a map (Clone, View) costs a pointer per chunk.
+//
+// The price: loading a map reads its chunk blocks (from an LRU of decoded
+// chunks, then the block store, in parallel); marking reads every distinct
+// chunk once; each save that changes a chunk leaves its previous version as
+// an 8 KiB garbage block until the next collection; and a flush adds the
+// durable Put of its changed chunks (on the local store, an fsync of a file
+// and a directory, in parallel) before the root save.
 //
 // Old map files (format version 1, the whole map in the file, written
 // before chunked maps) are read transparently as old-format roots; the next

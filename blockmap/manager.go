@@ -110,9 +110,9 @@ func NewManager(blocks blockstore.Store, maps RootStore, opts ...Option) *Manage
 		cfg:        cfg,
 		cache:      newLRU[[]byte](cfg.cacheBlocks),
 		chunkCache: newLRU[*chunk](cfg.cacheChunks),
-		devs:    make(map[string]*devState),
-		idLocks: make(map[string]*idLock),
-		fetches: make(map[blockstore.Hash]*fetch),
+		devs:       make(map[string]*devState),
+		idLocks:    make(map[string]*idLock),
+		fetches:    make(map[blockstore.Hash]*fetch),
 		// Read-ahead stays well inside the cache so prefetched blocks
 		// are still there when the reader arrives.
 		prefetchSlots: make(chan struct{}, max(1, min(cfg.workers, cfg.cacheBlocks/4))),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -225,5 +226,36 @@ func TestExportSparseSkipsHoles(t *testing.T) {
 	defer v.Close()
 	if n := v.Map().Allocated(); n != 3 {
 		t.Fatalf("imported map has %d blocks, want 3", n)
+	}
+}
+
+// cancelWriter cancels its context after n bytes, like DeleteExportTask
+// during an upload.
+type cancelWriter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelWriter) Write(p []byte) (int, error) {
+	if c.n -= len(p); c.n <= 0 {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+func TestExportCancel(t *testing.T) {
+	e := newEnv(t)
+	e.put(t, "snap-1", realistic(16<<20, 5))
+	for _, format := range []diskimage.Format{diskimage.FormatQcow2, diskimage.FormatRaw} {
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := transfer.ExportSnapshot(ctx, e.m, "snap-1", format, &cancelWriter{n: 1 << 20, cancel: cancel}, nil)
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: export after cancel: %v", format, err)
+		}
+	}
+	// The snapshot is intact and can be deleted (the view was released).
+	if err := e.m.Delete(context.Background(), "snap-1"); err != nil {
+		t.Fatal(err)
 	}
 }

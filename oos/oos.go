@@ -12,6 +12,13 @@
 // account acts as that account (buckets are owned by the account id, not by
 // the key that created them).
 //
+// Layout under Config.Dir: buckets/<bucket>/<key> are the objects as plain
+// files, buckets/<bucket>/.sgwtmp/multipart holds the parts of open multipart
+// uploads, and meta/ holds object metadata only on filesystems without user
+// extended attributes (elsewhere it is in xattrs). The backend does not
+// fsync: an acknowledged PUT survives a crash of the process (kill -9), not
+// necessarily a power loss.
+//
 // Two process-wide side effects come with the embedded gateway, and both are
 // why only one Server may exist per process at a time:
 //   - the POSIX backend changes the process working directory to its storage
@@ -35,9 +42,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/gofiber/fiber/v3"
+	"github.com/valyala/fasthttp"
 	"github.com/versity/versitygw/backend/meta"
 	"github.com/versity/versitygw/backend/posix"
 	"github.com/versity/versitygw/debuglogger"
@@ -98,7 +107,18 @@ type Server struct {
 	endpoint  string
 	closed    bool
 	listeners []net.Listener
+	conns     map[net.Conn]struct{} // open connections, for a forced close
 }
+
+// Connection timeouts. The header limit also bounds how long a connection
+// that never sends a request lives (an HTTP client's spare dial): without
+// it such a connection would hold Shutdown forever. Bodies get their own,
+// generous limit: a 5 GiB part on a slow link takes hours.
+const (
+	headerTimeout = 30 * time.Second
+	idleTimeout   = 90 * time.Second
+	bodyTimeout   = 24 * time.Hour
+)
 
 // instance enforces one Server per process (see the package comment).
 var instance atomic.Bool
@@ -186,7 +206,26 @@ func newServer(cfg Config) (*Server, error) {
 		_ = os.Chdir(prevWD)
 		return nil, err
 	}
-	return &Server{cfg: cfg, backend: be, api: api, app: app, prevWD: prevWD}, nil
+	s := &Server{cfg: cfg, backend: be, api: api, app: app, prevWD: prevWD, conns: map[net.Conn]struct{}{}}
+	hs := app.Server()
+	hs.ReadTimeout = headerTimeout
+	hs.IdleTimeout = idleTimeout
+	hs.HeaderReceived = func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+	}
+	hs.ConnState = s.trackConn
+	return s, nil
+}
+
+func (s *Server) trackConn(c net.Conn, state fasthttp.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch state {
+	case fasthttp.StateNew:
+		s.conns[c] = struct{}{}
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		delete(s.conns, c)
+	}
 }
 
 // fiberApp digs the HTTP application out of the gateway. s3api only offers
@@ -263,9 +302,10 @@ func (s *Server) Serve(l net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting connections, waits for in-flight requests until
-// ctx ends, closes the storage and restores the working directory, after
-// which a new Server may be created in this process.
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends; connections still open then are closed, cutting their
+// requests. It then closes the storage and restores the working directory,
+// after which a new Server may be created in this process.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -275,12 +315,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	listeners := s.listeners
 	s.mu.Unlock()
-	err := s.app.ShutdownWithContext(ctx)
+	var err error
+	if gerr := s.app.ShutdownWithContext(ctx); gerr != nil && !errors.Is(gerr, fiber.ErrNotRunning) && ctx.Err() == nil {
+		err = gerr
+	}
 	// A Serve that had not reached its accept loop yet must not start
 	// serving after Shutdown: closing its listener makes it return.
 	for _, l := range listeners {
 		_ = l.Close()
 	}
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
 	s.backend.Shutdown()
 	if werr := os.Chdir(s.prevWD); werr != nil && err == nil {
 		err = fmt.Errorf("oos: restore working directory: %w", werr)

@@ -108,7 +108,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "Endpoint() = %q, want %q\n", got, endpoint)
 		code = 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "shutdown:", err)
@@ -546,7 +546,6 @@ func TestConfigRequired(t *testing.T) {
 // same directory: objects survive, the working directory is restored, a
 // server that never served shuts down cleanly, and Start works.
 func TestRestart(t *testing.T) {
-	ctx := context.Background()
 	a := client(keyA1, secretA1)
 	mustBucket(t, a, "restart")
 	mustPut(t, a, "restart", "kept", []byte("still here"))
@@ -555,8 +554,23 @@ func TestRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Shutdown(ctx); err != nil {
+	// A connection that never sends a request (an HTTP client's spare dial)
+	// does not hold Shutdown past its context.
+	spare, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "http://"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer spare.Close()
+	start := time.Now()
+	if err := shutdownSoon(srv); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Shutdown took %v with an idle connection open", d)
+	}
+	spare.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := spare.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("spare connection still open after Shutdown: %v", err)
 	}
 	if !strings.HasPrefix(wd, storeDir) {
 		t.Errorf("working directory %s while serving, want the bucket root (versitygw's posix backend)", wd)
@@ -569,7 +583,7 @@ func TestRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := idle.Shutdown(ctx); err != nil {
+	if err := shutdownSoon(idle); err != nil {
 		t.Fatalf("shutdown of a server that never served: %v", err)
 	}
 
@@ -627,10 +641,18 @@ func TestKeysStayInsideTheStore(t *testing.T) {
 	}
 }
 
+// shutdownSoon shuts s down, cutting connections left after 2 s (a spare
+// connection of a client's pool never sends a request).
+func shutdownSoon(s *oos.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
 // restartOn replaces the package's server with one storing in dir.
 func restartOn(t *testing.T, dir string) {
 	t.Helper()
-	if err := srv.Shutdown(context.Background()); err != nil {
+	if err := shutdownSoon(srv); err != nil {
 		t.Fatal(err)
 	}
 	var err error

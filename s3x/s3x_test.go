@@ -63,7 +63,9 @@ func runMain(m *testing.M) int {
 	endpoint = "http://" + l.Addr().String()
 	go srv.Serve(l)
 	code := m.Run()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Short: a spare connection of the client's pool would otherwise be
+	// waited for (Shutdown closes it when ctx ends).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)

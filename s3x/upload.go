@@ -90,14 +90,39 @@ func (c *Client) Upload(ctx context.Context, bucket, key string, r io.Reader, op
 		// Abort even when ctx is what failed: the parts must not stay.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if _, aerr := c.s3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(bucket), Key: aws.String(key), UploadId: up.UploadId,
-		}); aerr != nil {
+		if aerr := c.abort(actx, bucket, key, up.UploadId); aerr != nil {
 			err = fmt.Errorf("%w (and abort failed: %v)", err, aerr)
 		}
 		return "", err
 	}
 	return etag, nil
+}
+
+// abort removes a multipart upload and its parts. A part still being
+// written by the server when the abort arrives can outlive it (the S3
+// documentation says an abort may have to be repeated), so the upload is
+// looked up again until it is gone.
+func (c *Client) abort(ctx context.Context, bucket, key string, id *string) error {
+	for attempt := 1; ; attempt++ {
+		_, err := c.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(bucket), Key: aws.String(key), UploadId: id,
+		})
+		if err != nil && !IsNotFound(err) {
+			return fmt.Errorf("s3x: abort upload of %s/%s: %w", bucket, key, err)
+		}
+		_, err = c.s3.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: id})
+		if IsNotFound(err) {
+			return nil
+		}
+		if attempt == 5 {
+			return fmt.Errorf("s3x: upload of %s/%s still present after %d aborts (%v)", bucket, key, attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("s3x: abort upload of %s/%s: %w", bucket, key, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 }
 
 type multipart struct {

@@ -62,7 +62,7 @@ type WriteFunc func(off int64, p []byte) error
 // Stats describes the bytes a decode went through.
 type Stats struct {
 	// ImageBytes is the length of the uncompressed image file (after
-	// gunzip), RawBytes the length of the input as read.
+	// gunzip), InputBytes the length of the input as read.
 	ImageBytes, InputBytes int64
 }
 

@@ -47,6 +47,16 @@ func repoRoot() string {
 type proc struct {
 	cmd      *exec.Cmd
 	api, nbd string
+	oos      string
+	// ak and sk sign the calls (joe's keys when empty).
+	ak, sk string
+}
+
+// as returns a copy of p that signs with another account's keys.
+func (p *proc) as(ak, sk string) *proc {
+	c := *p
+	c.ak, c.sk = ak, sk
+	return &c
 }
 
 func startOmi(t *testing.T, bin, data string) *proc {
@@ -111,8 +121,11 @@ func (p *proc) do(t *testing.T, name string, in any) *http.Response {
 	body, _ := json.Marshal(in)
 	req, _ := http.NewRequest("POST", "http://"+p.api+"/api/v1/"+name, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	s := sigv4.Signer{Algorithm: "OSC4-HMAC-SHA256", AccessKey: "11112211111110000000",
-		SecretKey: "0000001111112222223333334444445555555666", Region: "eu-west-2", Service: "api"}
+	ak, sk := p.ak, p.sk
+	if ak == "" {
+		ak, sk = "11112211111110000000", "0000001111112222223333334444445555555666"
+	}
+	s := sigv4.Signer{Algorithm: "OSC4-HMAC-SHA256", AccessKey: ak, SecretKey: sk, Region: "eu-west-2", Service: "api"}
 	if err := s.Sign(req, body, time.Now()); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/omiproject/omi/catalog"
 	"github.com/omiproject/omi/dataplane"
 	"github.com/omiproject/omi/metrics"
+	"github.com/omiproject/omi/oos"
 	"github.com/omiproject/omi/postgres"
 	"github.com/omiproject/omi/service"
 	"github.com/omiproject/omi/sqlite"
@@ -31,6 +32,7 @@ type node struct {
 	svc    *service.Service
 	mets   *metrics.Metrics
 	lock   *os.File
+	oos    *oos.Server
 }
 
 // openNode opens (creating if needed) the data directory. It takes an

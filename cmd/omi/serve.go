@@ -19,6 +19,7 @@ import (
 	"github.com/omiproject/omi/config"
 	"github.com/omiproject/omi/dataplane"
 	"github.com/omiproject/omi/nbd"
+	"github.com/omiproject/omi/oos"
 	"github.com/omiproject/omi/oapi"
 	"github.com/omiproject/omi/service"
 )
@@ -29,6 +30,10 @@ import (
 type serveFlags struct {
 	listen       string
 	store        string
+	oosListen    string
+	oosPublic    string
+	s3Endpoint   string
+	fetchAllow   string
 	nbdListen    string
 	catalog      bool
 	refusePublic bool
@@ -53,6 +58,10 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
 	fs.StringVar(&f.nbdListen, "nbd-listen", envOr("OMI_NBD_LISTEN", "127.0.0.1:10809"), "NBD address serving volumes by id; loopback only (env OMI_NBD_LISTEN; empty disables)")
 	fs.StringVar(&f.store, "store", envOr("OMI_STORE", ""), "metadata store: empty for SQLite in the data directory, or a postgres:// DSN (env OMI_STORE)")
+	fs.StringVar(&f.oosListen, "oos-listen", envOr("OMI_OOS_LISTEN", oos.DefaultListen), "built-in S3-compatible object storage address (env OMI_OOS_LISTEN; empty disables)")
+	fs.StringVar(&f.oosPublic, "oos-public-url", envOr("OMI_OOS_PUBLIC_URL", ""), "URL clients reach the built-in object storage at, for pre-signed URLs (env OMI_OOS_PUBLIC_URL; default http://<oos-listen>)")
+	fs.StringVar(&f.s3Endpoint, "s3-endpoint", envOr("OMI_S3_ENDPOINT", ""), "external S3 endpoint URL exports write to instead of the built-in object storage (env OMI_S3_ENDPOINT)")
+	fs.StringVar(&f.fetchAllow, "fetch-allow", envOr("OMI_FETCH_ALLOW", ""), "comma-separated host[:port] entries FileLocation URLs may be fetched from, besides this process's object storage and --s3-endpoint (env OMI_FETCH_ALLOW)")
 	fs.BoolVar(&f.catalog, "catalog", envOr("OMI_CATALOG", "true") == "true", "publish the official OMIs (Debian, Ubuntu, Rocky Linux, Windows) on first start (env OMI_CATALOG)")
 	fs.BoolVar(&f.refusePublic, "refuse-public-with-findings", envOr("OMI_REFUSE_PUBLIC_WITH_FINDINGS", "") == "true",
 		"refuse to make an OMI public unless its hygiene inspection found it clean (env OMI_REFUSE_PUBLIC_WITH_FINDINGS; config refuse_public_with_findings)")
@@ -126,6 +135,10 @@ func serve(args []string) error {
 			return err
 		}
 	}
+	if err := n.startObjectStorage(ctx, f, region, log); err != nil {
+		return err
+	}
+	defer n.stopObjectStorage()
 	svc.Start(ctx)
 	defer svc.Close()
 	if f.catalog {

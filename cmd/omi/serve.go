@@ -19,8 +19,8 @@ import (
 	"github.com/omiproject/omi/config"
 	"github.com/omiproject/omi/dataplane"
 	"github.com/omiproject/omi/nbd"
-	"github.com/omiproject/omi/oos"
 	"github.com/omiproject/omi/oapi"
+	"github.com/omiproject/omi/oos"
 	"github.com/omiproject/omi/service"
 )
 

@@ -226,7 +226,9 @@ func TestSnapshotExportRawAndImport(t *testing.T) {
 	a.call(t, "CreateSnapshotExportTask", map[string]any{"SnapshotId": snap.Snapshot.SnapshotId,
 		"OsuExport": map[string]any{"DiskImageFormat": "raw", "OsuBucket": "snaps", "OsuPrefix": "raw/"}}, &task)
 	waitFor(t, "the snapshot export", func() bool {
-		var out struct{ SnapshotExportTasks []struct{ State, Comment string } }
+		var out struct {
+			SnapshotExportTasks []struct{ State, Comment string }
+		}
 		a.call(t, "ReadSnapshotExportTasks", map[string]any{"Filters": map[string]any{"TaskIds": []string{task.SnapshotExportTask.TaskId}}}, &out)
 		if out.SnapshotExportTasks[0].State == "failed" {
 			t.Fatalf("export failed: %s", out.SnapshotExportTasks[0].Comment)
@@ -244,7 +246,9 @@ func TestSnapshotExportRawAndImport(t *testing.T) {
 	// A declared size smaller than the disk is refused; the right one imports.
 	var bad struct{ Snapshot struct{ SnapshotId string } }
 	a.call(t, "CreateSnapshot", map[string]any{"FileLocation": url, "SnapshotSize": 1 << 20}, &bad)
-	var imp struct{ Snapshot struct{ SnapshotId, State string } }
+	var imp struct {
+		Snapshot struct{ SnapshotId, State string }
+	}
 	a.call(t, "CreateSnapshot", map[string]any{"FileLocation": url, "SnapshotSize": 1 << 30, "Description": "imported"}, &imp)
 	if imp.Snapshot.State != "importing" {
 		t.Errorf("imported snapshot starts %s", imp.Snapshot.State)

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // benchSize is the object size of the throughput benchmarks.
@@ -29,6 +31,27 @@ func benchBytes() []byte {
 	return benchData
 }
 
+// cpuTime is the CPU time (user+system) of this process so far: client and
+// server both run here, so per-operation CPU cost is independent of what
+// else shares the machine, unlike wall-clock throughput.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds CPU milliseconds per operation and MB per CPU-second.
+func reportCPU(b *testing.B, start time.Duration) {
+	used := cpuTime() - start
+	if used <= 0 || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(used.Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(benchSize)*float64(b.N)/1e6/used.Seconds(), "MB/cpu-s")
+}
+
 // onlyReader hides bytes.Reader's Seek and WriterTo: Upload sees what it
 // sees in an export, a stream of unknown length.
 type onlyReader struct{ r io.Reader }
@@ -43,11 +66,13 @@ func BenchmarkUpload256MiB(b *testing.B) {
 	bucket(b, c, "bench")
 	b.SetBytes(benchSize)
 	b.ResetTimer()
+	cpu := cpuTime()
 	for i := 0; i < b.N; i++ {
 		if _, err := c.Upload(context.Background(), "bench", "up", onlyReader{bytes.NewReader(data)}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkDownload256MiB: one GET of a 256 MiB object from the built-in
@@ -61,6 +86,8 @@ func BenchmarkDownload256MiB(b *testing.B) {
 	}
 	b.SetBytes(benchSize)
 	b.ResetTimer()
+	cpu := cpuTime()
+	defer reportCPU(b, cpu)
 	for i := 0; i < b.N; i++ {
 		body, size, err := c.Open(context.Background(), "bench", "down")
 		if err != nil {
@@ -88,6 +115,8 @@ func BenchmarkLocalFile256MiB(b *testing.B) {
 			path := filepath.Join(b.TempDir(), "f")
 			b.SetBytes(benchSize)
 			b.ResetTimer()
+			cpu := cpuTime()
+			defer reportCPU(b, cpu)
 			for i := 0; i < b.N; i++ {
 				f, err := os.Create(path)
 				if err != nil {

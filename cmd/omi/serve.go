@@ -92,6 +92,12 @@ func serve(args []string) error {
 		}
 		return err
 	}
+	// The built-in object storage changes the process's working directory
+	// (versitygw's POSIX backend resolves objects relative to it), so every
+	// path is made absolute first.
+	if f.data, err = filepath.Abs(f.data); err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)

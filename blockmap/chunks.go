@@ -130,9 +130,12 @@ func (m *Manager) loadMap(ctx context.Context, id string) (*Map, error) {
 // storeChunksLocked stores, durably, every allocated chunk of mp whose block
 // is not known to be stored, and returns the root naming them, the new
 // chunk hashes (pinned: the caller unpins them once the root is saved or
-// abandoned). The caller holds the gate shared, which makes each Put and
-// its Pin atomic with respect to the start of a marking, and keeps mp from
-// changing meanwhile.
+// abandoned). The caller holds the gate shared from these Puts to the root
+// save, so no marking can start in between: a marking already running keeps
+// the new chunk blocks by their written time, a later one sees the root. The
+// pins are therefore a second guard, kept so that the rule "a block Put but
+// not yet named by a saved root is pinned" holds for chunk blocks too if the
+// gate is ever narrowed. The caller also keeps mp from changing meanwhile.
 func (m *Manager) storeChunksLocked(ctx context.Context, mp *Map) (*Root, []chunkSum, error) {
 	root := &Root{size: mp.size, chunks: make([]blockstore.Hash, len(mp.chunks))}
 	var todo []int

@@ -337,3 +337,36 @@ func TestOldFormatMap(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveLoadedMapAfterCollection saves, under a new id, a map loaded
+// before its source changed and its old chunk was collected: Save must
+// store the chunk again rather than name a freed block.
+func TestSaveLoadedMapAfterCollection(t *testing.T) {
+	ctx := context.Background()
+	e := mustEnv(t, "")
+	mustCreate(t, e, "vol-1", 2*bs)
+	d := mustOpen(t, e, "vol-1")
+	fillBlock(t, d, 0, 1)
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := e.maps.Load(ctx, "vol-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillBlock(t, d, 1, 2) // replaces chunk 0
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := collect(t, e); st.Freed != 1 {
+		t.Fatalf("collection %+v, want the old chunk freed", st)
+	}
+	if err := e.maps.Save(ctx, "vol-2", loaded); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, e)
+	data := readAll(t, mustEnv(t, e.dir), "vol-2")
+	if blockValue(data) != 1 || blockValue(data[bs:]) != 0 {
+		t.Fatal("vol-2 does not read as the loaded map")
+	}
+}

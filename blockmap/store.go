@@ -170,11 +170,16 @@ func (s *DirStore) Load(ctx context.Context, id string) (*Map, error) {
 // Save implements [MapStore.Save]: the owning Manager stores the chunk
 // blocks of mp, then the root. It bypasses the Manager's open devices: use
 // it only for ids no Device has open.
+//
+// Every chunk is Put again, even one mp was loaded with: the root that named
+// it may have been replaced since and the chunk collected.
 func (s *DirStore) Save(ctx context.Context, id string, mp *Map) error {
 	m, err := s.manager()
 	if err != nil {
 		return err
 	}
+	mp = mp.Clone()
+	clear(mp.sums)
 	_, err = m.saveMap(ctx, id, mp)
 	return err
 }

@@ -357,6 +357,14 @@ func (s *Service) runExport(ctx context.Context, id string) {
 		}
 		return
 	}
+	if len(t.Objects) > 0 {
+		// A previous attempt was interrupted (the process stopped or
+		// died): remove what it wrote, then redo the export from the start.
+		s.removeObjects(ctx, id)
+		if t, err = s.loadTask(ctx, id); err != nil || t.Done() {
+			return
+		}
+	}
 	start := time.Now()
 	url, err := s.export(ctx, t)
 	if ctx.Err() != nil {
@@ -370,7 +378,7 @@ func (s *Service) runExport(ctx context.Context, id string) {
 			t.State, t.Comment = omi.TaskFailed, "Export failed: "+clientMessage(err)
 			return nil
 		})
-		s.cleanupTask(ctx, id)
+		s.removeObjects(ctx, id)
 		s.observeTask("export", omi.TaskFailed, start)
 		return
 	}
@@ -437,6 +445,12 @@ func (s *Service) export(ctx context.Context, t *omi.ExportTask) (string, error)
 // cleanupTask removes the objects of a cancelled or failed task, waiting
 // for its job to stop first.
 func (s *Service) cleanupTask(ctx context.Context, id string) {
+	s.waitJob(ctx, id)
+	s.removeObjects(ctx, id)
+}
+
+// waitJob waits until the job of id no longer runs in this process.
+func (s *Service) waitJob(ctx context.Context, id string) {
 	for {
 		s.jobs.mu.Lock()
 		_, running := s.jobs.running[id]
@@ -450,6 +464,11 @@ func (s *Service) cleanupTask(ctx context.Context, id string) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// removeObjects deletes the objects a task recorded and forgets them. The
+// export job calls it directly; others go through cleanupTask.
+func (s *Service) removeObjects(ctx context.Context, id string) {
 	t, err := s.loadTask(ctx, id)
 	if err != nil || len(t.Objects) == 0 {
 		return
@@ -605,6 +624,14 @@ func (s *Service) runImport(ctx context.Context, id string) {
 			sn.Progress = pct
 			return omi.Put(tx, sn)
 		})
+	}
+	// A snapshot still importing has no complete data: drop what an
+	// interrupted attempt may have left, and import from the start.
+	if s.data != nil {
+		if err := s.data.Delete(ctx, id); err != nil {
+			s.log.Warn("drop partial import", "snapshot", id, "err", err)
+			return
+		}
 	}
 	start := time.Now()
 	err := s.xfer.ImportDisk(ctx, sn.ImportURL, id, sn.SizeBytes, sn.ImportSHA256, progress)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 
 	"github.com/omiproject/omi"

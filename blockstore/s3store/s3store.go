@@ -29,8 +29,10 @@
 // round to it too), so the store reports the end of that second: the time a
 // block is said to be written is never earlier than the real one, which is
 // the safe direction for the garbage collector (a block is at worst kept one
-// more collection). LastModified comes from the S3 server's clock: the
-// collector must allow for the skew between it and the omi nodes.
+// more collection). LastModified comes from the S3 server's clock while the
+// collector's cutoff comes from a node's: [Options.ClockSkew] is added to
+// every written time so that a server clock running behind cannot make a
+// fresh block look older than the cutoff.
 //
 // # Conditional delete
 //
@@ -120,6 +122,13 @@ type Options struct {
 	Concurrency int
 	// Refresh selects how a re-Put moves the written time.
 	Refresh Refresh
+	// ClockSkew is the most the S3 server's clock may run behind the omi
+	// nodes' clocks; it is added to every written time the store reports.
+	// Zero suits the built-in endpoint (same host, same clock); for an
+	// external service a minute or more costs nothing but keeping garbage
+	// written within that window for one more collection. Negative values
+	// are refused.
+	ClockSkew time.Duration
 }
 
 // Store keeps blocks in an S3 bucket. It is safe for concurrent use.
@@ -128,6 +137,7 @@ type Store struct {
 	bucket  string
 	prefix  string // "" or ending in "/"
 	refresh Refresh
+	skew    time.Duration
 	// noCopy is set once the service refused an in-place copy (RefreshCopy
 	// then degrades to rewriting).
 	noCopy atomic.Bool
@@ -154,6 +164,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if prefix != "" {
 		prefix += "/"
 	}
+	if o.ClockSkew < 0 {
+		return nil, fmt.Errorf("s3store: negative clock skew %v", o.ClockSkew)
+	}
 	if o.Refresh != RefreshRewrite && o.Refresh != RefreshCopy {
 		return nil, fmt.Errorf("s3store: unknown refresh mode %d", o.Refresh)
 	}
@@ -176,7 +189,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	return &Store{s3: c.S3(), bucket: o.Bucket, prefix: prefix, refresh: o.Refresh,
-		codec: cd, sem: make(chan struct{}, n)}, nil
+		skew: o.ClockSkew, codec: cd, sem: make(chan struct{}, n)}, nil
 }
 
 // Key returns the object key of block h. Tests use it to damage blocks;
@@ -376,17 +389,18 @@ func (s *Store) head(ctx context.Context, h blockstore.Hash) (time.Time, error) 
 	if err != nil {
 		return time.Time{}, err
 	}
-	return writtenTime(out.LastModified), nil
+	return s.writtenTime(out.LastModified), nil
 }
 
 // writtenTime turns a LastModified into the written time the store reports:
-// the end of its second (see the package documentation). Listings and HEAD
-// responses may differ in precision; both map to the same value.
-func writtenTime(lm *time.Time) time.Time {
+// the end of its second plus the allowed clock skew (see the package
+// documentation). Listings and HEAD responses may differ in precision; both
+// map to the same value.
+func (s *Store) writtenTime(lm *time.Time) time.Time {
 	if lm == nil {
 		return time.Time{}
 	}
-	return lm.Truncate(time.Second).Add(time.Second)
+	return lm.Truncate(time.Second).Add(time.Second + s.skew)
 }
 
 func (s *Store) deleteObject(ctx context.Context, h blockstore.Hash) error {
@@ -461,7 +475,7 @@ func (s *Store) Walk(ctx context.Context, fn func(h blockstore.Hash, written tim
 			if !ok {
 				continue
 			}
-			if err := fn(h, writtenTime(o.LastModified)); err != nil {
+			if err := fn(h, s.writtenTime(o.LastModified)); err != nil {
 				return err
 			}
 		}

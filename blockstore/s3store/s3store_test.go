@@ -290,6 +290,31 @@ func TestRefreshCopyFallsBackToRewrite(t *testing.T) {
 	}
 }
 
+// ClockSkew makes blocks look younger by that much, in Walk and in the
+// conditional delete alike.
+func TestClockSkew(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, Options{ClockSkew: time.Minute})
+	h, err := s.Put(ctx, []byte("skewed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm := lastModified(t, s, h)
+	var w time.Time
+	if err := s.Walk(ctx, func(_ blockstore.Hash, written time.Time) error { w = written; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := lm.Truncate(time.Second).Add(time.Minute + time.Second); !w.Equal(want) {
+		t.Fatalf("written time %v, want %v (LastModified %v + 1 s + skew)", w, want, lm)
+	}
+	if del, err := s.DeleteIfWrittenBefore(ctx, h, time.Now().Add(30*time.Second)); err != nil || del {
+		t.Fatalf("DeleteIfWrittenBefore(now+30s) = %v, %v; want kept", del, err)
+	}
+	if del, err := s.DeleteIfWrittenBefore(ctx, h, w.Add(time.Nanosecond)); err != nil || !del {
+		t.Fatalf("DeleteIfWrittenBefore(written+1ns) = %v, %v; want deleted", del, err)
+	}
+}
+
 // Walk ignores keys that are not blocks of this layout and blocks of other
 // prefixes.
 func TestWalkSkipsForeignKeys(t *testing.T) {
@@ -335,6 +360,7 @@ func TestOpenErrors(t *testing.T) {
 		"bad key":        {Endpoint: endpoint, Region: region, AccessKey: "AKNOPENOPENOPENOPENO", SecretKey: testSecret, Bucket: testBucket},
 		"bad prefix":     {Endpoint: endpoint, Region: region, AccessKey: testKey, SecretKey: testSecret, Bucket: testBucket, Prefix: "a b"},
 		"no region":      {Endpoint: endpoint, AccessKey: testKey, SecretKey: testSecret, Bucket: testBucket},
+		"negative skew":  {Endpoint: endpoint, Region: region, AccessKey: testKey, SecretKey: testSecret, Bucket: testBucket, ClockSkew: -time.Second},
 		"bad refresh":    {Endpoint: endpoint, Region: region, AccessKey: testKey, SecretKey: testSecret, Bucket: testBucket, Refresh: 7},
 	} {
 		if s, err := Open(ctx, o); err == nil {

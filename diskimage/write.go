@@ -110,7 +110,7 @@ type qcow2Layout struct {
 	hdr         qcow2Header
 	cs          int64 // cluster size
 	runs        []clusterRun
-	dataCount   int64 // allocated data clusters
+	dataCount   int64   // allocated data clusters
 	l2Index     []int64 // L1 indices that have an L2 table, ascending
 	l1Clusters  int64
 	rtClusters  int64 // refcount table

@@ -389,3 +389,50 @@ func TestOversizedPut(t *testing.T) {
 		t.Fatal("oversized Put accepted")
 	}
 }
+
+// A re-Put racing the sweep's conditional delete of the same block must
+// leave the block stored, whichever runs first: the per-hash lock keeps the
+// delete's HEAD and DELETE together. Without it, HEAD (old time), PUT,
+// DELETE loses a block whose Put succeeded.
+func TestRePutRacesConditionalDelete(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, Options{})
+	const n = 64
+	blocks := make([][]byte, n)
+	for i := range blocks {
+		blocks[i] = blocktest.Data(blocktest.KindText, uint64(100+i), 20000)
+		if _, err := s.Put(ctx, blocks[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // the first writes are now older than cutoff
+	cutoff := time.Now()
+	errs := make(chan error, 2*n)
+	for _, d := range blocks {
+		h := blockstore.Sum(d)
+		go func() {
+			_, err := s.DeleteIfWrittenBefore(ctx, h, cutoff)
+			errs <- err
+		}()
+		go func() {
+			_, err := s.Put(ctx, d)
+			errs <- err
+		}()
+	}
+	for range 2 * n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := 0
+	for _, d := range blocks {
+		if ok, err := s.Has(ctx, blockstore.Sum(d)); err != nil {
+			t.Fatal(err)
+		} else if !ok {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d blocks lost although their re-Put succeeded", lost, n)
+	}
+}

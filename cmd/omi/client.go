@@ -119,7 +119,10 @@ func catalogCmd(args []string) error {
 	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := openNode(ctx, *data, envOr("OMI_STORE", ""), service.Config{Region: envOr("OMI_REGION", "eu-west-2")}, log)
+	n, err := openNode(ctx, *data, envOr("OMI_STORE", ""), blockConfig{kind: envOr("OMI_BLOCKSTORE", "local"),
+		endpoint: os.Getenv("OMI_BLOCKSTORE_S3_ENDPOINT"), region: os.Getenv("OMI_BLOCKSTORE_S3_REGION"),
+		bucket: os.Getenv("OMI_BLOCKSTORE_S3_BUCKET"), prefix: envOr("OMI_BLOCKSTORE_S3_PREFIX", "blocks"),
+		accessKey: os.Getenv("OMI_BLOCKSTORE_S3_ACCESS_KEY"), secretKey: os.Getenv("OMI_BLOCKSTORE_S3_SECRET_KEY")}, service.Config{Region: envOr("OMI_REGION", "eu-west-2")}, log)
 	if err != nil {
 		return err
 	}

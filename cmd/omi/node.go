@@ -3,16 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/blockmap"
 	"github.com/omiproject/omi/blockstore"
 	"github.com/omiproject/omi/blockstore/local"
+	"github.com/omiproject/omi/blockstore/s3store"
 	"github.com/omiproject/omi/catalog"
 	"github.com/omiproject/omi/dataplane"
 	"github.com/omiproject/omi/metrics"
@@ -25,20 +28,20 @@ import (
 // node is one omi process's state over a data directory: the metadata
 // store, the block store, block maps, and the service on top.
 type node struct {
-	store  omi.Store
-	local  *local.Store
-	blocks blockstore.Store
-	plane  *dataplane.Plane
-	svc    *service.Service
-	mets   *metrics.Metrics
-	lock   *os.File
-	oos    *oos.Server
+	store   omi.Store
+	backend io.Closer // the block store backend, closed last
+	blocks  blockstore.Store
+	plane   *dataplane.Plane
+	svc     *service.Service
+	mets    *metrics.Metrics
+	lock    *os.File
+	oos     *oos.Server
 }
 
 // openNode opens (creating if needed) the data directory. It takes an
 // exclusive lock on it: one process at a time owns a data directory, since
 // the block map manager keeps state in memory.
-func openNode(ctx context.Context, dataDir, storeDSN string, cfg service.Config, log *slog.Logger) (*node, error) {
+func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConfig, cfg service.Config, log *slog.Logger) (*node, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -56,11 +59,13 @@ func openNode(ctx context.Context, dataDir, storeDSN string, cfg service.Config,
 		n.Close()
 		return nil, err
 	}
-	if n.local, err = local.Open(filepath.Join(dataDir, "blocks")); err != nil {
+	backend, err := openBlocks(ctx, dataDir, blocksCfg, cfg.Region)
+	if err != nil {
 		n.Close()
 		return nil, err
 	}
-	n.blocks = n.mets.Blocks(n.local)
+	n.backend = backend
+	n.blocks = n.mets.Blocks(backend)
 	maps, err := blockmap.NewDirStore(filepath.Join(dataDir, "maps"))
 	if err != nil {
 		n.Close()
@@ -72,6 +77,33 @@ func openNode(ctx context.Context, dataDir, storeDSN string, cfg service.Config,
 	n.svc.SetInspector(n.plane)
 	n.svc.SetTaskObserver(n.mets.ObserveTask)
 	return n, nil
+}
+
+// blockConfig selects the block store backend: the data directory
+// (default) or a bucket of an S3 service.
+type blockConfig struct {
+	kind      string // "local" or "s3"
+	endpoint  string
+	region    string
+	bucket    string
+	prefix    string
+	accessKey string
+	secretKey string
+	clockSkew time.Duration
+}
+
+func openBlocks(ctx context.Context, dataDir string, c blockConfig, region string) (blockstore.Store, error) {
+	switch c.kind {
+	case "", "local":
+		return local.Open(filepath.Join(dataDir, "blocks"))
+	case "s3":
+		if c.region == "" {
+			c.region = region
+		}
+		return s3store.Open(ctx, s3store.Options{Endpoint: c.endpoint, Region: c.region, Bucket: c.bucket, Prefix: c.prefix,
+			AccessKey: c.accessKey, SecretKey: c.secretKey, ClockSkew: c.clockSkew})
+	}
+	return nil, fmt.Errorf("--blockstore %q: use local or s3", c.kind)
 }
 
 // openStore opens the metadata store: SQLite in the data directory by
@@ -89,8 +121,8 @@ func openStore(ctx context.Context, dataDir, dsn string) (omi.Store, error) {
 
 // Close releases everything; the service must be closed first.
 func (n *node) Close() {
-	if n.local != nil {
-		n.local.Close()
+	if n.backend != nil {
+		n.backend.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

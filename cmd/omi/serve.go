@@ -30,6 +30,7 @@ import (
 type serveFlags struct {
 	listen       string
 	store        string
+	blocks       blockConfig
 	oosListen    string
 	oosPublic    string
 	s3Endpoint   string
@@ -58,6 +59,18 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
 	fs.StringVar(&f.nbdListen, "nbd-listen", envOr("OMI_NBD_LISTEN", "127.0.0.1:10809"), "NBD address serving volumes by id; loopback only (env OMI_NBD_LISTEN; empty disables)")
 	fs.StringVar(&f.store, "store", envOr("OMI_STORE", ""), "metadata store: empty for SQLite in the data directory, or a postgres:// DSN (env OMI_STORE)")
+	fs.StringVar(&f.blocks.kind, "blockstore", envOr("OMI_BLOCKSTORE", "local"), "block store: local (the data directory) or s3 (env OMI_BLOCKSTORE)")
+	fs.StringVar(&f.blocks.endpoint, "blockstore-s3-endpoint", envOr("OMI_BLOCKSTORE_S3_ENDPOINT", ""), "S3 endpoint URL of the block bucket; empty means AWS (env OMI_BLOCKSTORE_S3_ENDPOINT)")
+	fs.StringVar(&f.blocks.region, "blockstore-s3-region", envOr("OMI_BLOCKSTORE_S3_REGION", ""), "signing region of the block bucket; default: --region (env OMI_BLOCKSTORE_S3_REGION)")
+	fs.StringVar(&f.blocks.bucket, "blockstore-s3-bucket", envOr("OMI_BLOCKSTORE_S3_BUCKET", ""), "bucket holding the blocks; it must exist (env OMI_BLOCKSTORE_S3_BUCKET)")
+	fs.StringVar(&f.blocks.prefix, "blockstore-s3-prefix", envOr("OMI_BLOCKSTORE_S3_PREFIX", "blocks"), "key prefix of the blocks (env OMI_BLOCKSTORE_S3_PREFIX)")
+	skew, err := time.ParseDuration(envOr("OMI_BLOCKSTORE_S3_CLOCK_SKEW", "0s"))
+	if err != nil {
+		return nil, fmt.Errorf("OMI_BLOCKSTORE_S3_CLOCK_SKEW: %w", err)
+	}
+	fs.DurationVar(&f.blocks.clockSkew, "blockstore-s3-clock-skew", skew, "how far the S3 server's clock may lag omi's, for garbage collection; 1m is prudent for external services (env OMI_BLOCKSTORE_S3_CLOCK_SKEW)")
+	// Credentials come from the environment only, so they do not show in ps.
+	f.blocks.accessKey, f.blocks.secretKey = os.Getenv("OMI_BLOCKSTORE_S3_ACCESS_KEY"), os.Getenv("OMI_BLOCKSTORE_S3_SECRET_KEY")
 	fs.StringVar(&f.oosListen, "oos-listen", envOr("OMI_OOS_LISTEN", oos.DefaultListen), "built-in S3-compatible object storage address (env OMI_OOS_LISTEN; empty disables)")
 	fs.StringVar(&f.oosPublic, "oos-public-url", envOr("OMI_OOS_PUBLIC_URL", ""), "URL clients reach the built-in object storage at, for pre-signed URLs (env OMI_OOS_PUBLIC_URL; default http://<oos-listen>)")
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", envOr("OMI_S3_ENDPOINT", ""), "external S3 endpoint URL exports write to instead of the built-in object storage (env OMI_S3_ENDPOINT)")
@@ -126,7 +139,7 @@ func serve(args []string) error {
 	}
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
-	n, err := openNode(ctx, f.data, f.store, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
+	n, err := openNode(ctx, f.data, f.store, f.blocks, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
 		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts()}, log)
 	if err != nil {
 		return err

@@ -10,7 +10,8 @@
 //
 // # Object format
 //
-// Each file starts with a 12-byte header followed by the payload:
+// Each file holds one block in the encoding of package blockcodec, shared with
+// the other backends: a 12-byte header followed by the payload:
 //
 //	offset 0  magic "OMIB"
 //	offset 4  format version (1)
@@ -37,21 +38,18 @@ package local
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/blockstore/blockcodec"
 )
 
 // MaxBlockSize is the largest block Put accepts. It is far above
@@ -60,24 +58,19 @@ import (
 const MaxBlockSize = 16 << 20
 
 const (
-	headerSize    = 12
-	formatVersion = 1
-	flagZstd      = 1 << 0
-	tempPrefix    = ".tmp-"
+	headerSize = blockcodec.HeaderSize
+	tempPrefix = ".tmp-"
 	// staleTemp is the age after which Walk removes temporary files left by
 	// a crashed writer; no healthy Put takes anywhere near this long.
 	staleTemp = time.Hour
 )
 
-var magic = [4]byte{'O', 'M', 'I', 'B'}
-
 // Store is a directory of zstd-compressed, SHA-256-named blocks. It is safe
 // for concurrent use. Several Stores must not share a directory: the atomicity
 // of DeleteIfWrittenBefore against Put holds within one Store only.
 type Store struct {
-	dir string
-	enc *zstd.Encoder
-	dec *zstd.Decoder
+	dir   string
+	codec *blockcodec.Codec
 	// locks serialise a re-Put's refresh of the written time with a
 	// conditional delete of the same block (striped by the hash's first byte).
 	locks [256]sync.Mutex
@@ -109,25 +102,11 @@ func Open(dir string) (*Store, error) {
 			return nil, fmt.Errorf("local: open %s: %w", dir, err)
 		}
 	}
-	// EncodeAll and DecodeAll are safe for concurrent use; each call borrows
-	// one of GOMAXPROCS internal states, which matches the CPU we can use.
-	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithEncoderCRC(false), // content is verified by SHA-256
-		zstd.WithZeroFrames(true))
+	codec, err := blockcodec.New(MaxBlockSize)
 	if err != nil {
-		return nil, fmt.Errorf("local: zstd encoder: %w", err)
+		return nil, fmt.Errorf("local: %w", err)
 	}
-	dec, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithDecoderMaxMemory(MaxBlockSize),
-		zstd.WithDecodeAllCapLimit(true))
-	if err != nil {
-		enc.Close()
-		return nil, fmt.Errorf("local: zstd decoder: %w", err)
-	}
-	return &Store{dir: dir, enc: enc, dec: dec}, nil
+	return &Store{dir: dir, codec: codec}, nil
 }
 
 // Dir returns the directory the store keeps its blocks in.
@@ -170,7 +149,7 @@ func (s *Store) Put(ctx context.Context, data []byte) (blockstore.Hash, error) {
 
 	bp := s.getBuf()
 	defer s.bufs.Put(bp)
-	obj := s.encode(data, (*bp)[:0])
+	obj := s.codec.Encode(data, (*bp)[:0])
 	*bp = obj[:0]
 	if err := s.writeFile(path, obj); err != nil {
 		return h, fmt.Errorf("local: put %s: %w", h, err)
@@ -184,24 +163,6 @@ func (s *Store) getBuf() *[]byte {
 	}
 	b := make([]byte, 0, headerSize+blockstore.BlockSize+blockstore.BlockSize/8)
 	return &b
-}
-
-// encode appends the header and payload for data to dst.
-func (s *Store) encode(data, dst []byte) []byte {
-	var hdr [headerSize]byte
-	copy(hdr[:4], magic[:])
-	hdr[4] = formatVersion
-	binary.LittleEndian.PutUint32(hdr[8:], uint32(len(data)))
-	dst = append(dst[:0], hdr[:]...)
-	if len(data) > 0 {
-		comp := s.enc.EncodeAll(data, dst)
-		if len(comp)-headerSize <= len(data)-len(data)/16 {
-			comp[5] = flagZstd
-			return comp
-		}
-		dst = comp[:headerSize]
-	}
-	return append(dst, data...)
 }
 
 // writeFile durably creates path with content obj: temp file, mtime, fsync,
@@ -265,7 +226,7 @@ func (s *Store) Get(ctx context.Context, h blockstore.Hash, dst []byte) ([]byte,
 		return nil, fmt.Errorf("local: get %s: %w", h, err)
 	}
 	*bp = obj[:0]
-	out, err := s.decode(obj, dst)
+	out, err := s.codec.Decode(obj, dst)
 	if err != nil {
 		return nil, fmt.Errorf("local: get %s: %w: %w", h, blockstore.ErrCorrupt, err)
 	}
@@ -301,46 +262,6 @@ func readFile(path string, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
-}
-
-// decode checks the header of obj and returns the block content in dst.
-func (s *Store) decode(obj, dst []byte) ([]byte, error) {
-	if len(obj) < headerSize {
-		return nil, fmt.Errorf("object of %d bytes is shorter than its header", len(obj))
-	}
-	if [4]byte(obj[:4]) != magic {
-		return nil, errors.New("bad magic")
-	}
-	if obj[4] != formatVersion {
-		return nil, fmt.Errorf("unknown format version %d", obj[4])
-	}
-	flags := obj[5]
-	if flags&^flagZstd != 0 || obj[6] != 0 || obj[7] != 0 {
-		return nil, fmt.Errorf("unknown flags %#x", obj[5:8])
-	}
-	n := int(binary.LittleEndian.Uint32(obj[8:12]))
-	if n > MaxBlockSize {
-		return nil, fmt.Errorf("declared length %d exceeds %d", n, MaxBlockSize)
-	}
-	payload := obj[headerSize:]
-	if cap(dst) < n {
-		dst = make([]byte, 0, n)
-	}
-	if flags&flagZstd == 0 {
-		if len(payload) != n {
-			return nil, fmt.Errorf("raw payload of %d bytes, header says %d", len(payload), n)
-		}
-		return append(dst[:0], payload...), nil
-	}
-	// The cap limit makes the decoder fail rather than write past n bytes.
-	out, err := s.dec.DecodeAll(payload, dst[:0:n])
-	if err != nil {
-		return nil, fmt.Errorf("zstd: %w", err)
-	}
-	if len(out) != n {
-		return nil, fmt.Errorf("decoded %d bytes, header says %d", len(out), n)
-	}
-	return out, nil
 }
 
 // Has implements [blockstore.Store.Has].
@@ -451,7 +372,6 @@ func (s *Store) Walk(ctx context.Context, fn func(h blockstore.Hash, written tim
 
 // Close releases the compressor and decompressor state.
 func (s *Store) Close() error {
-	s.enc.Close()
-	s.dec.Close()
+	s.codec.Close()
 	return nil
 }

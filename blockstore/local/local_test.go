@@ -56,7 +56,7 @@ func TestFormat(t *testing.T) {
 		if string(obj[:4]) != "OMIB" || obj[4] != 1 {
 			t.Fatalf("%s: bad header % x", tc.name, obj[:12])
 		}
-		if got := obj[5] == flagZstd; got != tc.compressed {
+		if got := obj[5] == 1; got != tc.compressed { // flag bit 0: zstd payload
 			t.Fatalf("%s: compressed flag = %v, want %v", tc.name, got, tc.compressed)
 		}
 		if tc.compressed && len(obj) > len(tc.data)/4 {

@@ -62,6 +62,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/blockstore/blockcodec"
 	"github.com/omiproject/omi/s3x"
 )
 
@@ -71,7 +72,7 @@ import (
 const MaxBlockSize = 16 << 20
 
 // maxObjectSize bounds the encoded size Get reads: header plus a raw payload.
-const maxObjectSize = headerSize + MaxBlockSize
+const maxObjectSize = blockcodec.HeaderSize + MaxBlockSize
 
 // DefaultConcurrency is the default bound on requests in flight per Store.
 const DefaultConcurrency = 32
@@ -141,7 +142,7 @@ type Store struct {
 	// noCopy is set once the service refused an in-place copy (RefreshCopy
 	// then degrades to rewriting).
 	noCopy atomic.Bool
-	codec  *codec
+	codec  *blockcodec.Codec
 	sem    chan struct{}
 	locks  [numLocks]sync.RWMutex
 	bufs   sync.Pool // *[]byte scratch for encoded objects
@@ -184,7 +185,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if n <= 0 {
 		n = DefaultConcurrency
 	}
-	cd, err := newCodec()
+	cd, err := blockcodec.New(MaxBlockSize)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +223,7 @@ func (s *Store) getBuf() *[]byte {
 	if bp, ok := s.bufs.Get().(*[]byte); ok {
 		return bp
 	}
-	b := make([]byte, 0, headerSize+blockstore.BlockSize+blockstore.BlockSize/8)
+	b := make([]byte, 0, blockcodec.HeaderSize+blockstore.BlockSize+blockstore.BlockSize/8)
 	return &b
 }
 
@@ -256,7 +257,7 @@ func (s *Store) Put(ctx context.Context, data []byte) (blockstore.Hash, error) {
 
 	bp := s.getBuf()
 	defer s.bufs.Put(bp)
-	obj := s.codec.encode(data, (*bp)[:0])
+	obj := s.codec.Encode(data, (*bp)[:0])
 	*bp = obj[:0]
 	if err := s.acquire(ctx); err != nil {
 		return h, err
@@ -322,7 +323,7 @@ func (s *Store) Get(ctx context.Context, h blockstore.Hash, dst []byte) ([]byte,
 		return nil, fmt.Errorf("s3store: get %s: %w", h, err)
 	}
 	*bp = obj[:0]
-	out, err := s.codec.decode(obj, dst)
+	out, err := s.codec.Decode(obj, dst)
 	if err != nil {
 		return nil, fmt.Errorf("s3store: get %s: %w: %w", h, blockstore.ErrCorrupt, err)
 	}
@@ -507,6 +508,6 @@ func (s *Store) parseKey(key string) (blockstore.Hash, bool) {
 // Close releases the compressor and decompressor state. The HTTP client's
 // idle connections close on their own timeout.
 func (s *Store) Close() error {
-	s.codec.close()
+	s.codec.Close()
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/blockstore/blockcodec"
 	"github.com/omiproject/omi/blockstore/blocktest"
 	"github.com/omiproject/omi/oos"
 	"github.com/omiproject/omi/s3x"
@@ -95,7 +96,7 @@ type corruptible struct{ *Store }
 func (c corruptible) Corrupt(t *testing.T, h blockstore.Hash) {
 	t.Helper()
 	obj := getObject(t, c.Store, h)
-	obj[headerSize+(len(obj)-headerSize)/2] ^= 0x40
+	obj[blockcodec.HeaderSize+(len(obj)-blockcodec.HeaderSize)/2] ^= 0x40
 	putObject(t, c.Store, h, obj)
 }
 
@@ -139,8 +140,8 @@ func TestLayoutAndFormat(t *testing.T) {
 		t.Fatalf("Key = %s, want %s", s.Key(h), want)
 	}
 	obj := getObject(t, s, h)
-	if string(obj[:4]) != "OMIB" || obj[4] != formatVersion || obj[5] != flagZstd {
-		t.Fatalf("bad header % x", obj[:headerSize])
+	if string(obj[:4]) != "OMIB" || obj[4] != 1 || obj[5] != 1 {
+		t.Fatalf("bad header % x", obj[:blockcodec.HeaderSize])
 	}
 	if len(obj) > len(text)/4 {
 		t.Fatalf("%d bytes stored for %d of repetitive text", len(obj), len(text))

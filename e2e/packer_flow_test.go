@@ -101,7 +101,6 @@ func TestPackerBsuBuildSequence(t *testing.T) {
 	}
 	// packer's SSH communicator takes the host from the VM's PublicIp.
 	t.Run("ReadVms shows the linked public IP", func(t *testing.T) {
-		t.Skip("bug: LinkPublicIp does not set the VM's PublicIp (see /tmp/e2e-bugs.md)")
 		if vm := waitVm(t, c, vmID, "running"); deref(vm.PublicIp) != pip.PublicIp.PublicIp {
 			t.Errorf("VM public IP %q, want %q", deref(vm.PublicIp), pip.PublicIp.PublicIp)
 		}

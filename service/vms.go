@@ -546,6 +546,24 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 	err := s.view(ctx, func(tx omi.Tx) error {
 		var err error
 		out, next, err = listPage[omi.Vm](tx, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VmIds}, in.Paging, omi.PrefixVm, f.match)
+		if err != nil || len(out) == 0 {
+			return err
+		}
+		// The link of a public IP is kept on the public IP: show it on
+		// the VM, where Packer and Terraform read the address to connect.
+		linked := map[string]string{}
+		err = omi.Scan(tx, omi.Query{Owners: []string{c.AccountID()}}, func(ip *omi.PublicIp) (bool, error) {
+			if ip.VmId != "" {
+				linked[ip.VmId] = ip.PublicIp
+			}
+			return true, nil
+		})
+		for _, vm := range out {
+			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated {
+				vm.PublicIp = addr
+				vm.PublicDnsName = "ec2-" + dashes(addr) + "." + s.cfg.Region + ".compute.outscale.com"
+			}
+		}
 		return err
 	})
 	if err != nil {

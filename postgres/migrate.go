@@ -4,11 +4,8 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"github.com/omiproject/omi/internal/migration"
 	"io/fs"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,42 +23,6 @@ var migrationFS embed.FS
 // schema): unrelated schemas only wait for each other during Open.
 const migrateLockKey int64 = 0x6f6d695f736368 // "omi_sch"
 
-// migration is one numbered schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads migrations/NNNN_name.sql from fsys, in version order.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	files, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, f := range files {
-		base := path.Base(f)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_name.sql", base)
-		}
-		body, err := fs.ReadFile(fsys, f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: base, sql: string(body)})
-	}
-	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(out); i++ {
-		if out[i].version == out[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", out[i-1].name, out[i].name, out[i].version)
-		}
-	}
-	return out, nil
-}
-
 // migrate applies the migrations of fsys that the current schema has not
 // recorded yet, all in one transaction (PostgreSQL DDL is transactional, so
 // a failure leaves the schema as it was). The transaction first takes an
@@ -70,7 +31,7 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 //
 // It returns the schema the tables are in.
 func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) (string, error) {
-	ms, err := loadMigrations(fsys)
+	ms, err := migration.Load(fsys)
 	if err != nil {
 		return "", fmt.Errorf("load migrations: %w", err)
 	}
@@ -102,19 +63,19 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) (string, error
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current); err != nil {
 		return "", fmt.Errorf("migrate: read version: %w", err)
 	}
-	if len(ms) > 0 && current > ms[len(ms)-1].version {
-		return "", fmt.Errorf("database schema %s version %d is newer than this program's %d", *schema, current, ms[len(ms)-1].version)
+	if len(ms) > 0 && current > ms[len(ms)-1].Version {
+		return "", fmt.Errorf("database schema %s version %d is newer than this program's %d", *schema, current, ms[len(ms)-1].Version)
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		if m.Version <= current {
 			continue
 		}
 		// Simple protocol: a migration file holds several statements.
-		if _, err := tx.Exec(ctx, m.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return "", fmt.Errorf("migration %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return "", fmt.Errorf("migration %s: %w", m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
-			return "", fmt.Errorf("migration %s: record: %w", m.name, err)
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			return "", fmt.Errorf("migration %s: record: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"github.com/omiproject/omi/internal/migration"
 	"net/url"
 	"slices"
 	"strings"
@@ -44,13 +45,13 @@ func versions(t *testing.T, s *Store) []int {
 }
 
 func allVersions(t *testing.T) []int {
-	ms, err := loadMigrations(migrationFS)
+	ms, err := migration.Load(migrationFS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []int
 	for _, m := range ms {
-		out = append(out, m.version)
+		out = append(out, m.Version)
 	}
 	return out
 }

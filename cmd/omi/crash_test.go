@@ -2,8 +2,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -299,4 +306,54 @@ func TestServeOnPostgres(t *testing.T) {
 	p.cmd.Wait()
 	p2 := start()
 	waitState(t, p2, "ReadVolumes", vol.Volume.VolumeId, "available")
+}
+
+// TestNBDBeyondLoopbackNeedsTLS: omi serve refuses a non-loopback NBD
+// address without TLS, and accepts it with a certificate.
+func TestNBDBeyondLoopbackNeedsTLS(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "omi")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	_, p, _ := net.SplitHostPort(port)
+	args := []string{"serve", "--listen", freePort(t), "--oos-listen", "", "--catalog=false", "--data", t.TempDir(), "--nbd-listen", "0.0.0.0:" + p}
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "loopback") {
+		t.Fatalf("non-loopback NBD without TLS: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, cert, key)
+	cmd := exec.Command(bin, append(args, "--nbd-tls-cert", cert, "--nbd-tls-key", key)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; !up("127.0.0.1:" + p); i++ {
+		if i == 100 {
+			t.Fatal("NBD with TLS did not listen")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeSelfSigned(t *testing.T, certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "omi-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,8 @@ import (
 // overrides.
 type serveFlags struct {
 	listen       string
+	nbdTLSCert   string
+	nbdTLSKey    string
 	store        string
 	blocks       blockConfig
 	oosListen    string
@@ -59,6 +62,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.listen, "listen", envOr("OMI_LISTEN", "127.0.0.1:3000"), "API address (env OMI_LISTEN)")
 	fs.StringVar(&f.nbdListen, "nbd-listen", envOr("OMI_NBD_LISTEN", "127.0.0.1:10809"), "NBD address serving volumes by id; loopback only (env OMI_NBD_LISTEN; empty disables)")
 	fs.StringVar(&f.store, "store", envOr("OMI_STORE", ""), "metadata store: empty for SQLite in the data directory, or a postgres:// DSN (env OMI_STORE)")
+	fs.StringVar(&f.nbdTLSCert, "nbd-tls-cert", envOr("OMI_NBD_TLS_CERT", ""), "PEM certificate for NBD over TLS; with --nbd-tls-key, NBD may listen beyond loopback (env OMI_NBD_TLS_CERT)")
+	fs.StringVar(&f.nbdTLSKey, "nbd-tls-key", envOr("OMI_NBD_TLS_KEY", ""), "PEM private key for NBD over TLS (env OMI_NBD_TLS_KEY)")
 	fs.StringVar(&f.blocks.kind, "blockstore", envOr("OMI_BLOCKSTORE", "local"), "block store: local (the data directory) or s3 (env OMI_BLOCKSTORE)")
 	fs.StringVar(&f.blocks.endpoint, "blockstore-s3-endpoint", envOr("OMI_BLOCKSTORE_S3_ENDPOINT", ""), "S3 endpoint URL of the block bucket; empty means AWS (env OMI_BLOCKSTORE_S3_ENDPOINT)")
 	fs.StringVar(&f.blocks.region, "blockstore-s3-region", envOr("OMI_BLOCKSTORE_S3_REGION", ""), "signing region of the block bucket; default: --region (env OMI_BLOCKSTORE_S3_REGION)")
@@ -165,14 +170,22 @@ func serve(args []string) error {
 	}
 
 	if f.nbdListen != "" {
-		if err := nbd.CheckListenAddr(f.nbdListen, false); err != nil {
+		var opts []nbd.Option
+		if f.nbdTLSCert != "" || f.nbdTLSKey != "" {
+			cert, err := tls.LoadX509KeyPair(f.nbdTLSCert, f.nbdTLSKey)
+			if err != nil {
+				return fmt.Errorf("--nbd-tls-cert/--nbd-tls-key: %w", err)
+			}
+			opts = append(opts, nbd.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+		}
+		if err := nbd.CheckListenAddr(f.nbdListen, len(opts) > 0); err != nil {
 			return err
 		}
 		nln, err := net.Listen("tcp", f.nbdListen)
 		if err != nil {
 			return fmt.Errorf("nbd listen: %w", err)
 		}
-		nsrv := nbd.NewServer(plane, nbd.WithLogger(log))
+		nsrv := nbd.NewServer(plane, append(opts, nbd.WithLogger(log))...)
 		go func() {
 			if err := nsrv.Serve(nln); err != nil && !errors.Is(err, nbd.ErrServerClosed) {
 				log.Error("nbd server stopped", "err", err)

@@ -205,6 +205,10 @@ func TestSaveRootRaisesSynchronousCommit(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tx.Rollback(bg)
+			// Each case stands alone: the delete has a row to delete.
+			if _, err := tx.Exec(bg, "INSERT INTO block_roots (id, root) VALUES ('vol-1', $1) ON CONFLICT DO NOTHING", data); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := tx.Exec(bg, "SET LOCAL synchronous_commit = "+c.set); err != nil {
 				t.Fatal(err)
 			}

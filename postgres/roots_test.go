@@ -337,3 +337,44 @@ func TestManagerOverRootStore(t *testing.T) {
 		t.Fatalf("LoadRoot after Manager.Delete: %v", err)
 	}
 }
+
+// benchRoot is the root of a 100 GiB volume: 800 chunk hashes, 25 KiB.
+func benchRoot(b *testing.B) *blockmap.Root {
+	hs := make([]blockstore.Hash, 800)
+	for i := range hs {
+		hs[i][0], hs[i][1] = byte(i), byte(i>>8)
+		hs[i][31] = 1
+	}
+	r, err := blockmap.NewRoot(100<<30, hs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// BenchmarkSaveRoot measures a durable root replacement, what a Flush or a
+// snapshot costs on top of storing blocks.
+func BenchmarkSaveRoot(b *testing.B) {
+	rs := openT(b).Roots()
+	r := benchRoot(b)
+	for i := 0; b.Loop(); i++ {
+		if err := rs.SaveRoot(bg, fmt.Sprintf("vol-%d", i%64), r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoadRoot measures a root load, what opening a device costs on
+// top of reading its chunk blocks.
+func BenchmarkLoadRoot(b *testing.B) {
+	rs := openT(b).Roots()
+	r := benchRoot(b)
+	if err := rs.SaveRoot(bg, "vol-1", r); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := rs.LoadRoot(bg, "vol-1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

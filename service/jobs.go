@@ -132,7 +132,7 @@ func (s *Service) cancelJob(id string) {
 	s.jobs.mu.Unlock()
 }
 
-// WaitJobs waits until no job runs (tests).
+// jobsRunning counts the jobs running in this process (Settle waits for none).
 func (s *Service) jobsRunning() int {
 	s.jobs.mu.Lock()
 	defer s.jobs.mu.Unlock()

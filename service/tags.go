@@ -10,50 +10,65 @@ import (
 // taggedKinds are the kinds CreateTags can reach, in ReadTags order.
 var taggedKinds = []omi.Kind{omi.KindImage, omi.KindSnapshot, omi.KindVolume, omi.KindVm, omi.KindTask, omi.KindSecurityGroup, omi.KindPublicIp, omi.KindKeypair}
 
-// loadTagged loads a resource the caller owns for a tag change. Missing and
-// other accounts' resources get the kind's not-found error.
-func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
-	kind, ok := omi.KindOfID(id)
-	if !ok {
-		return nil, omi.Invalid(omi.CodeMalformedID, "%q is not the id of a taggable resource", id)
-	}
-	var r omi.Tagged
-	var err error
-	switch kind {
-	case omi.KindImage:
-		r, err = getTagged[omi.Image](tx, id)
-	case omi.KindSnapshot:
-		r, err = getTagged[omi.Snapshot](tx, id)
-	case omi.KindVolume:
-		r, err = getTagged[omi.Volume](tx, id)
-	case omi.KindVm:
-		r, err = getTagged[omi.Vm](tx, id)
-	case omi.KindTask:
-		r, err = getTagged[omi.ExportTask](tx, id)
-	case omi.KindSecurityGroup:
-		r, err = getTagged[omi.SecGroup](tx, id)
-	case omi.KindPublicIp:
-		r, err = getTagged[omi.PublicIp](tx, id)
-	case omi.KindKeypair:
-		r, err = getTagged[omi.Keypair](tx, id)
-	default:
-		err = omi.ErrNotFound
-	}
-	if isNotFound(err) || (err == nil && r.Owner() != c.AccountID()) {
-		return nil, notFoundFor(kind, id)
-	}
-	return r, err
+// tagDecoders decode a stored record of each taggable kind.
+var tagDecoders = map[omi.Kind]func(omi.Record) (omi.Tagged, error){
+	omi.KindImage:         decodeTagged[omi.Image],
+	omi.KindSnapshot:      decodeTagged[omi.Snapshot],
+	omi.KindVolume:        decodeTagged[omi.Volume],
+	omi.KindVm:            decodeTagged[omi.Vm],
+	omi.KindTask:          decodeTagged[omi.ExportTask],
+	omi.KindSecurityGroup: decodeTagged[omi.SecGroup],
+	omi.KindPublicIp:      decodeTagged[omi.PublicIp],
+	omi.KindKeypair:       decodeTagged[omi.Keypair],
 }
 
-func getTagged[T any, PT interface {
+func decodeTagged[T any, PT interface {
 	*T
 	omi.Tagged
-}](tx omi.Tx, id string) (omi.Tagged, error) {
-	v, err := omi.Get[T, PT](tx, id)
+}](rec omi.Record) (omi.Tagged, error) {
+	v, err := omi.Decode[T, PT](rec)
 	if err != nil {
 		return nil, err
 	}
 	return PT(v), nil
+}
+
+// loadTagged loads a resource the caller owns for a tag change. Missing and
+// other accounts' resources get the kind's not-found error.
+func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
+	kind, ok := omi.KindOfID(id)
+	decode := tagDecoders[kind]
+	if !ok || decode == nil {
+		return nil, omi.Invalid(omi.CodeMalformedID, "%q is not the id of a taggable resource", id)
+	}
+	rec, err := tx.Get(kind, id)
+	if isNotFound(err) || (err == nil && rec.Owner != c.AccountID()) {
+		return nil, notFoundFor(kind, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decode(rec)
+}
+
+// retag applies change to the tags of each resource, all or none.
+func (s *Service) retag(ctx context.Context, c *omi.Caller, ids []string, change func(tags *[]omi.Tag)) error {
+	return s.update(ctx, func(tx omi.Tx) error {
+		for _, id := range ids {
+			r, err := loadTagged(tx, c, id)
+			if err != nil {
+				return err
+			}
+			change(r.TagList())
+			if len(*r.TagList()) > omi.MaxTagsPerRes {
+				return omi.Errorf("10041", omi.TypeTooManyResources, "resource %s would have more than %d tags", id, omi.MaxTagsPerRes)
+			}
+			if err := omi.Put(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // notFoundFor is the not-found error of a kind.
@@ -97,24 +112,10 @@ func (s *Service) CreateTags(ctx context.Context, c *omi.Caller, in *CreateTagsR
 			return nil, e
 		}
 	}
-	err := s.update(ctx, func(tx omi.Tx) error {
-		for _, id := range in.ResourceIds {
-			r, err := loadTagged(tx, c, id)
-			if err != nil {
-				return err
-			}
-			tags := r.TagList()
-			for _, t := range in.Tags {
-				*tags = omi.SetTag(*tags, t.Key, t.Value)
-			}
-			if len(*tags) > omi.MaxTagsPerRes {
-				return omi.Errorf("10041", omi.TypeTooManyResources, "resource %s would have more than %d tags", id, omi.MaxTagsPerRes)
-			}
-			if err := omi.Put(tx, r); err != nil {
-				return err
-			}
+	err := s.retag(ctx, c, in.ResourceIds, func(tags *[]omi.Tag) {
+		for _, t := range in.Tags {
+			*tags = omi.SetTag(*tags, t.Key, t.Value)
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -146,21 +147,10 @@ func (s *Service) DeleteTags(ctx context.Context, c *omi.Caller, in *DeleteTagsR
 			return nil, omi.Invalid(omi.CodeInvalidTagKey, "tag key must not be empty")
 		}
 	}
-	err := s.update(ctx, func(tx omi.Tx) error {
-		for _, id := range in.ResourceIds {
-			r, err := loadTagged(tx, c, id)
-			if err != nil {
-				return err
-			}
-			tags := r.TagList()
-			for _, t := range in.Tags {
-				*tags = omi.RemoveTag(*tags, t.Key, t.Value)
-			}
-			if err := omi.Put(tx, r); err != nil {
-				return err
-			}
+	err := s.retag(ctx, c, in.ResourceIds, func(tags *[]omi.Tag) {
+		for _, t := range in.Tags {
+			*tags = omi.RemoveTag(*tags, t.Key, t.Value)
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -207,26 +197,7 @@ func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsReque
 			}
 			q := omi.Query{Kind: kind, Owners: []string{c.AccountID()}, IDs: f.ResourceIds}
 			err := tx.Scan(q, func(rec omi.Record) (bool, error) {
-				var r omi.Tagged
-				var err error
-				switch kind {
-				case omi.KindImage:
-					r, err = decodeTagged[omi.Image](rec)
-				case omi.KindSnapshot:
-					r, err = decodeTagged[omi.Snapshot](rec)
-				case omi.KindVolume:
-					r, err = decodeTagged[omi.Volume](rec)
-				case omi.KindVm:
-					r, err = decodeTagged[omi.Vm](rec)
-				case omi.KindTask:
-					r, err = decodeTagged[omi.ExportTask](rec)
-				case omi.KindSecurityGroup:
-					r, err = decodeTagged[omi.SecGroup](rec)
-				case omi.KindPublicIp:
-					r, err = decodeTagged[omi.PublicIp](rec)
-				case omi.KindKeypair:
-					r, err = decodeTagged[omi.Keypair](rec)
-				}
+				r, err := tagDecoders[kind](rec)
 				if err != nil {
 					return false, err
 				}
@@ -257,15 +228,4 @@ func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsReque
 		return nil, err
 	}
 	return &ReadTagsResponse{Tags: nonNil(tags), NextPageToken: next}, nil
-}
-
-func decodeTagged[T any, PT interface {
-	*T
-	omi.Tagged
-}](rec omi.Record) (omi.Tagged, error) {
-	v, err := omi.Decode[T, PT](rec)
-	if err != nil {
-		return nil, err
-	}
-	return PT(v), nil
 }

@@ -23,10 +23,7 @@ type imageOut struct {
 // through qemu-img over NBD; the OMI's hygiene inspection is clean.
 func TestOfficialCatalogue(t *testing.T) {
 	needTool(t, "qemu-img")
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	p := startOmi(t, bin, t.TempDir())
 	var images []imageOut
 	for i := 0; ; i++ {
@@ -118,10 +115,7 @@ func TestOfficialCatalogue(t *testing.T) {
 // omi image inspect against a running server, then omi catalog publish on
 // the stopped server's data directory.
 func TestInspectCommandAndPublishNewVersion(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	data := t.TempDir()
 	p := startOmi(t, bin, data)
 	first := waitOfficial(t, p, "Debian-12-")
@@ -196,26 +190,9 @@ func waitOfficial(t *testing.T, p *proc, prefix string) string {
 // built-in object storage changes the working directory, which must not
 // move the data directory (the catalogue writes block maps after it starts).
 func TestRelativeDataDirectory(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	dir := t.TempDir()
-	p := &proc{api: freePort(t), nbd: freePort(t), oos: freePort(t)}
-	p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos, "--data", "relative-data",
-		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
-	p.cmd.Dir = dir
-	p.cmd.Stderr = os.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	for i := 0; !up(p.api) || !up(p.oos); i++ {
-		if i == 150 {
-			t.Fatal("omi serve did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p := launch(t, bin, nil, dir, nil, "--data", "relative-data")
 	waitOfficial(t, p, "Debian-12-")
 	if _, err := os.Stat(filepath.Join(dir, "relative-data", "omi.db")); err != nil {
 		t.Fatalf("data directory not where --data said: %v", err)

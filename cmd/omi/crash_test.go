@@ -68,23 +68,37 @@ func (p *proc) as(ak, sk string) *proc {
 
 func startOmi(t *testing.T, bin, data string) *proc {
 	t.Helper()
-	p := &proc{api: freePort(t), nbd: freePort(t)}
-	p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--data", data,
-		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
+	return launch(t, bin, nil, "", nil, "--data", data)
+}
+
+// launch starts omi serve with the example accounts, free loopback ports for
+// the API, NBD and the object storage (those of prev after a restart:
+// pre-signed URLs name the object storage's address), in directory dir
+// (when not "") with extra environment env, plus args; it returns once every
+// port answers.
+func launch(t *testing.T, bin string, prev *proc, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{api: freePort(t), nbd: freePort(t), oos: freePort(t)}
+	if prev != nil {
+		p.api, p.nbd, p.oos = prev.api, prev.nbd, prev.oos
+	}
+	all := append([]string{"serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos,
+		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn"}, args...)
+	p.cmd = exec.Command(bin, all...)
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	for i := 0; ; i++ {
-		if up(p.api) && up(p.nbd) {
-			return p
-		}
-		if i == 100 {
-			t.Fatal("omi serve did not start listening within 10 s")
+	for i := 0; !up(p.api) || !up(p.nbd) || !up(p.oos); i++ {
+		if i == 200 {
+			t.Fatal("omi serve did not start listening within 20 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return p
 }
 
 func up(addr string) bool {
@@ -161,12 +175,7 @@ func qemuIO(t *testing.T, url string, cmds ...string) {
 // snapshot) survives too.
 func TestFlushedWritesSurviveKill9(t *testing.T) {
 	needTool(t, "qemu-io")
-	bin := filepath.Join(t.TempDir(), "omi")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
+	bin := buildOmi(t)
 	data := t.TempDir()
 	p := startOmi(t, bin, data)
 
@@ -220,21 +229,12 @@ func waitState(t *testing.T, p *proc, call, id, state string) {
 // TestHealthReadinessAndMetrics checks the operator endpoints of a real
 // omi serve: /healthz, /readyz, and Prometheus metrics that count calls.
 func TestHealthReadinessAndMetrics(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	metricsAddr := freePort(t)
-	p := &proc{api: freePort(t), nbd: freePort(t)}
-	p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--metrics-listen", metricsAddr,
-		"--data", t.TempDir(), "--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	for i := 0; !up(p.api) || !up(metricsAddr); i++ {
+	p := launch(t, bin, nil, "", nil, "--metrics-listen", metricsAddr, "--data", t.TempDir())
+	for i := 0; !up(metricsAddr); i++ {
 		if i == 100 {
-			t.Fatal("omi serve did not start")
+			t.Fatal("metrics endpoint did not start")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -276,28 +276,9 @@ func grepLines(s, substr string) string {
 // server: a volume created before a restart is still there after it.
 func TestServeOnPostgres(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	data := t.TempDir()
-	start := func() *proc {
-		p := &proc{api: freePort(t), nbd: freePort(t)}
-		p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--data", data, "--store", dsn,
-			"--catalog=false", "--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
-		p.cmd.Stderr = os.Stderr
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-		for i := 0; !up(p.api) || !up(p.nbd); i++ {
-			if i == 150 {
-				t.Fatal("omi serve on PostgreSQL did not start")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return p
-	}
+	start := func() *proc { return launch(t, bin, nil, "", nil, "--data", data, "--store", dsn, "--catalog=false") }
 	p := start()
 	var vol struct{ Volume struct{ VolumeId string } }
 	p.call(t, "CreateVolume", map[string]any{"Size": 1, "SubregionName": "eu-west-2a"}, &vol)
@@ -311,10 +292,7 @@ func TestServeOnPostgres(t *testing.T) {
 // TestNBDBeyondLoopbackNeedsTLS: omi serve refuses a non-loopback NBD
 // address without TLS, and accepts it with a certificate.
 func TestNBDBeyondLoopbackNeedsTLS(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	port := freePort(t)
 	_, p, _ := net.SplitHostPort(port)
 	args := []string{"serve", "--listen", freePort(t), "--oos-listen", "", "--catalog=false", "--data", t.TempDir(), "--nbd-listen", "0.0.0.0:" + p}

@@ -2,10 +2,45 @@ package main
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/omiproject/omi/postgres/pgtest"
 )
 
-// TestMain stops the throw-away PostgreSQL server that pgtest may start.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// TestMain stops the throw-away PostgreSQL server that pgtest may start,
+// and removes the omi binary the tests share.
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+	buildOut  []byte
+)
+
+// buildOmi builds the omi binary once for all the tests that run it as a
+// real process.
+func buildOmi(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "omi-test-bin-"); buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "omi")
+		buildOut, buildErr = exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("build omi: %v\n%s", buildErr, buildOut)
+	}
+	return binPath
+}

@@ -89,10 +89,7 @@ func bucketLeftovers(t *testing.T, c *s3x.Client, bucket, prefix string) (object
 // a StateComment and leaves no snapshot behind.
 func TestExportCancelAndBadManifests(t *testing.T) {
 	needTool(t, "qemu-img")
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	p := startRegion(t, bin, "eu-west-2")
 	ctx := context.Background()
 	s3 := s3x.NewClient("http://"+p.oos, "eu-west-2", joeAK, joeSK)
@@ -218,10 +215,7 @@ func countSnapshots(t *testing.T, p *proc) int {
 // disk object and the manifest, and no multipart upload is left open.
 func TestExportSurvivesKill9(t *testing.T) {
 	needTool(t, "qemu-img")
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	data := t.TempDir()
 	p := startRegionData(t, bin, data)
 	ctx := context.Background()
@@ -267,28 +261,14 @@ func TestExportSurvivesKill9(t *testing.T) {
 }
 
 // startRegionData is startRegion on a given data directory; after a
-// restart, pass the previous process to keep its ports (pre-signed URLs
-// name the object storage's address).
+// restart, pass the previous process to keep its ports.
 func startRegionData(t *testing.T, bin, data string, prev ...*proc) *proc {
 	t.Helper()
-	p := &proc{api: freePort(t), nbd: freePort(t), oos: freePort(t)}
+	var p *proc
 	if len(prev) > 0 {
-		p.api, p.nbd, p.oos = prev[0].api, prev[0].nbd, prev[0].oos
+		p = prev[0]
 	}
-	p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos, "--data", data,
-		"--catalog=false", "--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn")
-	p.cmd.Stderr = os.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	for i := 0; !up(p.api) || !up(p.nbd) || !up(p.oos); i++ {
-		if i == 150 {
-			t.Fatal("omi serve did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return p
+	return launch(t, bin, p, "", nil, "--data", data, "--catalog=false")
 }
 
 // TestImportSurvivesKill9 kills omi in the middle of a snapshot import:
@@ -296,10 +276,7 @@ func startRegionData(t *testing.T, bin, data string, prev ...*proc) *proc {
 // content is exactly the exported disk.
 func TestImportSurvivesKill9(t *testing.T) {
 	needTool(t, "qemu-img")
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	data := t.TempDir()
 	p := startRegionData(t, bin, data)
 	ctx := context.Background()

@@ -25,22 +25,7 @@ const (
 // and object storage.
 func startRegion(t *testing.T, bin, region string, extra ...string) *proc {
 	t.Helper()
-	p := &proc{api: freePort(t), nbd: freePort(t), oos: freePort(t)}
-	args := append([]string{"serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos, "--region", region,
-		"--data", t.TempDir(), "--catalog=false", "--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn"}, extra...)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stderr = os.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	for i := 0; !up(p.api) || !up(p.nbd) || !up(p.oos); i++ {
-		if i == 150 {
-			t.Fatal("omi serve did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return p
+	return launch(t, bin, nil, "", nil, append([]string{"--region", region, "--data", t.TempDir(), "--catalog=false"}, extra...)...)
 }
 
 func waitFor(t *testing.T, what string, fn func() bool) {
@@ -61,10 +46,7 @@ func waitFor(t *testing.T, what string, fn func() bool) {
 func TestExportImportAcrossRegions(t *testing.T) {
 	needTool(t, "qemu-io")
 	needTool(t, "qemu-img")
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	a := startRegion(t, bin, "eu-west-2")
 	b := startRegion(t, bin, "us-east-2", "--fetch-allow", a.oos)
 	ctx := context.Background()
@@ -205,10 +187,7 @@ func TestExportImportAcrossRegions(t *testing.T) {
 // it with CreateSnapshot FileLocation + SnapshotSize, byte-exact.
 func TestSnapshotExportRawAndImport(t *testing.T) {
 	needTool(t, "qemu-io")
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	a := startRegion(t, bin, "eu-west-2")
 	ctx := context.Background()
 	s3 := s3x.NewClient("http://"+a.oos, "eu-west-2", joeAK, joeSK)
@@ -270,32 +249,16 @@ func listInput(bucket, prefix string) *s3api.ListObjectsV2Input {
 // NBD, snapshotted and cloned, reads back, and the objects are in the bucket.
 func TestBlocksOnS3(t *testing.T) {
 	needTool(t, "qemu-io")
-	bin := filepath.Join(t.TempDir(), "omi")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildOmi(t)
 	s3svc := startRegion(t, bin, "eu-west-2")
 	ctx := context.Background()
 	c := s3x.NewClient("http://"+s3svc.oos, "eu-west-2", titiAK, titiSK)
 	if err := c.CreateBucket(ctx, "omi-blocks"); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{api: freePort(t), nbd: freePort(t), oos: freePort(t)}
-	p.cmd = exec.Command(bin, "serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos, "--data", t.TempDir(),
-		"--catalog=false", "--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn",
+	p := launch(t, bin, nil, "", []string{"OMI_BLOCKSTORE_S3_ACCESS_KEY=" + titiAK, "OMI_BLOCKSTORE_S3_SECRET_KEY=" + titiSK},
+		"--data", t.TempDir(), "--catalog=false",
 		"--blockstore", "s3", "--blockstore-s3-endpoint", "http://"+s3svc.oos, "--blockstore-s3-bucket", "omi-blocks")
-	p.cmd.Env = append(os.Environ(), "OMI_BLOCKSTORE_S3_ACCESS_KEY="+titiAK, "OMI_BLOCKSTORE_S3_SECRET_KEY="+titiSK)
-	p.cmd.Stderr = os.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	for i := 0; !up(p.api) || !up(p.nbd); i++ {
-		if i == 150 {
-			t.Fatal("omi serve with S3 blocks did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	var vol struct{ Volume struct{ VolumeId string } }
 	p.call(t, "CreateVolume", map[string]any{"Size": 1, "SubregionName": "eu-west-2a"}, &vol)
 	waitState(t, p, "ReadVolumes", vol.Volume.VolumeId, "available")

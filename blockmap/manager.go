@@ -380,6 +380,11 @@ func (m *Manager) saveLocked(ctx context.Context, id string, mp *Map) ([]chunkSu
 	if err := m.barrierLocked(ctx, id); err != nil {
 		return nil, fmt.Errorf("blockmap: save %s: %w", id, err)
 	}
+	// Every block the root names (data blocks written back earlier, the
+	// chunk blocks just stored) must be durable before the root is.
+	if err := blockstore.Sync(ctx, m.blocks); err != nil {
+		return nil, fmt.Errorf("blockmap: save %s: %w", id, err)
+	}
 	if err := m.maps.SaveRoot(ctx, id, root); err != nil {
 		return nil, err
 	}

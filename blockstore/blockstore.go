@@ -88,7 +88,8 @@ type Store interface {
 	// idempotent. When the block is already stored, Put does not rewrite it
 	// but refreshes its written time to now, so that a collection that
 	// started before this Put does not sweep it. When Put returns nil the
-	// block is durable. Put does not retain data.
+	// block is durable, unless the store is a [Syncer], in which case it is
+	// durable after the next Sync. Put does not retain data.
 	Put(ctx context.Context, data []byte) (Hash, error)
 
 	// Get returns the content of block h, appended to dst[:0] (so a dst with
@@ -122,4 +123,24 @@ type Store interface {
 
 	// Close releases resources. The store must not be used afterwards.
 	Close() error
+}
+
+// Syncer is implemented by stores whose Put may return before the block is
+// durable, to batch the cost of durability (one flush for many blocks
+// instead of one per block). Sync makes every block whose Put returned
+// before the call durable. Callers that reference blocks from durable
+// metadata (a saved block map root) call it first; [Sync] does so for any
+// store.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// Sync makes the blocks already Put in s durable: it calls s.Sync when s is
+// a [Syncer] and does nothing otherwise (every Put of such a store is
+// durable on return).
+func Sync(ctx context.Context, s Store) error {
+	if y, ok := s.(Syncer); ok {
+		return y.Sync(ctx)
+	}
+	return nil
 }

@@ -86,6 +86,10 @@ type countingStore struct {
 	m *Metrics
 }
 
+// Sync passes through to the wrapped store, so that wrapping never turns
+// a batching store's deferred durability into none.
+func (c *countingStore) Sync(ctx context.Context) error { return blockstore.Sync(ctx, c.Store) }
+
 func outcome(err error) string {
 	if err != nil {
 		return "error"

@@ -149,6 +149,8 @@ func (m *Manager) storeChunksLocked(ctx context.Context, mp *Map) (*Root, []chun
 		}
 	}
 	sums := make([]chunkSum, len(todo))
+	at, done := m.hold()
+	defer done()
 	err := m.parallel(len(todo), func(k int) error {
 		i := todo[k]
 		c := mp.chunks[i]
@@ -156,7 +158,7 @@ func (m *Manager) storeChunksLocked(ctx context.Context, mp *Map) (*Root, []chun
 		if err != nil {
 			return fmt.Errorf("blockmap: store chunk %d: %w", i, err)
 		}
-		m.pins.Pin(h)
+		m.pins.PinAt(h, at)
 		m.chunkCache.add(h, c.share())
 		sums[k] = chunkSum{int64(i), h}
 		return nil

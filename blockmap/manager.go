@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/omiproject/omi/blockstore"
 )
@@ -33,6 +34,7 @@ type config struct {
 	cacheBlocks int
 	cacheChunks int
 	workers     int
+	owner       Owner
 }
 
 // WithDirtyLimit sets how many bytes of written blocks each open Device
@@ -89,6 +91,10 @@ type Manager struct {
 
 	barrierMu sync.Mutex
 	barrier   map[blockstore.Hash]struct{} // hashes of maps replaced or deleted while marking
+
+	holdMu  sync.Mutex
+	holdSeq uint64
+	holds   map[uint64]time.Time // start of each hold (see hold)
 }
 
 type idLock struct {
@@ -173,6 +179,10 @@ func (m *Manager) Create(ctx context.Context, id string, size int64) error {
 	}
 	unlock := m.lockID(id)
 	defer unlock()
+	if err := m.claim(ctx, id); err != nil {
+		return fmt.Errorf("blockmap: create %s: %w", id, err)
+	}
+	defer m.unclaim(id)
 	switch ok, err := m.exists(ctx, id); {
 	case err != nil:
 		return fmt.Errorf("blockmap: create %s: %w", id, err)
@@ -187,41 +197,81 @@ func (m *Manager) Create(ctx context.Context, id string, size int64) error {
 // metadata is written. When src is open as a Device, the writes it
 // acknowledged before Clone was called are flushed first, and the copy is the
 // device content at one instant: each block is either as before or as after
-// each concurrent write, never torn between two writebacks.
+// each concurrent write, never torn between two writebacks. A src open in
+// another process (see [Owner]) is copied as that process last saved it.
 func (m *Manager) Clone(ctx context.Context, src, dst string) error {
 	if src == dst {
 		return fmt.Errorf("blockmap: clone %s onto itself: %w", src, ErrExists)
 	}
-	s, err := m.acquire(ctx, src)
+	at, done := m.hold()
+	defer done()
+	s, mp, err := m.openOrLoad(ctx, src, at)
 	if err != nil {
 		return fmt.Errorf("blockmap: clone %s: %w", src, err)
 	}
-	err = m.cloneFrom(ctx, s, dst)
-	if rerr := m.release(ctx, s); err == nil {
-		err = rerr
+	if s != nil {
+		err = m.cloneFrom(ctx, s, dst)
+		if rerr := m.release(ctx, s); err == nil {
+			err = rerr
+		}
+		return err
 	}
-	return err
+	defer m.unpinAll(mp)
+	return m.saveNew(ctx, src, dst, func() *Map { return mp })
+}
+
+// openOrLoad returns the shared state of id with a reference when id is
+// open here, else its saved map, loaded without opening it (so without
+// claiming it) and pinned with date at; the caller unpins it (unpinAll).
+// The load and the pins happen under the id lock and the gate, so that
+// neither a delete nor the start of a marking falls between them.
+func (m *Manager) openOrLoad(ctx context.Context, id string, at time.Time) (*devState, *Map, error) {
+	unlock := m.lockID(id)
+	defer unlock()
+	m.mu.Lock()
+	if s := m.devs[id]; s != nil {
+		s.refs++
+		m.mu.Unlock()
+		return s, nil, nil
+	}
+	m.mu.Unlock()
+	m.gate.RLock()
+	defer m.gate.RUnlock()
+	mp, err := m.loadMap(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	mp.Walk(func(_ int64, h blockstore.Hash) error { m.pins.PinAt(h, at); return nil })
+	return nil, mp, nil
 }
 
 func (m *Manager) cloneFrom(ctx context.Context, s *devState, dst string) error {
 	if err := s.flush(ctx); err != nil {
 		return fmt.Errorf("blockmap: clone %s: %w", s.id, err)
 	}
+	return m.saveNew(ctx, s.id, dst, s.snapshot)
+}
+
+// saveNew saves the map returned by snap under dst, which must not exist.
+func (m *Manager) saveNew(ctx context.Context, src, dst string, snap func() *Map) error {
 	unlock := m.lockID(dst)
 	defer unlock()
+	if err := m.claim(ctx, dst); err != nil {
+		return fmt.Errorf("blockmap: clone %s to %s: %w", src, dst, err)
+	}
+	defer m.unclaim(dst)
 	switch ok, err := m.exists(ctx, dst); {
 	case err != nil:
-		return fmt.Errorf("blockmap: clone %s to %s: %w", s.id, dst, err)
+		return fmt.Errorf("blockmap: clone %s to %s: %w", src, dst, err)
 	case ok:
-		return fmt.Errorf("blockmap: clone %s to %s: %w", s.id, dst, ErrExists)
+		return fmt.Errorf("blockmap: clone %s to %s: %w", src, dst, ErrExists)
 	}
 	// Holding the gate keeps marking from starting or ending between the
 	// copy and the save: the copied hashes are referenced by src (saved or
 	// pinned) at the copy, and by dst after the save.
 	m.gate.RLock()
 	defer m.gate.RUnlock()
-	mp := s.snapshot()
-	_, err := m.saveLocked(ctx, dst, mp)
+	_, err := m.saveLocked(ctx, dst, snap())
 	return err
 }
 
@@ -257,6 +307,10 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if open {
 		return fmt.Errorf("blockmap: delete %s: %w", id, ErrBusy)
 	}
+	if err := m.claim(ctx, id); err != nil {
+		return fmt.Errorf("blockmap: delete %s: %w", id, err)
+	}
+	defer m.unclaim(id)
 	m.gate.RLock()
 	defer m.gate.RUnlock()
 	if err := m.barrierLocked(ctx, id); err != nil {
@@ -321,8 +375,12 @@ func (m *Manager) acquire(ctx context.Context, id string) (*devState, error) {
 		return s, nil
 	}
 	m.mu.Unlock()
+	if err := m.claim(ctx, id); err != nil {
+		return nil, err
+	}
 	mp, err := m.loadMap(ctx, id)
 	if err != nil {
+		m.unclaim(id)
 		return nil, err
 	}
 	s := newDevState(m, id, mp)
@@ -350,6 +408,7 @@ func (m *Manager) release(ctx context.Context, s *devState) error {
 	delete(m.devs, s.id)
 	m.mu.Unlock()
 	s.shut()
+	m.unclaim(s.id)
 	return err
 }
 
@@ -423,13 +482,15 @@ func (m *Manager) barrierLocked(ctx context.Context, id string) error {
 // start of a marking: a marking either sees the pin or starts after the Put,
 // in which case the block's written time protects it from that collection.
 func (m *Manager) putPinned(ctx context.Context, data []byte) (blockstore.Hash, error) {
+	at, done := m.hold()
+	defer done()
 	m.gate.RLock()
 	defer m.gate.RUnlock()
 	h, err := m.blocks.Put(ctx, data)
 	if err != nil {
 		return h, err
 	}
-	m.pins.Pin(h)
+	m.pins.PinAt(h, at)
 	return h, nil
 }
 

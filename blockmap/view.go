@@ -27,18 +27,24 @@ type View struct {
 // one instant after flushing the writes acknowledged before the call. The
 // view reads with ctx; Close it to release its pins.
 func (m *Manager) View(ctx context.Context, id string) (*View, error) {
-	s, err := m.acquire(ctx, id)
+	// The hold dates the pins no later than the read of the map, for
+	// collectors in other processes (see LowWater).
+	at, done := m.hold()
+	defer done()
+	s, mp, err := m.openOrLoad(ctx, id, at)
 	if err != nil {
 		return nil, fmt.Errorf("blockmap: view %s: %w", id, err)
 	}
-	var mp *Map
+	if s == nil {
+		return &View{m: m, ctx: ctx, mp: mp}, nil // pinned by openOrLoad
+	}
 	err = s.flush(ctx)
 	if err == nil {
 		// Pin while the hashes are still referenced by s, and while no
 		// marking can start or end.
 		m.gate.RLock()
 		mp = s.snapshot()
-		mp.Walk(func(_ int64, h blockstore.Hash) error { m.pins.Pin(h); return nil })
+		mp.Walk(func(_ int64, h blockstore.Hash) error { m.pins.PinAt(h, at); return nil })
 		m.gate.RUnlock()
 	}
 	if rerr := m.release(ctx, s); err == nil && rerr != nil {

@@ -58,8 +58,8 @@ type multiNode struct {
 	dsn   string // empty on SQLite
 	s3    *proc  // the storage-only omi: block and export buckets
 	nodes []*proc
-	names []string   // --node-name of each node
-	alive []bool     // false once killed
+	names []string // --node-name of each node
+	alive []bool   // false once killed
 	exits []chan struct{}
 }
 

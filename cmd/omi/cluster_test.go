@@ -144,7 +144,9 @@ func TestClusterMetadataAcrossNodes(t *testing.T) {
 	}
 	vmID := vms.Vms[0].VmId
 	titi1, titi2 := n1.as(titiAK, titiSK), n2.as(titiAK, titiSK)
-	var vmsRead struct{ Vms []struct{ VmId, State string } }
+	var vmsRead struct {
+		Vms []struct{ VmId, State string }
+	}
 	titi2.call(t, "ReadVms", map[string]any{"Filters": map[string]any{"VmIds": []string{vmID}}}, &vmsRead)
 	if len(vmsRead.Vms) != 1 {
 		t.Fatalf("node 2 does not list the VM created through node 3: %+v", vmsRead)
@@ -653,10 +655,10 @@ func TestClusterMixedLoad(t *testing.T) {
 
 	type account struct {
 		ak, sk, id, other string
-		mu             sync.Mutex
-		vols           []string          // base volumes, never written again
-		snaps          map[string]string // snapshot -> its base volume
-		images         []string
+		mu                sync.Mutex
+		vols              []string          // base volumes, never written again
+		snaps             map[string]string // snapshot -> its base volume
+		images            []string
 	}
 	pattern := map[string]byte{}
 	accts := []*account{
@@ -666,7 +668,7 @@ func TestClusterMixedLoad(t *testing.T) {
 	for ai, a := range accts {
 		a.snaps = map[string]string{}
 		for k := range 2 {
-			p := c.node(ai + k).as(a.ak, a.sk)
+			p := c.node(ai+k).as(a.ak, a.sk)
 			v := clusterVolume(t, p, p)
 			pattern[v] = byte(0x30 + 2*ai + k)
 			qemuIO(t, "nbd://"+p.nbd+"/"+v, fmt.Sprintf("write -P %#x 0 1M", pattern[v]), fmt.Sprintf("write -P %#x 512M 1M", pattern[v]))
@@ -792,7 +794,9 @@ func TestClusterMixedLoad(t *testing.T) {
 			for _, img := range imgs.Images {
 				l.images[img.ImageId] = img
 			}
-			var snaps struct{ Snapshots []struct{ SnapshotId, State string } }
+			var snaps struct {
+				Snapshots []struct{ SnapshotId, State string }
+			}
 			p.call(t, "ReadSnapshots", map[string]any{"Filters": map[string]any{"AccountIds": []string{a.id}}}, &snaps)
 			for _, s := range snaps.Snapshots {
 				l.snaps[s.SnapshotId] = s.State

@@ -1,5 +1,7 @@
 package omi
 
+import "time"
+
 // Export task states. The first state of a task is pending; "active" while
 // its data is being written.
 const (
@@ -41,6 +43,19 @@ type ExportTask struct {
 	Objects []string `json:"Objects,omitempty"`
 	// CreationDate orders tasks.
 	CreationDate string `json:"CreationDate"`
+	// Runs records each attempt at the work, by which node: more than one
+	// only when a node stopped or died during it and another (or the
+	// same, restarted) took it over.
+	Runs []TaskRun `json:"Runs,omitempty"`
+}
+
+// TaskRun is one attempt at a task's work.
+type TaskRun struct {
+	Node  string    `json:"Node"`
+	Start time.Time `json:"Start"`
+	// End is zero while the run goes on, and stays zero when the run was
+	// interrupted.
+	End time.Time `json:"End,omitzero"`
 }
 
 // OsuExport says where and how a task exports.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,6 +22,9 @@ import (
 // connection is held while its callback runs.
 type RootStore struct {
 	s *Store
+	// node, when set, fences writes: SaveRoot and Delete succeed only
+	// while that node is alive and holds the lease "map/<id>".
+	node string
 	// pageSize is how many roots one WalkRoots statement reads.
 	pageSize int
 }
@@ -34,6 +38,14 @@ const walkPage = 64
 // Roots returns the RootStore of s, for blockmap.NewManager on nodes whose
 // metadata lives in PostgreSQL.
 func (s *Store) Roots() *RootStore { return &RootStore{s: s, pageSize: walkPage} }
+
+// NodeRoots returns the RootStore of s for cluster node node (a
+// Cluster.Join id): its SaveRoot and Delete fail with an error wrapping
+// blockmap.ErrBusy unless node is alive and holds the map's lease, so a
+// node declared dead cannot overwrite the map another node took over.
+func (s *Store) NodeRoots(node string) *RootStore {
+	return &RootStore{s: s, pageSize: walkPage, node: node}
+}
 
 // Statements of RootStore.
 const (
@@ -49,13 +61,28 @@ const (
 	durableCTE = `WITH durable AS MATERIALIZED (
 		SELECT CASE WHEN current_setting('synchronous_commit') = 'off'
 			THEN set_config('synchronous_commit', 'local', true) END AS v) `
-	qSaveRoot = durableCTE + `INSERT INTO block_roots (id, root, updated_at)
-		SELECT $1, $2, now() FROM durable
+	// fenceCTE yields a row when the write may go ahead: no node fences
+	// it ($3 = ''), or node $3 is alive and holds the lease of map $1.
+	fenceCTE = `, fence AS MATERIALIZED (
+		SELECT 1 AS ok WHERE $3 = '' OR EXISTS (
+			SELECT 1 FROM leases l JOIN nodes n ON n.id = l.node
+			WHERE l.name = 'map/' || $1 AND l.node = $3 AND n.expires_at > now()))`
+	// retireCTE keeps the root being replaced or deleted, dated $4, for
+	// readers on other nodes (see block_roots_retired).
+	retireCTE = `, retired AS (
+		INSERT INTO block_roots_retired (id, root, retired_at)
+		SELECT b.id, b.root, $4 FROM block_roots b, fence WHERE b.id = $1)`
+	qSaveRoot = durableCTE + fenceCTE + retireCTE + ` INSERT INTO block_roots (id, root, updated_at)
+		SELECT $1, $2, now() FROM durable, fence
 		ON CONFLICT (id) DO UPDATE SET root = excluded.root, updated_at = excluded.updated_at`
 	// The join with durable only yields a row, and so only deletes, after
-	// durable was evaluated.
-	qDeleteRoot = durableCTE + `DELETE FROM block_roots b USING durable WHERE b.id = $1`
-	qWalkRoots  = `SELECT id, root FROM block_roots WHERE id > $1 ORDER BY id LIMIT $2`
+	// durable was evaluated. $2 is unused but keeps the parameter numbers
+	// of the CTEs shared with qSaveRoot.
+	qDeleteRoot = durableCTE + fenceCTE + retireCTE + ` DELETE FROM block_roots b USING durable, fence
+		WHERE b.id = $1 AND $2::bytea IS NULL`
+	qHolds = `SELECT EXISTS (SELECT 1 FROM leases l JOIN nodes n ON n.id = l.node
+		WHERE l.name = 'map/' || $1 AND l.node = $2 AND n.expires_at > now())`
+	qWalkRoots = `SELECT id, root FROM block_roots WHERE id > $1 ORDER BY id LIMIT $2`
 )
 
 // checkRootID refuses ids the other RootStores could not hold either, so
@@ -113,8 +140,12 @@ func (r *RootStore) SaveRoot(ctx context.Context, id string, root *blockmap.Root
 	if err != nil {
 		return fmt.Errorf("postgres: save root %s: %w", id, err)
 	}
-	if _, err := r.s.pool.Exec(ctx, qSaveRoot, id, data); err != nil {
+	tag, err := r.s.pool.Exec(ctx, qSaveRoot, id, data, r.node, time.Now())
+	if err != nil {
 		return fmt.Errorf("postgres: save root %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: save root %s: %w: node %s does not hold it", id, blockmap.ErrBusy, r.node)
 	}
 	return nil
 }
@@ -126,7 +157,18 @@ func (r *RootStore) Delete(ctx context.Context, id string) error {
 	if err := r.begin(ctx, id); err != nil {
 		return fmt.Errorf("postgres: delete root %s: %w", id, err)
 	}
-	if _, err := r.s.pool.Exec(ctx, qDeleteRoot, id); err != nil {
+	if r.node != "" {
+		// A fenced delete of nothing and a refused one both affect no
+		// row; tell them apart with the fence alone.
+		var held bool
+		if err := r.s.pool.QueryRow(ctx, qHolds, id, r.node).Scan(&held); err != nil {
+			return fmt.Errorf("postgres: delete root %s: %w", id, err)
+		}
+		if !held {
+			return fmt.Errorf("postgres: delete root %s: %w: node %s does not hold it", id, blockmap.ErrBusy, r.node)
+		}
+	}
+	if _, err := r.s.pool.Exec(ctx, qDeleteRoot, id, nil, r.node, time.Now()); err != nil {
 		return fmt.Errorf("postgres: delete root %s: %w", id, err)
 	}
 	return nil

@@ -194,10 +194,10 @@ func TestSaveRootRaisesSynchronousCommit(t *testing.T) {
 		sql             string
 		args            []any
 	}{
-		{"save/off", "off", "local", qSaveRoot, []any{"vol-1", data}},
-		{"delete/off", "off", "local", qDeleteRoot, []any{"vol-1"}},
-		{"save/remote_apply", "remote_apply", "remote_apply", qSaveRoot, []any{"vol-1", data}},
-		{"save/on", "on", "on", qSaveRoot, []any{"vol-1", data}},
+		{"save/off", "off", "local", qSaveRoot, []any{"vol-1", data, "", time.Now()}},
+		{"delete/off", "off", "local", qDeleteRoot, []any{"vol-1", nil, "", time.Now()}},
+		{"save/remote_apply", "remote_apply", "remote_apply", qSaveRoot, []any{"vol-1", data, "", time.Now()}},
+		{"save/on", "on", "on", qSaveRoot, []any{"vol-1", data, "", time.Now()}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tx, err := s.pool.Begin(bg)

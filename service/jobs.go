@@ -78,6 +78,39 @@ func (s *Service) observeTask(kind, state string, start time.Time) {
 	}
 }
 
+// SetLeases makes the service share its background work with the other
+// nodes of a cluster: the reconciler's transitions run on the node holding
+// the lease "reconciler", each task on the node holding "job/<id>", and
+// the store is rescanned every second for work queued through other
+// nodes. Call before Start.
+func (s *Service) SetLeases(l omi.Leases) {
+	s.leases = l
+	s.rescan = time.Second
+}
+
+// holds takes or confirms lease name; without leases it is always held.
+func (s *Service) holds(ctx context.Context, name string) bool {
+	if s.leases == nil {
+		return true
+	}
+	ok, err := s.leases.Acquire(ctx, name)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("lease", "lease", name, "err", err)
+		}
+		return false
+	}
+	return ok
+}
+
+// nodeName names this node in task records ("" when alone).
+func (s *Service) nodeName() string {
+	if s.leases == nil {
+		return ""
+	}
+	return s.leases.Node()
+}
+
 // SetTransfers attaches the transfer implementation; call before Start.
 func (s *Service) SetTransfers(t Transfers) { s.xfer = t }
 
@@ -119,6 +152,18 @@ func (s *Service) startJob(id string, fn func(ctx context.Context)) {
 			return
 		}
 		defer func() { <-j.slots }()
+		if !s.holds(ctx, "job/"+id) {
+			return // another node runs it
+		}
+		defer func() {
+			// Handed back on success, failure and shutdown alike: a
+			// task left unfinished is taken by the next node to look.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if s.leases != nil {
+				s.leases.Release(rctx, "job/"+id)
+			}
+		}()
 		fn(ctx)
 	}()
 }

@@ -125,7 +125,7 @@ func (s *Service) Settle(ctx context.Context) error {
 func (s *Service) loop(ctx context.Context) {
 	// A periodic rescan picks up work enqueued by other processes sharing
 	// the store and retries transitions that failed transiently.
-	tick := time.NewTicker(5 * time.Second)
+	tick := time.NewTicker(s.rescan)
 	defer tick.Stop()
 	for {
 		select {
@@ -230,6 +230,11 @@ func (s *Service) reconcileOnce(ctx context.Context) (int, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if !s.holds(ctx, "reconciler") {
+		// Another node runs the transitions; this one still takes its
+		// share of the jobs, each under its own lease.
+		vms, todo = nil, nil
 	}
 	for _, vm := range vms {
 		if vm.State == omi.VmStopping || vm.State == omi.VmShuttingDown || vm.State == omi.VmTerminated {

@@ -66,6 +66,11 @@ type Service struct {
 
 	// kick wakes the reconciler after a commit that left work to do.
 	kick chan struct{}
+	// leases share background work with other nodes (nil: alone).
+	leases omi.Leases
+	// rescan is how often the reconciler looks for work without a kick:
+	// work queued through other nodes is only seen then.
+	rescan time.Duration
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -85,7 +90,7 @@ func New(store omi.Store, cfg Config, log *slog.Logger) *Service {
 		log = slog.Default()
 	}
 	return &Service{store: store, cfg: cfg, log: log, now: time.Now,
-		region: newRegionFacts(cfg.Region, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2)}
+		region: newRegionFacts(cfg.Region, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2), rescan: 5 * time.Second}
 }
 
 // Region returns the region the service serves.

@@ -300,6 +300,13 @@ func (s *Service) DeleteExportTask(ctx context.Context, c *omi.Caller, in *Delet
 	return &DeleteExportTaskResponse{}, nil
 }
 
+// endRun dates the end of this node's run of t.
+func (s *Service) endRun(t *omi.ExportTask) {
+	if n := len(t.Runs); n > 0 {
+		t.Runs[n-1].End = s.now().UTC()
+	}
+}
+
 // loadTask reads a task outside any transaction.
 func (s *Service) loadTask(ctx context.Context, id string) (*omi.ExportTask, error) {
 	var t *omi.ExportTask
@@ -347,8 +354,13 @@ func (s *Service) destination(ctx context.Context, t *omi.ExportTask) (Destinati
 // runExport does an export task. A task interrupted by a shutdown stays
 // active and is redone from the start by the next process.
 func (s *Service) runExport(ctx context.Context, id string) {
+	// A cancel through another node is seen in the task record, at the
+	// next progress report: it stops this run like a local cancel.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	t, err := s.updateTask(ctx, id, func(t *omi.ExportTask) error {
 		t.State, t.Progress = omi.TaskActive, 0
+		t.Runs = append(t.Runs, omi.TaskRun{Node: s.nodeName(), Start: s.now().UTC()})
 		return nil
 	})
 	if err != nil || t.Done() {
@@ -366,16 +378,22 @@ func (s *Service) runExport(ctx context.Context, id string) {
 		}
 	}
 	start := time.Now()
-	url, err := s.export(ctx, t)
+	url, err := s.export(ctx, t, stop)
 	if ctx.Err() != nil {
 		// Cancelled by DeleteExportTask (its cleanup job removes the
-		// objects) or by a shutdown (the task is redone on restart).
+		// objects, and so does this run when the cancel came through
+		// another node) or by a shutdown (the task is redone on restart
+		// or by another node).
+		if t, err := s.loadTask(context.WithoutCancel(ctx), id); err == nil && t.State == omi.TaskCancelled {
+			s.removeObjects(context.WithoutCancel(ctx), id)
+		}
 		return
 	}
 	if err != nil {
 		s.log.Warn("export task failed", "task", id, "err", err)
 		t, _ = s.updateTask(ctx, id, func(t *omi.ExportTask) error {
 			t.State, t.Comment = omi.TaskFailed, "Export failed: "+clientMessage(err)
+			s.endRun(t)
 			return nil
 		})
 		s.removeObjects(ctx, id)
@@ -384,12 +402,15 @@ func (s *Service) runExport(ctx context.Context, id string) {
 	}
 	s.updateTask(ctx, id, func(t *omi.ExportTask) error {
 		t.State, t.Progress, t.OsuExport.OsuManifestUrl = omi.TaskCompleted, 100, url
+		s.endRun(t)
 		return nil
 	})
 	s.observeTask("export", omi.TaskCompleted, start)
 }
 
-func (s *Service) export(ctx context.Context, t *omi.ExportTask) (string, error) {
+// export does the work of task t; stop cancels it, called when the task
+// is found finished (cancelled) at a progress report.
+func (s *Service) export(ctx context.Context, t *omi.ExportTask, stop func()) (string, error) {
 	dest, err := s.destination(ctx, t)
 	if err != nil {
 		return "", err
@@ -428,15 +449,21 @@ func (s *Service) export(ctx context.Context, t *omi.ExportTask) (string, error)
 			return
 		}
 		last = pct
-		s.updateTask(ctx, t.TaskId, func(t *omi.ExportTask) error { t.Progress = pct; return nil })
+		if cur, err := s.updateTask(ctx, t.TaskId, func(t *omi.ExportTask) error { t.Progress = pct; return nil }); err == nil && cur.Done() {
+			stop()
+		}
 	}
 	record := func(key string) error {
-		_, err := s.updateTask(ctx, t.TaskId, func(t *omi.ExportTask) error {
+		cur, err := s.updateTask(ctx, t.TaskId, func(t *omi.ExportTask) error {
 			if !slices.Contains(t.Objects, key) {
 				t.Objects = append(t.Objects, key)
 			}
 			return nil
 		})
+		if err == nil && cur.Done() {
+			stop()
+			return context.Canceled
+		}
 		return err
 	}
 	return s.xfer.Export(ctx, job, record, progress)

@@ -122,7 +122,8 @@ func catalogCmd(args []string) error {
 	n, err := openNode(ctx, *data, envOr("OMI_STORE", ""), blockConfig{kind: envOr("OMI_BLOCKSTORE", "local"),
 		endpoint: os.Getenv("OMI_BLOCKSTORE_S3_ENDPOINT"), region: os.Getenv("OMI_BLOCKSTORE_S3_REGION"),
 		bucket: os.Getenv("OMI_BLOCKSTORE_S3_BUCKET"), prefix: envOr("OMI_BLOCKSTORE_S3_PREFIX", "blocks"),
-		accessKey: os.Getenv("OMI_BLOCKSTORE_S3_ACCESS_KEY"), secretKey: os.Getenv("OMI_BLOCKSTORE_S3_SECRET_KEY")}, service.Config{Region: envOr("OMI_REGION", "eu-west-2")}, log)
+		accessKey: os.Getenv("OMI_BLOCKSTORE_S3_ACCESS_KEY"), secretKey: os.Getenv("OMI_BLOCKSTORE_S3_SECRET_KEY")},
+		nodeConfig{name: envOr("OMI_NODE_NAME", ""), ttl: 10 * time.Second}, service.Config{Region: envOr("OMI_REGION", "eu-west-2")}, log)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,7 +17,9 @@ import (
 	"github.com/omiproject/omi/blockstore/local"
 	"github.com/omiproject/omi/blockstore/s3store"
 	"github.com/omiproject/omi/catalog"
+	"github.com/omiproject/omi/cluster"
 	"github.com/omiproject/omi/dataplane"
+	"github.com/omiproject/omi/gc"
 	"github.com/omiproject/omi/metrics"
 	"github.com/omiproject/omi/oos"
 	"github.com/omiproject/omi/postgres"
@@ -29,19 +31,29 @@ import (
 // store, the block store, block maps, and the service on top.
 type node struct {
 	store   omi.Store
-	backend io.Closer // the block store backend, closed last
+	backend blockstore.Store // the block store backend, closed last
 	blocks  blockstore.Store
 	plane   *dataplane.Plane
 	svc     *service.Service
 	mets    *metrics.Metrics
 	lock    *os.File
 	oos     *oos.Server
+	// member is this process's membership of the cluster of nodes
+	// sharing a PostgreSQL store (nil with SQLite).
+	member *cluster.Node
+}
+
+// nodeConfig names this node among those sharing a PostgreSQL store.
+type nodeConfig struct {
+	name string
+	ttl  time.Duration
+	addr string
 }
 
 // openNode opens (creating if needed) the data directory. It takes an
 // exclusive lock on it: one process at a time owns a data directory, since
 // the block map manager keeps state in memory.
-func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConfig, cfg service.Config, log *slog.Logger) (*node, error) {
+func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConfig, nc nodeConfig, cfg service.Config, log *slog.Logger) (*node, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -66,13 +78,25 @@ func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConf
 	}
 	n.backend = backend
 	n.blocks = n.mets.Blocks(backend)
-	maps, err := blockmap.NewDirStore(filepath.Join(dataDir, "maps"))
-	if err != nil {
-		n.Close()
-		return nil, err
+	var mgr *blockmap.Manager
+	if pg, ok := n.store.(*postgres.Store); ok {
+		if mgr, err = n.join(ctx, pg, blocksCfg, nc, log); err != nil {
+			n.Close()
+			return nil, err
+		}
+	} else {
+		maps, err := blockmap.NewDirStore(filepath.Join(dataDir, "maps"))
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+		mgr = blockmap.NewManager(n.blocks, maps)
 	}
-	n.plane = dataplane.New(blockmap.NewManager(n.blocks, maps), n.blocks, n.store)
+	n.plane = dataplane.New(mgr, n.blocks, n.store)
 	n.svc = service.New(n.store, cfg, log)
+	if n.member != nil {
+		n.svc.SetLeases(n.member)
+	}
 	n.svc.SetDataPlane(n.plane)
 	n.svc.SetInspector(n.plane)
 	n.svc.SetTaskObserver(n.mets.ObserveTask)
@@ -119,8 +143,58 @@ func openStore(ctx context.Context, dataDir, dsn string) (omi.Store, error) {
 	return postgres.Open(ctx, dsn)
 }
 
+// join makes this process a node of the cluster of the PostgreSQL store:
+// block map roots live in the database, fenced by this node's claims, and
+// every Put goes through the node's guard (see package cluster).
+func (n *node) join(ctx context.Context, pg *postgres.Store, blocksCfg blockConfig, nc nodeConfig, log *slog.Logger) (*blockmap.Manager, error) {
+	if nc.name == "" {
+		host, _ := os.Hostname()
+		nc.name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	member, err := cluster.Join(ctx, pg.Cluster(), cluster.Config{Name: nc.name, Addr: nc.addr, TTL: nc.ttl, Log: log,
+		Expired: func(err error) bool { return errors.Is(err, postgres.ErrNodeExpired) }})
+	if err != nil {
+		return nil, err
+	}
+	n.member = member
+	if blocksCfg.kind != "s3" {
+		log.Warn("blocks are in this node's data directory: run several nodes on one PostgreSQL store only with --blockstore s3")
+	}
+	n.blocks = member.Guard(n.blocks)
+	mgr := blockmap.NewManager(n.blocks, pg.NodeRoots(member.ID()), blockmap.WithOwner(member))
+	member.SetLowWater(mgr.LowWater)
+	log.Info("cluster node", "node", nc.name, "id", member.ID(), "lease_ttl", nc.ttl)
+	return mgr, nil
+}
+
+// collect runs one garbage collection: alone, or for the whole cluster on
+// the node holding the "gc" lease (the others skip it).
+func (n *node) collect(ctx context.Context) (gc.Stats, bool, error) {
+	if n.member == nil {
+		st, err := n.plane.Collect(ctx)
+		return st, true, err
+	}
+	ok, err := n.member.Acquire(ctx, "gc")
+	if err != nil || !ok {
+		return gc.Stats{}, false, err
+	}
+	st, err := n.member.Collect(ctx, n.plane.Maps(), n.backend, cluster.CollectOptions{})
+	return st, true, err
+}
+
+// leave unregisters the node, handing its leases to the other nodes.
+func (n *node) leave() {
+	if n.member == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.member.Leave(ctx)
+}
+
 // Close releases everything; the service must be closed first.
 func (n *node) Close() {
+	n.leave()
 	if n.backend != nil {
 		n.backend.Close()
 	}
@@ -179,6 +253,13 @@ func (n *node) fillWith(spec catalog.DiskSpec) func(ctx context.Context, volumeI
 // seedCatalog publishes the presets the provider does not have yet. It
 // runs in the background at start; a fresh server answers at once.
 func (n *node) seedCatalog(ctx context.Context, log *slog.Logger) {
+	if n.member != nil {
+		// One node of a cluster publishes; the lease stays with it until
+		// it leaves, so nodes started together never publish twice.
+		if ok, err := n.member.Acquire(ctx, "catalog"); err != nil || !ok {
+			return
+		}
+	}
 	for _, p := range catalog.Presets() {
 		have, err := n.svc.HasOfficial(ctx, p.Name)
 		if err != nil {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/omiproject/omi/blockstore"
 	"github.com/omiproject/omi/config"
-	"github.com/omiproject/omi/dataplane"
 	"github.com/omiproject/omi/nbd"
 	"github.com/omiproject/omi/oapi"
 	"github.com/omiproject/omi/oos"
@@ -43,6 +42,8 @@ type serveFlags struct {
 	refusePublic bool
 	metrics      string
 	gcEvery      time.Duration
+	nodeName     string
+	leaseTTL     time.Duration
 	data         string
 	config       string
 	region       string
@@ -89,6 +90,12 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		return nil, fmt.Errorf("OMI_GC_INTERVAL: %w", err)
 	}
 	fs.DurationVar(&f.gcEvery, "gc-interval", gcDefault, "how often unreferenced blocks are collected; 0 disables (env OMI_GC_INTERVAL)")
+	fs.StringVar(&f.nodeName, "node-name", envOr("OMI_NODE_NAME", ""), "name of this node among the omi processes sharing a PostgreSQL store; default <hostname>-<pid> (env OMI_NODE_NAME)")
+	ttlDefault, err := time.ParseDuration(envOr("OMI_LEASE_TTL", "10s"))
+	if err != nil {
+		return nil, fmt.Errorf("OMI_LEASE_TTL: %w", err)
+	}
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", ttlDefault, "with a PostgreSQL store, how long a node may go silent before the others take its work over (env OMI_LEASE_TTL)")
 	fs.StringVar(&f.data, "data", envOr("OMI_DATA", "omi-data"), "data directory: metadata database, blocks (env OMI_DATA)")
 	fs.StringVar(&f.config, "config", envOr("OMI_CONFIG", ""), "YAML configuration file with accounts (env OMI_CONFIG)")
 	fs.StringVar(&f.region, "region", envOr("OMI_REGION", ""), "region name; default: the config's, else eu-west-2 (env OMI_REGION)")
@@ -144,7 +151,7 @@ func serve(args []string) error {
 	}
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
-	n, err := openNode(ctx, f.data, f.store, f.blocks, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
+	n, err := openNode(ctx, f.data, f.store, f.blocks, nodeConfig{name: f.nodeName, ttl: f.leaseTTL, addr: endpoint}, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
 		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts()}, log)
 	if err != nil {
 		return err
@@ -199,7 +206,7 @@ func serve(args []string) error {
 		log.Info("nbd serving volumes", "nbd", "nbd://"+nln.Addr().String()+"/<volume-id>")
 	}
 	if f.gcEvery > 0 {
-		go collectEvery(ctx, plane, f.gcEvery, log)
+		go collectEvery(ctx, n, f.gcEvery, log)
 	}
 
 	api := oapi.New(svc, log)
@@ -230,9 +237,16 @@ func serve(args []string) error {
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("omi serving", "api", endpoint+"/api/v1", "region", region, "data", f.data)
 
+	var lost <-chan struct{}
+	if n.member != nil {
+		lost = n.member.Lost()
+	}
 	select {
 	case err := <-errc:
 		return err
+	case <-lost:
+		// Fail-stop: other nodes may already run this node's work.
+		return errors.New("this node's cluster registration expired (was it paused or cut off from PostgreSQL?); exiting so that its work is not done twice")
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
@@ -255,7 +269,7 @@ func ready(ctx context.Context, store interface{ Ping(context.Context) error }, 
 }
 
 // collectEvery frees unreferenced blocks periodically.
-func collectEvery(ctx context.Context, plane *dataplane.Plane, every time.Duration, log *slog.Logger) {
+func collectEvery(ctx context.Context, n *node, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -264,7 +278,10 @@ func collectEvery(ctx context.Context, plane *dataplane.Plane, every time.Durati
 			return
 		case <-t.C:
 		}
-		st, err := plane.Collect(ctx)
+		st, ran, err := n.collect(ctx)
+		if !ran && err == nil {
+			continue // another node of the cluster collects
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Error("garbage collection", "err", err)

@@ -138,6 +138,10 @@ func (p *Plane) Open(ctx context.Context, name string) (nbd.Export, error) {
 		return nil, fmt.Errorf("%w: volume %s is %s", nbd.ErrUnknownExport, name, v.State)
 	}
 	dev, err := p.maps.Open(ctx, name)
+	if errors.Is(err, blockmap.ErrBusy) {
+		// Another node of the cluster serves it (the error names it).
+		return nil, fmt.Errorf("%w: volume %s is served by another omi node until it is disconnected there: %v", nbd.ErrExportBusy, name, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,11 @@ type Exports interface {
 // cannot carry an error, a closed connection).
 var ErrUnknownExport = errors.New("nbd: unknown export")
 
+// ErrExportBusy is returned (wrapped) by Exports.Open when the export
+// exists but is served elsewhere for now; the client is refused with the
+// error's text, so it should say where and why.
+var ErrExportBusy = errors.New("export is busy")
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("nbd: server closed")
 

@@ -232,6 +232,9 @@ func (c *conn) openFailed(opt uint32, name string, err error) error {
 	if c.stopping.Load() {
 		return c.optReply(opt, repErrShutdown, []byte("server is shutting down"))
 	}
+	if errors.Is(err, ErrExportBusy) {
+		return c.optReply(opt, repErrPolicy, []byte(err.Error()))
+	}
 	c.srv.log.Warn("nbd: open export", "export", name, "err", err)
 	return c.optReply(opt, repErrPolicy, []byte("export unavailable"))
 }

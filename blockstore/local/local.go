@@ -1,39 +1,3 @@
-// Package local is a [blockstore.Store] that keeps blocks as files in a
-// directory on the local filesystem: the default backend of a single-node omi.
-//
-// # Layout
-//
-// Block h lives in <dir>/<first two hex digits of h>/<hex of h>, so no
-// directory holds more than 1/256th of the blocks. The 256 shard directories
-// are created by [Open]. Temporary files (".tmp-*") live in the shard
-// directory of their block so the final rename never crosses directories.
-//
-// # Object format
-//
-// Each file holds one block in the encoding of package blockcodec, shared with
-// the other backends: a 12-byte header followed by the payload:
-//
-//	offset 0  magic "OMIB"
-//	offset 4  format version (1)
-//	offset 5  flags: bit 0 set = payload is a zstd frame, clear = raw bytes
-//	offset 6  two reserved bytes, zero
-//	offset 8  uncompressed length, uint32 little endian
-//
-// The payload is compressed with zstd at its fastest level; when that does not
-// save at least 1/16th of the size (random or already-compressed data) the
-// block is stored raw, which costs nothing to decode. The version byte and
-// flags let the format evolve (other codecs, encryption) without renaming
-// blocks; readers reject versions and flags they do not know as corrupt.
-//
-// # Durability and written time
-//
-// Put writes a temporary file, sets its modification time, fsyncs it, renames
-// it into place and fsyncs the shard directory, so a block is either absent or
-// complete after a crash. The file modification time is the block's written
-// time; Put of an existing block only refreshes it (see
-// [blockstore.Store.Put]). Times are set explicitly from the Go clock rather
-// than left to the kernel, whose file timestamps are coarse and may lag the
-// garbage collector's start time by a few milliseconds.
 package local
 
 import (
@@ -59,28 +23,53 @@ const MaxBlockSize = 16 << 20
 
 const (
 	headerSize = blockcodec.HeaderSize
+	pendingDir = "pending"
+	// tempPrefix names the temporary files of earlier versions, which
+	// wrote blocks next to their final path; Walk removes stale ones.
 	tempPrefix = ".tmp-"
-	// staleTemp is the age after which Walk removes temporary files left by
-	// a crashed writer; no healthy Put takes anywhere near this long.
+	// staleTemp is the age after which Walk removes such temporary files.
 	staleTemp = time.Hour
 )
 
 // Store is a directory of zstd-compressed, SHA-256-named blocks. It is safe
-// for concurrent use. Several Stores must not share a directory: the atomicity
-// of DeleteIfWrittenBefore against Put holds within one Store only.
+// for concurrent use. Several Stores must not share a directory (see the
+// package documentation).
 type Store struct {
-	dir   string
-	codec *blockcodec.Codec
-	// locks serialise a re-Put's refresh of the written time with a
-	// conditional delete of the same block (striped by the hash's first byte).
-	locks [256]sync.Mutex
+	dir     string
+	pending string // <dir>/pending
+	codec   *blockcodec.Codec
+	// stripes hold the pending blocks and serialise, per block, Put's
+	// written-time refresh, conditional deletes and Sync's renames. Stripe i
+	// holds the blocks whose hash starts with byte i, which are also those
+	// of shard directory i.
+	stripes [256]stripe
 	// bufs holds *[]byte scratch buffers for encoded objects.
 	bufs sync.Pool
+
+	syncState
 }
 
-var _ blockstore.Store = (*Store)(nil)
+// stripe is one lock and the pending blocks it guards.
+type stripe struct {
+	mu      sync.Mutex
+	pending map[blockstore.Hash]*pendingBlock
+}
 
-// Open opens (creating if needed) the block directory dir.
+// pendingBlock is a block whose Put returned but which is not durable yet.
+type pendingBlock struct {
+	file    string    // the encoded object, in the pending directory
+	size    int64     // bytes of file
+	written time.Time // written time; refreshed by re-Puts
+}
+
+var (
+	_ blockstore.Store  = (*Store)(nil)
+	_ blockstore.Syncer = (*Store)(nil)
+)
+
+// Open opens (creating if needed) the block directory dir. Blocks left
+// pending by an earlier Store on dir (one that crashed before syncing them)
+// are dropped.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("local: open %s: %w", dir, err)
@@ -102,26 +91,44 @@ func Open(dir string) (*Store, error) {
 			return nil, fmt.Errorf("local: open %s: %w", dir, err)
 		}
 	}
+	pd := filepath.Join(dir, pendingDir)
+	if err := os.RemoveAll(pd); err != nil {
+		return nil, fmt.Errorf("local: open %s: drop unsynced blocks: %w", dir, err)
+	}
+	if err := os.Mkdir(pd, 0o755); err != nil {
+		return nil, fmt.Errorf("local: open %s: %w", dir, err)
+	}
 	codec, err := blockcodec.New(MaxBlockSize)
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	return &Store{dir: dir, codec: codec}, nil
+	s := &Store{dir: dir, pending: pd, codec: codec}
+	for i := range s.stripes {
+		s.stripes[i].pending = make(map[blockstore.Hash]*pendingBlock)
+	}
+	s.syncState.init()
+	return s, nil
 }
 
 // Dir returns the directory the store keeps its blocks in.
 func (s *Store) Dir() string { return s.dir }
 
-// Path returns the file that holds block h. Tests use it to damage blocks;
-// nothing else should touch the files directly.
+// Path returns the final file of block h, which exists once h is synced.
+// Tests use it to damage blocks; nothing else should touch the files
+// directly.
 func (s *Store) Path(h blockstore.Hash) string {
 	name := h.String()
 	return filepath.Join(s.dir, name[:2], name)
 }
 
-func (s *Store) lock(h blockstore.Hash) *sync.Mutex { return &s.locks[h[0]] }
+func (s *Store) stripe(h blockstore.Hash) *stripe { return &s.stripes[h[0]] }
 
-// Put implements [blockstore.Store.Put].
+// now is the clock of written times, without its monotonic reading so that
+// a pending block's time compares exactly like the file time it becomes.
+func now() time.Time { return time.Now().Round(0) }
+
+// Put implements [blockstore.Store.Put]. The block is durable after the next
+// [Store.Sync].
 func (s *Store) Put(ctx context.Context, data []byte) (blockstore.Hash, error) {
 	if err := ctx.Err(); err != nil {
 		return blockstore.Hash{}, err
@@ -130,31 +137,79 @@ func (s *Store) Put(ctx context.Context, data []byte) (blockstore.Hash, error) {
 		return blockstore.Hash{}, fmt.Errorf("local: put: block of %d bytes exceeds %d", len(data), MaxBlockSize)
 	}
 	h := blockstore.Sum(data)
-	path := s.Path(h)
+	st := s.stripe(h)
 
 	// Already stored: refresh the written time under the stripe lock so a
-	// concurrent conditional delete either ran before (and the file is
+	// concurrent conditional delete either ran before (and the block is
 	// gone, so we write it again) or sees the new time.
-	mu := s.lock(h)
-	mu.Lock()
-	now := time.Now()
-	err := os.Chtimes(path, now, now)
-	mu.Unlock()
-	if err == nil {
-		return h, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return h, fmt.Errorf("local: put %s: %w", h, err)
+	st.mu.Lock()
+	hit, err := s.refreshLocked(st, h)
+	st.mu.Unlock()
+	if hit || err != nil {
+		return h, err
 	}
 
 	bp := s.getBuf()
-	defer s.bufs.Put(bp)
 	obj := s.codec.Encode(data, (*bp)[:0])
 	*bp = obj[:0]
-	if err := s.writeFile(path, obj); err != nil {
+	file, err := s.writePending(h, obj)
+	s.bufs.Put(bp)
+	if err != nil {
+		return h, fmt.Errorf("local: put %s: %w", h, err)
+	}
+
+	// Another Put of the same block may have won while we wrote.
+	st.mu.Lock()
+	hit, err = s.refreshLocked(st, h)
+	if !hit && err == nil {
+		st.pending[h] = &pendingBlock{file: file, size: int64(len(obj)), written: now()}
+	}
+	st.mu.Unlock()
+	if hit || err != nil {
+		os.Remove(file)
+		return h, err
+	}
+	if err := s.added(ctx, int64(len(obj))); err != nil {
 		return h, fmt.Errorf("local: put %s: %w", h, err)
 	}
 	return h, nil
+}
+
+// refreshLocked refreshes the written time of h and reports true if h is
+// stored (pending or final). st.mu is held.
+func (s *Store) refreshLocked(st *stripe, h blockstore.Hash) (bool, error) {
+	t := now()
+	if p := st.pending[h]; p != nil {
+		p.written = t
+		return true, nil
+	}
+	err := os.Chtimes(s.Path(h), t, t)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, fmt.Errorf("local: put %s: %w", h, err)
+	}
+}
+
+// writePending writes obj to a new file in the pending directory, without
+// fsync, and returns its path.
+func (s *Store) writePending(h blockstore.Hash, obj []byte) (string, error) {
+	f, err := os.CreateTemp(s.pending, h.String()+"-")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(obj)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 func (s *Store) getBuf() *[]byte {
@@ -163,40 +218,6 @@ func (s *Store) getBuf() *[]byte {
 	}
 	b := make([]byte, 0, headerSize+blockstore.BlockSize+blockstore.BlockSize/8)
 	return &b
-}
-
-// writeFile durably creates path with content obj: temp file, mtime, fsync,
-// rename, fsync of the directory.
-func (s *Store) writeFile(path string, obj []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tempPrefix)
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(obj); err != nil {
-		return err
-	}
-	now := time.Now()
-	if err = os.Chtimes(tmp, now, now); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
 }
 
 func syncDir(dir string) error {
@@ -211,18 +232,38 @@ func syncDir(dir string) error {
 	return err
 }
 
+// open opens the file holding block h: its pending file or its final one.
+// The pending file is opened under the stripe lock, so a concurrent Sync
+// cannot rename it away in between; once open, a rename does not matter.
+func (s *Store) open(h blockstore.Hash) (*os.File, error) {
+	st := s.stripe(h)
+	st.mu.Lock()
+	if p := st.pending[h]; p != nil {
+		f, err := os.Open(p.file)
+		st.mu.Unlock()
+		return f, err
+	}
+	st.mu.Unlock()
+	return os.Open(s.Path(h))
+}
+
 // Get implements [blockstore.Store.Get].
 func (s *Store) Get(ctx context.Context, h blockstore.Hash, dst []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	bp := s.getBuf()
-	defer s.bufs.Put(bp)
-	obj, err := readFile(s.Path(h), (*bp)[:0])
+	f, err := s.open(h)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("local: get %s: %w", h, blockstore.ErrNotFound)
 		}
+		return nil, fmt.Errorf("local: get %s: %w", h, err)
+	}
+	bp := s.getBuf()
+	defer s.bufs.Put(bp)
+	obj, err := readObject(f, (*bp)[:0])
+	f.Close()
+	if err != nil {
 		return nil, fmt.Errorf("local: get %s: %w", h, err)
 	}
 	*bp = obj[:0]
@@ -236,13 +277,8 @@ func (s *Store) Get(ctx context.Context, h blockstore.Hash, dst []byte) ([]byte,
 	return out, nil
 }
 
-// readFile reads the whole file into buf (growing it if needed).
-func readFile(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+// readObject reads the whole of f into buf (growing it if needed).
+func readObject(f *os.File, buf []byte) ([]byte, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -269,6 +305,15 @@ func (s *Store) Has(ctx context.Context, h blockstore.Hash) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
+	st := s.stripe(h)
+	st.mu.Lock()
+	_, pending := st.pending[h]
+	st.mu.Unlock()
+	if pending {
+		return true, nil
+	}
+	// Not pending: a Sync that renamed it did so before dropping the
+	// record, so the final file is there if the block is stored.
 	_, err := os.Stat(s.Path(h))
 	switch {
 	case err == nil:
@@ -286,12 +331,30 @@ func (s *Store) Delete(ctx context.Context, h blockstore.Hash) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mu := s.lock(h)
-	mu.Lock()
-	defer mu.Unlock()
+	st := s.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := s.dropPendingLocked(st, h); err != nil {
+		return fmt.Errorf("local: delete %s: %w", h, err)
+	}
 	if err := os.Remove(s.Path(h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("local: delete %s: %w", h, err)
 	}
+	return nil
+}
+
+// dropPendingLocked forgets pending block h, if it is one, and removes its
+// file. A Sync that already took it skips it. st.mu is held.
+func (s *Store) dropPendingLocked(st *stripe, h blockstore.Hash) error {
+	p := st.pending[h]
+	if p == nil {
+		return nil
+	}
+	if err := os.Remove(p.file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	delete(st.pending, h)
+	s.removed(p.size)
 	return nil
 }
 
@@ -300,10 +363,19 @@ func (s *Store) DeleteIfWrittenBefore(ctx context.Context, h blockstore.Hash, t 
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
+	st := s.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if p := st.pending[h]; p != nil {
+		if !p.written.Before(t) {
+			return false, nil
+		}
+		if err := s.dropPendingLocked(st, h); err != nil {
+			return false, fmt.Errorf("local: delete %s: %w", h, err)
+		}
+		return true, nil
+	}
 	path := s.Path(h)
-	mu := s.lock(h)
-	mu.Lock()
-	defer mu.Unlock()
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -323,21 +395,28 @@ func (s *Store) DeleteIfWrittenBefore(ctx context.Context, h blockstore.Hash, t 
 	return true, nil
 }
 
-// Walk implements [blockstore.Store.Walk]. It also removes temporary files
-// older than an hour, left behind by writers that crashed mid-Put, and skips
-// files whose names are not block hashes.
+// Walk implements [blockstore.Store.Walk], pending blocks included. It also
+// removes temporary files older than an hour left in shard directories by
+// earlier versions, and skips files whose names are not block hashes.
 func (s *Store) Walk(ctx context.Context, fn func(h blockstore.Hash, written time.Time) error) error {
 	for i := 0; i < 256; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// The pending blocks of this shard, taken before its listing: one
+		// renamed in between shows in both and is reported once.
+		st := &s.stripes[i]
+		st.mu.Lock()
+		pend := make(map[blockstore.Hash]time.Time, len(st.pending))
+		for h, p := range st.pending {
+			pend[h] = p.written
+		}
+		st.mu.Unlock()
+
 		shard := fmt.Sprintf("%02x", i)
 		sd := filepath.Join(s.dir, shard)
 		entries, err := os.ReadDir(sd)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("local: walk %s: %w", sd, err)
 		}
 		for _, e := range entries {
@@ -355,6 +434,9 @@ func (s *Store) Walk(ctx context.Context, fn func(h blockstore.Hash, written tim
 			if err != nil {
 				continue
 			}
+			if _, ok := pend[h]; ok {
+				continue
+			}
 			fi, err := e.Info()
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // deleted since ReadDir
@@ -366,12 +448,49 @@ func (s *Store) Walk(ctx context.Context, fn func(h blockstore.Hash, written tim
 				return err
 			}
 		}
+		for h := range pend {
+			// fn may have deleted it meanwhile.
+			w, ok, err := s.writtenTime(h)
+			if err != nil {
+				return fmt.Errorf("local: walk %s: %w", h, err)
+			}
+			if !ok {
+				continue
+			}
+			if err := fn(h, w); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// Close releases the compressor and decompressor state.
+// writtenTime returns the written time of h and whether h is stored.
+func (s *Store) writtenTime(h blockstore.Hash) (time.Time, bool, error) {
+	st := s.stripe(h)
+	st.mu.Lock()
+	if p := st.pending[h]; p != nil {
+		w := p.written
+		st.mu.Unlock()
+		return w, true, nil
+	}
+	st.mu.Unlock()
+	fi, err := os.Stat(s.Path(h))
+	switch {
+	case err == nil:
+		return fi.ModTime(), true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return time.Time{}, false, nil
+	default:
+		return time.Time{}, false, err
+	}
+}
+
+// Close makes the pending blocks durable (see [Store.Sync]) and releases the
+// compressor and decompressor state. It returns the error of that Sync.
 func (s *Store) Close() error {
+	s.flushes.Wait()
+	err := s.Sync(context.Background())
 	s.codec.Close()
-	return nil
+	return err
 }

@@ -44,6 +44,9 @@ func TestFormat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
 		name := h.String()
 		path := filepath.Join(s.Dir(), name[:2], name)
 		if path != s.Path(h) {
@@ -76,7 +79,13 @@ func TestUnknownVersionIsCorrupt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj, _ := os.ReadFile(s.Path(h))
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := os.ReadFile(s.Path(h))
+	if err != nil {
+		t.Fatal(err)
+	}
 	obj[4] = 9
 	if err := os.WriteFile(s.Path(h), obj, 0o600); err != nil {
 		t.Fatal(err)
@@ -148,10 +157,11 @@ func TestReopen(t *testing.T) {
 // corruptible exposes the on-disk files to the conformance suite.
 type corruptible struct{ *Store }
 
-// Corrupt flips one byte in the middle of the stored object of h.
+// Corrupt flips one byte in the middle of the stored object of h, in its
+// pending file if it is not synced yet.
 func (c corruptible) Corrupt(t *testing.T, h blockstore.Hash) {
 	t.Helper()
-	path := c.Path(h)
+	path := c.objectPath(h)
 	obj, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +172,50 @@ func (c corruptible) Corrupt(t *testing.T, h blockstore.Hash) {
 	}
 }
 
+// objectPath is the file holding h now: its pending file or its final one.
+func (s *Store) objectPath(h blockstore.Hash) string {
+	st := s.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if p := st.pending[h]; p != nil {
+		return p.file
+	}
+	return s.Path(h)
+}
+
+// syncEach syncs after every Put, so the suite runs on final files.
+type syncEach struct{ corruptible }
+
+func (s syncEach) Put(ctx context.Context, data []byte) (blockstore.Hash, error) {
+	h, err := s.Store.Put(ctx, data)
+	if err == nil {
+		err = s.Sync(ctx)
+	}
+	return h, err
+}
+
+// TestConformance runs the suite on blocks left pending (nobody syncs: the
+// suite stores fewer blocks than start a flush), on blocks synced after
+// every Put, and on a store that flushes every few blocks by itself.
 func TestConformance(t *testing.T) {
-	blocktest.Run(t, func(t *testing.T) blockstore.Store { return corruptible{openT(t)} })
+	t.Run("Pending", func(t *testing.T) {
+		blocktest.Run(t, func(t *testing.T) blockstore.Store { return corruptible{openT(t)} })
+	})
+	t.Run("Synced", func(t *testing.T) {
+		blocktest.Run(t, func(t *testing.T) blockstore.Store { return syncEach{corruptible{openT(t)}} })
+	})
+	t.Run("SmallBatches", func(t *testing.T) {
+		blocktest.Run(t, func(t *testing.T) blockstore.Store {
+			s := openT(t)
+			s.softBlocks = 3
+			return corruptible{s}
+		})
+	})
+	t.Run("Syncfs", func(t *testing.T) {
+		blocktest.Run(t, func(t *testing.T) blockstore.Store {
+			s := openT(t)
+			s.mode = syncSyncfs
+			return syncEach{corruptible{s}}
+		})
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -597,4 +598,38 @@ func (l *statusLog) add(call string, status int, body []byte, err error) {
 	if status >= 500 && len(l.errs5) < 20 {
 		l.errs5 = append(l.errs5, fmt.Sprintf("%s: %d %s", call, status, body))
 	}
+}
+
+// eachParallel calls fn(i) for i in [0, n) from k goroutines and returns
+// the errors, in no particular order.
+func eachParallel(n, k int, fn func(i int) error) []error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range k {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// volumeFrom makes a volume of snapshot snap through p and waits until it
+// is available.
+func volumeFrom(p *proc, snap string) (string, error) {
+	var v struct{ Volume struct{ VolumeId string } }
+	if err := nodeCall(p, "CreateVolume", map[string]any{"SnapshotId": snap, "SubregionName": "eu-west-2a"}, &v); err != nil {
+		return "", err
+	}
+	return v.Volume.VolumeId, awaitState(p, "volume", v.Volume.VolumeId, "available", 20*time.Second)
 }

@@ -125,9 +125,12 @@ func TestClusterMetadataAcrossNodes(t *testing.T) {
 	var none struct{}
 	n2.call(t, "UpdateImage", map[string]any{"ImageId": id,
 		"PermissionsToLaunch": map[string]any{"Additions": map[string]any{"AccountIds": []string{titiAccount}}}}, &none)
-	img, ok := readImage(t, titi3, id)
-	if !ok || !slices.Contains(img.PermissionsToLaunch.AccountIds, titiAccount) {
-		t.Fatalf("titi through node 3 right after sharing through node 2: found %v, %+v", ok, img)
+	if _, ok := readImage(t, titi3, id); !ok {
+		t.Fatal("titi does not see the OMI through node 3 right after it was shared through node 2")
+	}
+	// Only the owner sees whom an OMI is shared with.
+	if img, _ := readImage(t, n1, id); !slices.Contains(img.PermissionsToLaunch.AccountIds, titiAccount) {
+		t.Fatalf("joe through node 1 right after sharing through node 2: %+v", img)
 	}
 
 	// titi starts a VM from it through node 3 and makes an OMI of the VM
@@ -151,6 +154,10 @@ func TestClusterMetadataAcrossNodes(t *testing.T) {
 	if len(vmsRead.Vms) != 1 {
 		t.Fatalf("node 2 does not list the VM created through node 3: %+v", vmsRead)
 	}
+	waitUntil(t, 20*time.Second, "the VM to run", func() bool {
+		titi2.call(t, "ReadVms", map[string]any{"Filters": map[string]any{"VmIds": []string{vmID}}}, &vmsRead)
+		return vmsRead.Vms[0].State == "running"
+	})
 	var fromVM struct{ Image struct{ ImageId string } }
 	titi1.call(t, "CreateImage", map[string]any{"VmId": vmID, "ImageName": "titi-from-vm", "NoReboot": true}, &fromVM)
 	got := awaitImage(t, titi2, fromVM.Image.ImageId)
@@ -541,7 +548,7 @@ func TestClusterGCWhileWriting(t *testing.T) {
 		survived []gcCheck
 		seq      atomic.Int32
 		errs     = make(chan error, 3)
-		stop     = time.Now().Add(12 * time.Second)
+		stop     = time.Now().Add(10 * time.Second)
 	)
 	worker := func(w int) error {
 		home, next, third := c.nodes[w], c.nodes[(w+1)%3], c.nodes[(w+2)%3]
@@ -624,21 +631,22 @@ func TestClusterGCWhileWriting(t *testing.T) {
 	if len(survived) < 6 {
 		t.Fatalf("only %d survivors: the writers did too little to test anything", len(survived))
 	}
-	for i, s := range survived {
-		p := c.node(i)
+	for _, err := range eachParallel(len(survived), 6, func(i int) error {
+		s, p := survived[i], c.node(i)
 		id := s.id
 		if s.kind == "snapshot" {
 			// Snapshots are read through a volume made from them.
-			var v struct{ Volume struct{ VolumeId string } }
-			p.call(t, "CreateVolume", map[string]any{"SnapshotId": s.id, "SubregionName": "eu-west-2a"}, &v)
-			if err := awaitState(p, "volume", v.Volume.VolumeId, "available", 20*time.Second); err != nil {
-				t.Fatal(err)
+			var err error
+			if id, err = volumeFrom(p, s.id); err != nil {
+				return err
 			}
-			id = v.Volume.VolumeId
 		}
 		if err := qemuIOErr("nbd://"+p.nbd+"/"+id, readCmds(s.extents)...); err != nil {
-			t.Errorf("%s %s lost data: %v", s.kind, s.id, err)
+			return fmt.Errorf("%s %s lost data: %v", s.kind, s.id, err)
 		}
+		return nil
+	}) {
+		t.Error(err)
 	}
 }
 
@@ -830,26 +838,32 @@ func TestClusterMixedLoad(t *testing.T) {
 	// Every remaining snapshot's data reads back, through volumes made
 	// from them on every node in turn.
 	time.Sleep(2 * time.Second) // a couple more collections first
-	i := 0
+	type check struct {
+		p          *proc
+		snap, base string
+	}
+	var checks []check
 	for _, a := range accts {
 		for s, v := range a.snaps {
-			i++
-			p := c.node(i).as(a.ak, a.sk)
-			if err := awaitState(p, "snapshot", s, "completed", 30*time.Second); err != nil {
-				t.Error(err)
-				continue
-			}
-			var vol struct{ Volume struct{ VolumeId string } }
-			p.call(t, "CreateVolume", map[string]any{"SnapshotId": s, "SubregionName": "eu-west-2a"}, &vol)
-			if err := awaitState(p, "volume", vol.Volume.VolumeId, "available", 20*time.Second); err != nil {
-				t.Error(err)
-				continue
-			}
-			pat := pattern[v]
-			if err := qemuIOErr("nbd://"+p.nbd+"/"+vol.Volume.VolumeId, fmt.Sprintf("read -P %#x 0 1M", pat),
-				fmt.Sprintf("read -P %#x 512M 1M", pat), "read -P 0 2M 1M"); err != nil {
-				t.Errorf("snapshot %s lost data: %v", s, err)
-			}
+			checks = append(checks, check{c.node(len(checks)).as(a.ak, a.sk), s, v})
 		}
+	}
+	for _, err := range eachParallel(len(checks), 6, func(i int) error {
+		ch := checks[i]
+		if err := awaitState(ch.p, "snapshot", ch.snap, "completed", 30*time.Second); err != nil {
+			return err
+		}
+		vol, err := volumeFrom(ch.p, ch.snap)
+		if err != nil {
+			return err
+		}
+		pat := pattern[ch.base]
+		if err := qemuIOErr("nbd://"+ch.p.nbd+"/"+vol, fmt.Sprintf("read -P %#x 0 1M", pat),
+			fmt.Sprintf("read -P %#x 512M 1M", pat), "read -P 0 2M 1M"); err != nil {
+			return fmt.Errorf("snapshot %s lost data: %v", ch.snap, err)
+		}
+		return nil
+	}) {
+		t.Error(err)
 	}
 }

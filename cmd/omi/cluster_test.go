@@ -236,11 +236,13 @@ func TestClusterDataAcrossNodes(t *testing.T) {
 	n1.call(t, "CreateImageExportTask", map[string]any{"ImageId": reg.Image.ImageId,
 		"OsuExport": map[string]any{"DiskImageFormat": "qcow2", "OsuBucket": clusterExportBucket, "OsuPrefix": "data"}}, &task)
 	id := task.ImageExportTask.TaskId
+	var manifest string
 	waitUntil(t, 60*time.Second, "the export", func() bool {
 		got := readExport(t, n2, id)
 		if got.State == "failed" {
 			t.Fatalf("export failed: %s", got.Comment)
 		}
+		manifest = got.OsuExport.OsuManifestUrl
 		return got.State == "completed"
 	})
 	qcow := fetchExport(t, c, "data/")
@@ -257,6 +259,24 @@ func TestClusterDataAcrossNodes(t *testing.T) {
 	if err := checkRuns(c, id, doc.Runs, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
+
+	// titi imports the export through node 2; the OMI becomes available
+	// through node 3 and a VM of it started through node 1 holds the data.
+	titi2 := n2.as(titiAK, titiSK)
+	var imp struct{ Image struct{ ImageId string } }
+	titi2.call(t, "CreateImage", map[string]any{"ImageName": "imported-across", "FileLocation": manifest}, &imp)
+	awaitImage(t, n3.as(titiAK, titiSK), imp.Image.ImageId)
+	var vms3 struct {
+		Vms []struct {
+			BlockDeviceMappings []struct{ Bsu struct{ VolumeId string } }
+		}
+	}
+	n1.as(titiAK, titiSK).call(t, "CreateVms", map[string]any{"ImageId": imp.Image.ImageId}, &vms3)
+	root3 := vms3.Vms[0].BlockDeviceMappings[0].Bsu.VolumeId
+	if err := awaitState(titi2, "volume", root3, "in-use", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	qemuIO(t, "nbd://"+n2.nbd+"/"+root3, "read -P 0x6b 0 2M", "read -P 0x21 300M 256k", "read -P 0x7e 1023M 1M", "read -P 0 500M 1M")
 }
 
 // fetchExport checks that the export bucket holds, under prefix, one
@@ -442,6 +462,61 @@ func TestClusterExportTakenOverAfterKill9(t *testing.T) {
 	if out, err := exec.Command("qemu-img", "compare", "-f", "qcow2", "-F", "raw", qcow, raw).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img compare exported qcow2 vs the written data: %v\n%s", err, out)
 	}
+
+	// A second export, cancelled through a node other than the one running
+	// it: the run stops there and leaves nothing in the bucket.
+	var again struct{ ImageExportTask struct{ TaskId string } }
+	watcher.call(t, "CreateImageExportTask", map[string]any{"ImageId": reg.Image.ImageId,
+		"OsuExport": map[string]any{"DiskImageFormat": "qcow2", "OsuBucket": clusterExportBucket, "OsuPrefix": "cancel"}}, &again)
+	id = again.ImageExportTask.TaskId
+	waitUntil(t, 30*time.Second, "the second export to be under way", func() bool {
+		doc, err := readTask(ctx, c.dsn, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc.State == "completed" {
+			t.Skip("the second export finished before it could be cancelled")
+		}
+		if n := len(doc.Runs); doc.State == "active" && n > 0 && doc.Runs[n-1].End == "" {
+			runner = doc.Runs[n-1].Node
+			return readExport(t, c.node(c.nodeIndex(runner)), id).Progress > 0
+		}
+		return false
+	})
+	canceller := c.node(c.nodeIndex(runner) + 1)
+	if canceller == c.node(c.nodeIndex(runner)) {
+		t.Fatal("one node left alive; the cancel would not cross nodes")
+	}
+	var none struct{}
+	canceller.call(t, "DeleteExportTask", map[string]any{"ExportTaskId": id}, &none)
+	if got := readExport(t, c.node(c.nodeIndex(runner)), id); got.State != "cancelled" {
+		t.Fatalf("export cancelled through another node is %s on its runner", got.State)
+	}
+	s3 := c.exportsClient()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		doc, err := readTask(ctx, c.dsn, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, ups := bucketLeftovers(t, s3, clusterExportBucket, "cancel/")
+		// The run of a cancelled task is not dated (DeleteExportTask ends
+		// the task, not the run); what shows it stopped is the bucket.
+		if len(doc.Runs) == 1 && len(objs) == 0 && ups == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the cancel through %s of the export running on %s: task %+v, objects %v, %d open uploads; want one run and nothing in the bucket",
+				canceller.api, runner, doc, objs, ups)
+		}
+	}
+	// Nothing reappears: the run really stopped.
+	time.Sleep(1500 * time.Millisecond)
+	if objs, ups := bucketLeftovers(t, s3, clusterExportBucket, "cancel/"); len(objs) != 0 || ups != 0 {
+		t.Fatalf("after the cancel: objects %v, %d open uploads", objs, ups)
+	}
+	if doc, _ := readTask(ctx, c.dsn, id); doc.State != "cancelled" || len(doc.Runs) != 1 {
+		t.Fatalf("cancelled task: %+v", doc)
+	}
 }
 
 // TestClusterNBDOneNodeAtATime holds a volume open over NBD through node
@@ -480,9 +555,11 @@ func TestClusterNBDOneNodeAtATime(t *testing.T) {
 		if !errors.As(err, &refused) {
 			t.Fatalf("NBD_OPT_GO through another node while node 1 holds the volume: %v; want a refusal", err)
 		}
+		// A clear message: which volume, that it is in use, and where.
 		msg := strings.ToLower(refused.Msg)
-		if !strings.Contains(msg, "in use") && !strings.Contains(msg, "held") && !strings.Contains(msg, "busy") && !strings.Contains(refused.Msg, vol) {
-			t.Errorf("refusal %q does not say the volume is in use", refused.Msg)
+		if !strings.Contains(refused.Msg, vol) || !strings.Contains(msg, "in use") && !strings.Contains(msg, "busy") ||
+			!strings.Contains(refused.Msg, c.names[0]) {
+			t.Errorf("refusal %q does not say that %s is in use on %s", refused.Msg, vol, c.names[0])
 		}
 		t.Logf("refused: %v", err)
 	}
@@ -502,6 +579,11 @@ func TestClusterNBDOneNodeAtATime(t *testing.T) {
 	})
 	if data, err := held.read(0, 4096); err != nil || data[0] != 0x5e {
 		t.Fatalf("read through node 2: %v", err)
+	}
+	// Now node 1 refuses it in turn.
+	var refused *nbdRefused
+	if _, err := nbdDial(n1.nbd, vol); !errors.As(err, &refused) || !strings.Contains(refused.Msg, c.names[1]) {
+		t.Fatalf("NBD_OPT_GO through node 1 while node 2 holds the volume: %v; want a refusal naming %s", err, c.names[1])
 	}
 
 	// Node 2 dies holding the volume: node 3 serves it after the lease.

@@ -77,7 +77,7 @@ func readCondemned(ctx context.Context, tx pgx.Tx) ([]blockstore.Hash, error) {
 // expired.
 func (c *Cluster) Heartbeat(ctx context.Context, id string, ttl time.Duration, lowWater time.Time, loaded int64) (int64, error) {
 	var epoch int64
-	err := c.s.pool.QueryRow(ctx, `UPDATE nodes SET expires_at = now() + $2::interval,
+	err := c.s.beat.QueryRow(ctx, `UPDATE nodes SET expires_at = now() + $2::interval,
 			low_water = GREATEST(low_water, $3), gc_epoch = $4
 		WHERE id = $1 AND expires_at > now()
 		RETURNING (SELECT epoch FROM gc_state)`, id, ttl, lowWater, loaded).Scan(&epoch)

@@ -73,7 +73,11 @@ var errClosed = errors.New("postgres: store is closed")
 
 // Store is the PostgreSQL metadata store. It is safe for concurrent use.
 type Store struct {
-	pool      *pgxpool.Pool
+	pool *pgxpool.Pool
+	// beat is a pool of one connection for the cluster's heartbeats, so
+	// that a renewal never queues behind API transactions for a pooled
+	// connection (a late renewal makes the node expire).
+	beat      *pgxpool.Pool
 	lockKey   int64 // updateLockKey of the schema
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -105,7 +109,14 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{pool: pool, lockKey: updateLockKey(schema)}, nil
+	bcfg := cfg.Copy()
+	bcfg.MaxConns, bcfg.MinConns = 1, 0
+	beat, err := pgxpool.NewWithConfig(ctx, bcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return &Store{pool: pool, beat: beat, lockKey: updateLockKey(schema)}, nil
 }
 
 // checkServer verifies the server answers and stores text as UTF-8: names
@@ -266,6 +277,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.pool.Close()
+		s.beat.Close()
 	})
 	return nil
 }

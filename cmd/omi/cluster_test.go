@@ -749,6 +749,9 @@ func TestClusterMixedLoad(t *testing.T) {
 		vols              []string          // base volumes, never written again
 		snaps             map[string]string // snapshot -> its base volume
 		images            []string
+		vm                string          // a running VM whose root holds vols[0]'s data
+		fromVM            map[string]bool // OMIs made of the VM
+		vmsMade           []string        // VMs CreateVms answered with
 	}
 	pattern := map[string]byte{}
 	accts := []*account{
@@ -764,6 +767,20 @@ func TestClusterMixedLoad(t *testing.T) {
 			qemuIO(t, "nbd://"+p.nbd+"/"+v, fmt.Sprintf("write -P %#x 0 1M", pattern[v]), fmt.Sprintf("write -P %#x 512M 1M", pattern[v]))
 			a.vols = append(a.vols, v)
 		}
+		p := c.node(ai).as(a.ak, a.sk)
+		snap := clusterSnapshot(t, p, p, a.vols[0])
+		a.snaps[snap] = a.vols[0]
+		var reg struct{ Image struct{ ImageId string } }
+		p.call(t, "CreateImage", registerBody(fmt.Sprintf("mixed-base-%d", ai), snap), &reg)
+		a.images = append(a.images, reg.Image.ImageId)
+		var vms struct{ Vms []struct{ VmId string } }
+		p.call(t, "CreateVms", map[string]any{"ImageId": reg.Image.ImageId}, &vms)
+		a.vm, a.fromVM = vms.Vms[0].VmId, map[string]bool{}
+		waitUntil(t, 20*time.Second, "the VM to run", func() bool {
+			var out struct{ Vms []struct{ State string } }
+			p.call(t, "ReadVms", map[string]any{"Filters": map[string]any{"VmIds": []string{a.vm}}}, &out)
+			return out.Vms[0].State == "running"
+		})
 	}
 
 	log := newStatusLog()
@@ -801,7 +818,7 @@ func TestClusterMixedLoad(t *testing.T) {
 						a.mu.Unlock()
 					}
 					continue
-				case r < 35:
+				case r < 33:
 					status, body, err := apiSend(p, "CreateImage", registerBody(fmt.Sprintf("mixed-%d", names.Add(1)), snap))
 					log.add("CreateImage", status, body, err)
 					var out struct{ Image struct{ ImageId string } }
@@ -811,12 +828,47 @@ func TestClusterMixedLoad(t *testing.T) {
 						a.mu.Unlock()
 					}
 					continue
-				case r < 60:
+				case r < 58:
 					call = "ReadImages"
 					if img != "" && r%2 == 0 {
 						in["Filters"] = map[string]any{"ImageIds": []string{img}}
 					}
-				case r < 65:
+				case r < 61:
+					status, body, err := apiSend(p, "CreateImage", map[string]any{"VmId": a.vm, "NoReboot": true,
+						"ImageName": fmt.Sprintf("mixed-vm-%d", names.Add(1))})
+					log.add("CreateImage(VmId)", status, body, err)
+					var out struct{ Image struct{ ImageId string } }
+					if err == nil && status == 200 && json.Unmarshal(body, &out) == nil {
+						a.mu.Lock()
+						a.images = append(a.images, out.Image.ImageId)
+						a.fromVM[out.Image.ImageId] = true
+						a.mu.Unlock()
+					}
+					continue
+				case r < 63 && img != "":
+					status, body, err := apiSend(p, "CreateImage", map[string]any{"SourceImageId": img, "SourceRegionName": "eu-west-2",
+						"ImageName": fmt.Sprintf("mixed-copy-%d", names.Add(1))})
+					log.add("CreateImage(SourceImageId)", status, body, err)
+					var out struct{ Image struct{ ImageId string } }
+					if err == nil && status == 200 && json.Unmarshal(body, &out) == nil {
+						a.mu.Lock()
+						a.images = append(a.images, out.Image.ImageId)
+						a.mu.Unlock()
+					}
+					continue
+				case r < 64 && img != "":
+					status, body, err := apiSend(p, "CreateVms", map[string]any{"ImageId": img})
+					log.add("CreateVms", status, body, err)
+					var out struct{ Vms []struct{ VmId string } }
+					if err == nil && status == 200 && json.Unmarshal(body, &out) == nil {
+						a.mu.Lock()
+						for _, vm := range out.Vms {
+							a.vmsMade = append(a.vmsMade, vm.VmId)
+						}
+						a.mu.Unlock()
+					}
+					continue
+				case r < 66:
 					call = "ReadSnapshots"
 				case r < 80 && img != "":
 					call, in["ImageId"] = "UpdateImage", img
@@ -910,6 +962,13 @@ func TestClusterMixedLoad(t *testing.T) {
 	t.Logf("%d OMIs and %d snapshots remain", len(first.images), len(first.snaps))
 	// The client's own record of what exists agrees with the region's.
 	for _, a := range accts {
+		if len(a.vmsMade) > 0 {
+			var vms struct{ Vms []struct{ VmId string } }
+			c.random().as(a.ak, a.sk).call(t, "ReadVms", map[string]any{"Filters": map[string]any{"VmIds": a.vmsMade}}, &vms)
+			if len(vms.Vms) != len(a.vmsMade) {
+				t.Errorf("%s: CreateVms answered with %d VMs, %d exist", a.id, len(a.vmsMade), len(vms.Vms))
+			}
+		}
 		for s, v := range a.snaps {
 			if _, ok := first.snaps[s]; !ok {
 				t.Errorf("snapshot %s (of %s) was created and never deleted, but is not listed", s, v)
@@ -929,6 +988,28 @@ func TestClusterMixedLoad(t *testing.T) {
 		for s, v := range a.snaps {
 			checks = append(checks, check{c.node(len(checks)).as(a.ak, a.sk), s, v})
 		}
+		// The snapshots of OMIs made of the VM hold its root's data.
+		n := 0
+		for id := range a.fromVM {
+			if _, ok := first.images[id]; !ok || n == 8 {
+				continue
+			}
+			n++
+			p := c.node(len(checks)).as(a.ak, a.sk)
+			var img clusterImage
+			waitUntil(t, 30*time.Second, "OMI "+id+" to be available or failed", func() bool {
+				img, _ = readImage(t, p, id)
+				return img.State == "available" || img.State == "failed"
+			})
+			if img.State == "failed" {
+				t.Errorf("OMI %s of VM %s failed", id, a.vm)
+				continue
+			}
+			for _, m := range img.BlockDeviceMappings {
+				checks = append(checks, check{p, m.Bsu.SnapshotId, a.vols[0]})
+			}
+		}
+		t.Logf("%s: %d OMIs of the VM remain; checking %d", a.id, countTrue(a.fromVM, first.images), n)
 	}
 	for _, err := range eachParallel(len(checks), 6, func(i int) error {
 		ch := checks[i]
@@ -948,4 +1029,15 @@ func TestClusterMixedLoad(t *testing.T) {
 	}) {
 		t.Error(err)
 	}
+}
+
+// countTrue counts the keys of set that are also in among.
+func countTrue[V any](set map[string]bool, among map[string]V) int {
+	n := 0
+	for k := range set {
+		if _, ok := among[k]; ok {
+			n++
+		}
+	}
+	return n
 }

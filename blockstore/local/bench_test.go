@@ -36,26 +36,26 @@ func diskLikeBlocks(n int) [][]byte {
 }
 
 // BenchmarkPut measures storing new blocks durably from one goroutine:
-// SHA-256, zstd fastest, a pending file per block, and the batched fsyncs
+// SHA-256, zstd fastest, a pending file per block, and the batched syncs
 // and renames of the Syncs the Puts start, plus a final Sync. Compare with
 // BenchmarkSHA256 and BenchmarkZstdFastest, the CPU work a Put cannot avoid,
 // on the same data.
-func BenchmarkPut(b *testing.B) { benchPut(b, syncFsync, 1, 0) }
+func BenchmarkPut(b *testing.B) { benchPut(b, syncSyncfs, 1, 0) }
 
-// BenchmarkPutSyncfs is BenchmarkPut with syncfs(2) instead of one fsync
-// per file and directory.
-func BenchmarkPutSyncfs(b *testing.B) { benchPut(b, syncSyncfs, 1, 0) }
+// BenchmarkPutFsync is BenchmarkPut with one fsync per file and per shard
+// directory instead of syncfs(2).
+func BenchmarkPutFsync(b *testing.B) { benchPut(b, syncFsync, 1, 0) }
 
 // BenchmarkPutParallel is BenchmarkPut from 8 goroutines, like the write
 // back of a block map device on this machine.
-func BenchmarkPutParallel(b *testing.B) { benchPut(b, syncFsync, 8, 0) }
+func BenchmarkPutParallel(b *testing.B) { benchPut(b, syncSyncfs, 8, 0) }
 
-// BenchmarkPutParallelSyncfs is BenchmarkPutParallel with syncfs(2).
-func BenchmarkPutParallelSyncfs(b *testing.B) { benchPut(b, syncSyncfs, 8, 0) }
+// BenchmarkPutParallelFsync is BenchmarkPutParallel with fsyncs.
+func BenchmarkPutParallelFsync(b *testing.B) { benchPut(b, syncFsync, 8, 0) }
 
 // BenchmarkPutSyncEach syncs after every Put: the cost of durability per
-// block without batching (what Put paid before Sync existed).
-func BenchmarkPutSyncEach(b *testing.B) { benchPut(b, syncFsync, 1, 1) }
+// block without batching (about what Put paid before Sync existed).
+func BenchmarkPutSyncEach(b *testing.B) { benchPut(b, syncSyncfs, 1, 1) }
 
 // benchPut stores b.N new blocks from workers goroutines, syncing every
 // syncEvery Puts of a goroutine (never if 0) and once at the end.

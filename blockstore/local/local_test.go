@@ -211,10 +211,10 @@ func TestConformance(t *testing.T) {
 			return corruptible{s}
 		})
 	})
-	t.Run("Syncfs", func(t *testing.T) {
+	t.Run("Fsync", func(t *testing.T) {
 		blocktest.Run(t, func(t *testing.T) blockstore.Store {
 			s := openT(t)
-			s.mode = syncSyncfs
+			s.mode = syncFsync
 			return syncEach{corruptible{s}}
 		})
 	})

@@ -371,8 +371,8 @@ func (l *syncLog) durableBy(s *Store, h blockstore.Hash, end int64) error {
 // block another goroutine's Sync may be writing) is durable: renamed into
 // place after its file was synced, its directory synced after the rename.
 func TestConcurrentSyncs(t *testing.T) {
-	t.Run("fsync", func(t *testing.T) { testConcurrentSyncs(t, syncFsync) })
 	t.Run("syncfs", func(t *testing.T) { testConcurrentSyncs(t, syncSyncfs) })
+	t.Run("fsync", func(t *testing.T) { testConcurrentSyncs(t, syncFsync) })
 }
 
 func testConcurrentSyncs(t *testing.T, mode syncMode) {

@@ -991,7 +991,7 @@ func TestClusterMixedLoad(t *testing.T) {
 		// The snapshots of OMIs made of the VM hold its root's data.
 		n := 0
 		for id := range a.fromVM {
-			if _, ok := first.images[id]; !ok || n == 8 {
+			if _, ok := first.images[id]; !ok || n == 4 {
 				continue
 			}
 			n++

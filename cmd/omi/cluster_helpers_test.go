@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,6 +63,7 @@ type multiNode struct {
 	names []string // --node-name of each node
 	alive []bool   // false once killed
 	exits []chan struct{}
+	waits []*error // how each node's process ended, once exits is closed
 }
 
 // startCluster starts the storage-only omi, then o.nodes nodes one after
@@ -87,7 +89,7 @@ func startCluster(tb testing.TB, o clusterOpts) *multiNode {
 		c.add(nil, "--data", tb.TempDir(), "--catalog=false", "--gc-interval", o.gcInterval)
 		return c
 	}
-	s3, _ := c.launch(nil, "--data", tb.TempDir(), "--catalog=false", "--gc-interval", "0")
+	s3, _, _ := c.launch(nil, "--data", tb.TempDir(), "--catalog=false", "--gc-interval", "0")
 	c.s3 = s3
 	ctx := context.Background()
 	if err := s3x.NewClient("http://"+s3.oos, "eu-west-2", titiAK, titiSK).CreateBucket(ctx, clusterBlockBucket); err != nil {
@@ -112,18 +114,19 @@ func startCluster(tb testing.TB, o clusterOpts) *multiNode {
 
 func (c *multiNode) add(env []string, args ...string) {
 	c.tb.Helper()
-	p, exited := c.launch(env, args...)
+	p, exited, waitErr := c.launch(env, args...)
 	if len(c.names) < len(c.nodes)+1 {
 		c.names = append(c.names, fmt.Sprintf("node-%d", len(c.nodes)+1))
 	}
 	c.nodes = append(c.nodes, p)
 	c.alive = append(c.alive, true)
 	c.exits = append(c.exits, exited)
+	c.waits = append(c.waits, waitErr)
 }
 
 // launch is launch of main_test.go for any testing.TB, which also notices
 // at once a process that exits instead of listening.
-func (c *multiNode) launch(env []string, args ...string) (*proc, chan struct{}) {
+func (c *multiNode) launch(env []string, args ...string) (*proc, chan struct{}, *error) {
 	tb := c.tb
 	tb.Helper()
 	p := &proc{api: freePortTB(tb), nbd: freePortTB(tb), oos: freePortTB(tb)}
@@ -150,7 +153,7 @@ func (c *multiNode) launch(env []string, args ...string) (*proc, chan struct{}) 
 			tb.Fatal("omi serve did not start listening within 30 s")
 		}
 	}
-	return p, exited
+	return p, exited, &waitErr
 }
 
 // kill sends SIGKILL to node i and waits until it is gone.
@@ -161,6 +164,22 @@ func (c *multiNode) kill(i int) {
 	}
 	<-c.exits[i]
 	c.alive[i] = false
+}
+
+// shutdown stops node i with SIGTERM, as an operator would, and returns
+// how the process ended (nil for exit status 0).
+func (c *multiNode) shutdown(i int) error {
+	c.tb.Helper()
+	if err := c.nodes[i].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		c.tb.Fatalf("SIGTERM %s: %v", c.names[i], err)
+	}
+	select {
+	case <-c.exits[i]:
+	case <-time.After(45 * time.Second):
+		c.tb.Fatalf("%s still runs 45 s after SIGTERM", c.names[i])
+	}
+	c.alive[i] = false
+	return *c.waits[i]
 }
 
 // stop ends every node and the storage-only omi (benchmarks run several

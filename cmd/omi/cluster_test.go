@@ -403,7 +403,7 @@ func TestClusterExportTakenOverAfterKill9(t *testing.T) {
 	needTool(t, "qemu-img")
 	c := startCluster(t, clusterOpts{nodes: 3})
 	ctx := context.Background()
-	raw, vol := randomDisk(t, c.nodes[0], 128<<20)
+	raw, vol := randomDisk(t, c.nodes[0], 96<<20)
 	snap := clusterSnapshot(t, c.nodes[1], c.nodes[1], vol)
 	var reg struct{ Image struct{ ImageId string } }
 	c.nodes[2].call(t, "CreateImage", registerBody("to-take-over", snap), &reg)
@@ -516,6 +516,70 @@ func TestClusterExportTakenOverAfterKill9(t *testing.T) {
 	}
 	if doc, _ := readTask(ctx, c.dsn, id); doc.State != "cancelled" || len(doc.Runs) != 1 {
 		t.Fatalf("cancelled task: %+v", doc)
+	}
+}
+
+// TestClusterShutdownHandsExportBack stops the node running an export
+// with SIGTERM: the process exits cleanly and hands the task back, so that
+// another node completes it although leases last 30 s here (longer than
+// the wait allows: the task is not merely taken over after expiry).
+func TestClusterShutdownHandsExportBack(t *testing.T) {
+	needTool(t, "qemu-img")
+	c := startCluster(t, clusterOpts{nodes: 3, leaseTTL: "30s"})
+	ctx := context.Background()
+	raw, vol := randomDisk(t, c.nodes[0], 96<<20)
+	snap := clusterSnapshot(t, c.nodes[1], c.nodes[1], vol)
+	var reg struct{ Image struct{ ImageId string } }
+	c.nodes[2].call(t, "CreateImage", registerBody("to-hand-back", snap), &reg)
+	var task struct{ ImageExportTask struct{ TaskId string } }
+	c.nodes[1].call(t, "CreateImageExportTask", map[string]any{"ImageId": reg.Image.ImageId,
+		"OsuExport": map[string]any{"DiskImageFormat": "qcow2", "OsuBucket": clusterExportBucket, "OsuPrefix": "h"}}, &task)
+	id := task.ImageExportTask.TaskId
+	var runner string
+	waitUntil(t, 30*time.Second, "the export to be under way on a node", func() bool {
+		doc, err := readTask(ctx, c.dsn, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc.State == "completed" {
+			t.Skip("the export finished before it could be interrupted")
+		}
+		if n := len(doc.Runs); doc.State == "active" && n > 0 && doc.Runs[n-1].End == "" {
+			runner = doc.Runs[n-1].Node
+			return readExport(t, c.node(c.nodeIndex(runner)), id).Progress > 0
+		}
+		return false
+	})
+	victim := c.nodeIndex(runner)
+	// The second run must start after the signal; it may start before the
+	// process is gone, since the lease is handed back first.
+	signalled := time.Now()
+	if err := c.shutdown(victim); err != nil {
+		t.Errorf("%s after SIGTERM: %v; want exit status 0", runner, err)
+	}
+	t.Logf("%s exited %v after SIGTERM", runner, time.Since(signalled).Round(10*time.Millisecond))
+	watcher := c.node(victim + 1)
+	waitUntil(t, 20*time.Second, "another node to complete the handed-back export", func() bool {
+		got := readExport(t, watcher, id)
+		if got.State == "failed" {
+			t.Fatalf("export failed after the shutdown: %s", got.Comment)
+		}
+		return got.State == "completed"
+	})
+	t.Logf("completed %v after SIGTERM to %s", time.Since(signalled).Round(100*time.Millisecond), runner)
+	doc, err := readTask(ctx, c.dsn, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Runs) != 2 || doc.Runs[0].Node != runner || doc.Runs[1].Node == runner || doc.Runs[1].End == "" {
+		t.Fatalf("runs %+v; want two: the first on %s, the second, which ended, on another node", doc.Runs, runner)
+	}
+	if err := checkRuns(c, id, doc.Runs, signalled); err != nil {
+		t.Fatal(err)
+	}
+	qcow := fetchExport(t, c, "h/")
+	if out, err := exec.Command("qemu-img", "compare", "-f", "qcow2", "-F", "raw", qcow, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img compare exported qcow2 vs the written data: %v\n%s", err, out)
 	}
 }
 

@@ -1008,12 +1008,17 @@ func TestClusterMixedLoad(t *testing.T) {
 				l.snaps[s.SnapshotId] = s.State
 			}
 		}
+		var dangling []string
 		for id, img := range l.images {
 			for _, m := range img.BlockDeviceMappings {
 				if _, ok := l.snaps[m.Bsu.SnapshotId]; !ok {
-					t.Errorf("node %d: OMI %s points to snapshot %s, which is gone", i+1, id, m.Bsu.SnapshotId)
+					dangling = append(dangling, id+" -> "+m.Bsu.SnapshotId)
 				}
 			}
+		}
+		if len(dangling) > 0 {
+			slices.Sort(dangling)
+			t.Errorf("node %d: %d mappings of OMIs point to snapshots that are gone, e.g. %v", i+1, len(dangling), dangling[:min(5, len(dangling))])
 		}
 		if first == nil {
 			first = l

@@ -50,9 +50,14 @@
 //     readers and deleters see either the pending file or the final one.
 //   - Syncs run one at a time; a Sync that arrives while another is in
 //     flight waits for it and then syncs what is still pending. That covers a
-//     block another goroutine's Sync took (and may have failed on: it stays
-//     pending and is retried) and a dedup hit on a block being synced.
-//     Directories whose fsync failed are retried by the next Sync.
+//     block another goroutine's Sync took and a dedup hit on a block being
+//     synced: records leave the pending set only once renamed, and the
+//     renames are made durable before the Sync that did them lets the next
+//     one start.
+//   - A failed syncfs or fsync is sticky: every later Sync (and Close)
+//     fails. The kernel may have dropped the pages it could not write and
+//     reports that once, so a retry could succeed without the data.
+//     Reopening the Store drops the blocks that never became durable.
 //   - [Open] removes <dir>/pending: after a crash its files belong to blocks
 //     no durable block map names (a map root is saved only after Sync), so
 //     they are dropped rather than trusted. A clean [Store.Close] syncs first.
@@ -64,7 +69,7 @@
 // measured 20-100% higher with syncfs. The price: syncfs also writes back
 // whatever else is dirty on the filesystem, so a large unsynced write by
 // another program on it lengthens a Sync, and a write error anywhere on it
-// fails one (conservatively: blocks stay pending and are retried).
+// fails the Store's Syncs (conservatively, see above).
 //
 // Pending blocks cost a file each and a small record in memory. Once there
 // are more than 256 of them or 128 MiB, Put starts a Sync in the background;

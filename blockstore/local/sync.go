@@ -50,8 +50,15 @@ type syncState struct {
 	// while another is in flight finishes after it.
 	sem chan struct{}
 	// dirtyDirs are shard directories that received a rename whose fsync
-	// has not succeeded yet. Guarded by sem.
+	// has not succeeded yet (it was cancelled). Guarded by sem.
 	dirtyDirs map[string]struct{}
+	// failed is the first error of a syncfs or fsync; every later Sync
+	// returns it. Retrying cannot help: the kernel may have dropped the
+	// pages it failed to write and reports the error only once, so a
+	// retry would succeed without the data. Guarded by sem.
+	failed error
+	// syncfs is syncfs, replaceable by tests to inject errors.
+	syncfs func(path string) error
 
 	count, bytes atomic.Int64 // size of the pending set
 	flushing     atomic.Bool  // a background Sync runs
@@ -78,6 +85,7 @@ func (y *syncState) init() {
 	y.sem = make(chan struct{}, 1)
 	y.dirtyDirs = make(map[string]struct{})
 	y.softBlocks, y.softBytes = flushBlocks, flushBytes
+	y.syncfs = syncfs
 }
 
 func (y *syncState) hook(ev string, h blockstore.Hash, path string) {
@@ -122,7 +130,8 @@ type batchItem struct {
 // Sync implements [blockstore.Syncer]: when it returns nil, every block
 // whose Put returned before the call is durable, including blocks another
 // goroutine's Sync was already writing. See the package documentation for
-// how.
+// how. Once a syncfs or fsync has failed, every Sync fails: the Store must
+// be reopened, which drops the blocks that could not be made durable.
 func (s *Store) Sync(ctx context.Context) error {
 	select {
 	case s.sem <- struct{}{}:
@@ -130,6 +139,9 @@ func (s *Store) Sync(ctx context.Context) error {
 		return fmt.Errorf("local: sync: %w", ctx.Err())
 	}
 	defer func() { <-s.sem }()
+	if s.failed != nil {
+		return fmt.Errorf("local: sync: an earlier sync failed, the store must be reopened: %w", s.failed)
+	}
 
 	var batch []batchItem
 	for i := range s.stripes {
@@ -172,7 +184,8 @@ func (s *Store) syncFiles(ctx context.Context, batch []batchItem) error {
 		return nil
 	}
 	if s.mode == syncSyncfs {
-		if err := syncfs(s.pending); err != nil {
+		if err := s.syncfs(s.pending); err != nil {
+			s.failed = err
 			return err
 		}
 		for _, b := range batch {
@@ -184,6 +197,7 @@ func (s *Store) syncFiles(ctx context.Context, batch []batchItem) error {
 		next    atomic.Int64
 		errOnce sync.Once
 		first   error
+		ioErr   atomic.Pointer[error]
 		wg      sync.WaitGroup
 	)
 	fail := func(err error) {
@@ -208,7 +222,9 @@ func (s *Store) syncFiles(ctx context.Context, batch []batchItem) error {
 					continue
 				}
 				if err != nil {
-					fail(fmt.Errorf("%s: %w", b.h, err))
+					err = fmt.Errorf("%s: %w", b.h, err)
+					ioErr.CompareAndSwap(nil, &err)
+					fail(err)
 					return
 				}
 				s.hook(evFileSynced, b.h, b.p.file)
@@ -216,6 +232,9 @@ func (s *Store) syncFiles(ctx context.Context, batch []batchItem) error {
 		})
 	}
 	wg.Wait()
+	if e := ioErr.Load(); e != nil {
+		s.failed = *e
+	}
 	return first
 }
 
@@ -294,7 +313,8 @@ func (s *Store) syncDirs(ctx context.Context) error {
 		return nil
 	}
 	if s.mode == syncSyncfs {
-		if err := syncfs(s.dir); err != nil {
+		if err := s.syncfs(s.dir); err != nil {
+			s.failed = err
 			return err
 		}
 		for d := range s.dirtyDirs {
@@ -308,6 +328,7 @@ func (s *Store) syncDirs(ctx context.Context) error {
 		dirs = append(dirs, d)
 	}
 	errs := make([]error, len(dirs))
+	var failed atomic.Pointer[error]
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(syncWorkers, len(dirs)) {
@@ -322,11 +343,16 @@ func (s *Store) syncDirs(ctx context.Context) error {
 				}
 				if errs[k] = syncDir(dirs[k]); errs[k] == nil {
 					s.hook(evDirSynced, blockstore.Hash{}, dirs[k])
+				} else {
+					failed.Store(&errs[k])
 				}
 			}
 		})
 	}
 	wg.Wait()
+	if e := failed.Load(); e != nil {
+		s.failed = *e
+	}
 	var first error
 	for k, d := range dirs {
 		if errs[k] == nil {

@@ -603,3 +603,72 @@ func testSyncWaitsForInFlightSync(t *testing.T, freezeAt string) {
 		t.Fatal(err)
 	}
 }
+
+// A failed syncfs is sticky: the kernel may have dropped the pages it could
+// not write, so a retry that succeeds would prove nothing. Every later Sync
+// fails, Put and Get still work on what is in memory, and a reopened Store
+// starts clean without the blocks that were never durable.
+func TestSyncFailureIsSticky(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	durable := []byte("synced before the disk failed")
+	hd, err := s.Put(ctx, durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eio := errors.New("injected EIO")
+	fails := 0
+	s.syncfs = func(path string) error {
+		if fails == 0 {
+			fails++
+			return eio
+		}
+		return syncfs(path)
+	}
+	lost := []byte("written while the disk failed")
+	hl, err := s.Put(ctx, lost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); !errors.Is(err, eio) {
+		t.Fatalf("Sync = %v, want the injected error", err)
+	}
+	// The disk "works" again; Sync must still fail.
+	if err := s.Sync(ctx); !errors.Is(err, eio) {
+		t.Fatalf("Sync after a failure = %v, want the injected error again", err)
+	}
+	if exists(t, s.Path(hl)) {
+		t.Fatal("block renamed into place although its sync failed")
+	}
+	if got, err := s.Get(ctx, hl, nil); err != nil || !bytes.Equal(got, lost) {
+		t.Fatalf("Get of the pending block: %v", err)
+	}
+	if err := s.Close(); !errors.Is(err, eio) {
+		t.Fatalf("Close = %v, want the injected error", err)
+	}
+
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if ok, _ := s2.Has(ctx, hl); ok {
+		t.Fatal("block whose sync failed survived reopening")
+	}
+	if got, err := s2.Get(ctx, hd, nil); err != nil || !bytes.Equal(got, durable) {
+		t.Fatalf("durable block after reopening: %v", err)
+	}
+	if _, err := s2.Put(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -239,6 +239,7 @@ func (s *Service) createImageFromVm(ctx context.Context, c *omi.Caller, in *Crea
 	img := s.newImage(c, in)
 	img.State = omi.ImagePending
 	err := s.update(ctx, func(tx omi.Tx) error {
+		img.BlockDeviceMappings = nil // from an aborted attempt (a retry)
 		vm, err := s.ownVm(tx, c, in.VmId)
 		if err != nil {
 			return err
@@ -311,6 +312,7 @@ func (s *Service) copyImage(ctx context.Context, c *omi.Caller, in *CreateImageR
 	img := s.newImage(c, in)
 	var snaps []*omi.Snapshot
 	err := s.update(ctx, func(tx omi.Tx) error {
+		img.BlockDeviceMappings, snaps = nil, nil // from an aborted attempt (a retry)
 		src, err := s.visibleImage(tx, c, in.SourceImageId)
 		if err != nil {
 			return err

@@ -288,6 +288,7 @@ func (s *Service) DeleteExportTask(ctx context.Context, c *omi.Caller, in *Delet
 			return omi.BadState(omi.CodeInvalidState, "export task %s is %s and can no longer be cancelled", t.TaskId, t.State)
 		}
 		t.State, t.Comment = omi.TaskCancelled, "Cancelled by the user"
+		s.endRun(t) // the run stops at its next report, wherever it is
 		return omi.Put(tx, t)
 	})
 	if err != nil {
@@ -300,9 +301,9 @@ func (s *Service) DeleteExportTask(ctx context.Context, c *omi.Caller, in *Delet
 	return &DeleteExportTaskResponse{}, nil
 }
 
-// endRun dates the end of this node's run of t.
+// endRun dates the end of the current run of t.
 func (s *Service) endRun(t *omi.ExportTask) {
-	if n := len(t.Runs); n > 0 {
+	if n := len(t.Runs); n > 0 && t.Runs[n-1].End.IsZero() {
 		t.Runs[n-1].End = s.now().UTC()
 	}
 }

@@ -113,6 +113,9 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	var vms []*omi.Vm
 	reused := false
 	err = s.update(ctx, func(tx omi.Tx) error {
+		// A store may run this again after a serialisation failure:
+		// nothing from an aborted attempt may survive into the next.
+		vms, reused = nil, false
 		if in.ClientToken != "" {
 			prev, err := s.vmsByToken(tx, c, in.ClientToken)
 			if err != nil || len(prev) > 0 {

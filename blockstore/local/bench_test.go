@@ -126,6 +126,9 @@ func BenchmarkGet(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	if err := s.Sync(ctx); err != nil { // read final files, not pending ones
+		b.Fatal(err)
+	}
 	buf := make([]byte, 0, blockstore.BlockSize)
 	b.SetBytes(blockstore.BlockSize)
 	b.ResetTimer()

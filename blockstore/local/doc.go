@@ -63,16 +63,17 @@
 //     they are dropped rather than trusted. A clean [Store.Close] syncs first.
 //
 // Why syncfs rather than an fsync per file and per shard directory (still
-// there, see BenchmarkPutFsync): on ext4 each fsync of an already committed
-// file or directory still flushes the disk cache, so a batch of 256 blocks
-// cost some 400 flushes against 2, and Put and import throughput were
-// measured 20-100% higher with syncfs. The price: syncfs also writes back
+// there, see BenchmarkPutFsync): each fsync ends in a journal commit or a
+// disk cache flush of its own (ext4 flushes even when the commit was done
+// for an earlier fsync), so a batch of 256 blocks costs some 400 of them
+// against 2 syncfs calls. Put and import throughput measured 15-60% higher
+// with syncfs on the development machine. The price: syncfs also writes back
 // whatever else is dirty on the filesystem, so a large unsynced write by
 // another program on it lengthens a Sync, and a write error anywhere on it
 // fails the Store's Syncs (conservatively, see above).
 //
 // Pending blocks cost a file each and a small record in memory. Once there
-// are more than 256 of them or 128 MiB, Put starts a Sync in the background;
+// are 256 of them or 128 MiB, Put starts a Sync in the background;
 // at four times that (a flush that cannot keep up or keeps failing), Put
 // syncs itself before returning, so a writer that never calls Sync cannot
 // grow the set without bound, and a failing disk surfaces as Put errors.

@@ -319,6 +319,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	return m.maps.Delete(ctx, id)
 }
 
+// IDs calls fn with the id of every saved map, in no particular order.
+func (m *Manager) IDs(ctx context.Context, fn func(id string) error) error {
+	return m.maps.WalkRoots(ctx, func(id string, _ *Root) error { return fn(id) })
+}
+
 // Size returns the size in bytes of id.
 func (m *Manager) Size(ctx context.Context, id string) (int64, error) {
 	m.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/omiproject/omi"
@@ -24,12 +25,26 @@ type Plane struct {
 	maps   *blockmap.Manager
 	blocks blockstore.Store
 	store  omi.Store
+
+	// orphanGrace is how long a map must stay without a record before
+	// ReapOrphans deletes it; suspects dates when each was first seen so.
+	orphanGrace time.Duration
+	suspectMu   sync.Mutex
+	suspects    map[string]time.Time
 }
+
+// DefaultOrphanGrace leaves a map without a record alone for this long:
+// far longer than the window in which a map exists before its record
+// (an official OMI's build, a snapshot map saved just before its record).
+const DefaultOrphanGrace = 5 * time.Minute
+
+// SetOrphanGrace changes DefaultOrphanGrace for this plane (tests).
+func (p *Plane) SetOrphanGrace(d time.Duration) { p.orphanGrace = d }
 
 // New returns the data plane over a block map manager, its block store and
 // the metadata store (consulted to decide which volumes NBD may open).
 func New(maps *blockmap.Manager, blocks blockstore.Store, store omi.Store) *Plane {
-	return &Plane{maps: maps, blocks: blocks, store: store}
+	return &Plane{maps: maps, blocks: blocks, store: store, orphanGrace: DefaultOrphanGrace, suspects: map[string]time.Time{}}
 }
 
 // Maps returns the block map manager (export and import stream through it).
@@ -106,6 +121,68 @@ func (p *Plane) Delete(ctx context.Context, id string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ReapOrphans deletes the maps of volumes and snapshots that have had no
+// record for the orphan grace and returns how many it deleted. The service
+// frees a map when its resource is deleted, but gives up while the map is
+// busy (a volume served over NBD by another node, say), and a crash can
+// fall between a map's creation and its record's; such a map would keep
+// its blocks forever. Ids are never reused, so a map that stays without a
+// record is garbage. A map still busy is left for a later call.
+func (p *Plane) ReapOrphans(ctx context.Context) (int, error) {
+	var ids []string
+	if err := p.maps.IDs(ctx, func(id string) error { ids = append(ids, id); return nil }); err != nil {
+		return 0, err
+	}
+	var orphans []string
+	err := p.store.View(ctx, func(tx omi.Tx) error {
+		for _, id := range ids {
+			kind := omi.KindVolume
+			if omi.ValidID(id, omi.PrefixSnapshot) {
+				kind = omi.KindSnapshot
+			} else if !omi.ValidID(id, omi.PrefixVolume) {
+				continue // not a resource's map: not ours to judge
+			}
+			if _, err := tx.Get(kind, id); errors.Is(err, omi.ErrNotFound) {
+				orphans = append(orphans, id)
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	p.suspectMu.Lock()
+	seen := p.suspects
+	p.suspects = make(map[string]time.Time, len(orphans))
+	ripe := orphans[:0]
+	for _, id := range orphans {
+		first, ok := seen[id]
+		if !ok {
+			first = now
+		}
+		if now.Sub(first) >= p.orphanGrace {
+			ripe = append(ripe, id)
+		} else {
+			p.suspects[id] = first
+		}
+	}
+	p.suspectMu.Unlock()
+	n := 0
+	for _, id := range ripe {
+		switch err := p.maps.Delete(ctx, id); {
+		case err == nil:
+			n++
+		case errors.Is(err, blockmap.ErrBusy):
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // Collect runs one garbage collection of unreferenced blocks.

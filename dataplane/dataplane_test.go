@@ -460,3 +460,50 @@ func TestNothingLeftAfterDeletingEverything(t *testing.T) {
 		t.Fatalf("%d blocks left after deleting everything (gc %+v)", n, st)
 	}
 }
+
+// TestOrphanMapsAreReaped deletes a volume while its map is open (as when
+// another node serves it over NBD): the service cannot free the map then,
+// and ReapOrphans does once the map is idle and has had no record for the
+// grace, after which a collection frees its blocks.
+func TestOrphanMapsAreReaped(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	id := vol.Volume.VolumeId
+	s.qemuIO(id, "write -P 0x71 0 1M")
+	dev, err := s.plane.Maps().Open(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The service retries freeing the map for a few seconds, then gives up.
+	if _, err := s.svc.DeleteVolume(ctx, s.joe, &service.DeleteVolumeRequest{VolumeId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.plane.Maps().Size(ctx, id); err != nil {
+		t.Fatalf("the open map was deleted under its device: %v", err)
+	}
+	s.plane.SetOrphanGrace(time.Hour)
+	if n, err := s.plane.ReapOrphans(ctx); err != nil || n != 0 {
+		t.Fatalf("reaped %d (%v) within the grace", n, err)
+	}
+	s.plane.SetOrphanGrace(0)
+	if n, err := s.plane.ReapOrphans(ctx); err != nil || n != 0 {
+		t.Fatalf("reaped %d (%v) while the map is open", n, err)
+	}
+	if err := dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.plane.ReapOrphans(ctx); err != nil || n != 1 {
+		t.Fatalf("reaped %d (%v), want the orphan", n, err)
+	}
+	if _, err := s.plane.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.blockCount(); n != 0 {
+		t.Fatalf("%d blocks left after reaping the orphan", n)
+	}
+}

@@ -170,13 +170,17 @@ func (n *node) join(ctx context.Context, pg *postgres.Store, blocksCfg blockConf
 // collect runs one garbage collection: alone, or for the whole cluster on
 // the node holding the "gc" lease (the others skip it).
 func (n *node) collect(ctx context.Context) (gc.Stats, bool, error) {
+	if n.member != nil {
+		if ok, err := n.member.Acquire(ctx, "gc"); err != nil || !ok {
+			return gc.Stats{}, false, err
+		}
+	}
+	if _, err := n.plane.ReapOrphans(ctx); err != nil {
+		return gc.Stats{}, true, err
+	}
 	if n.member == nil {
 		st, err := n.plane.Collect(ctx)
 		return st, true, err
-	}
-	ok, err := n.member.Acquire(ctx, "gc")
-	if err != nil || !ok {
-		return gc.Stats{}, false, err
 	}
 	st, err := n.member.Collect(ctx, n.plane.Maps(), n.backend, cluster.CollectOptions{})
 	return st, true, err

@@ -81,7 +81,7 @@ func startCluster(tb testing.TB, o clusterOpts) *multiNode {
 	if !o.sqlite {
 		c.dsn = pgtest.DSN(tb)
 	}
-	c.bin = buildOmiTB(tb)
+	c.bin = buildOmi(tb)
 	if o.sqlite {
 		if o.nodes != 1 {
 			tb.Fatalf("a SQLite region has one node, not %d", o.nodes)
@@ -129,7 +129,7 @@ func (c *multiNode) add(env []string, args ...string) {
 func (c *multiNode) launch(env []string, args ...string) (*proc, chan struct{}, *error) {
 	tb := c.tb
 	tb.Helper()
-	p := &proc{api: freePortTB(tb), nbd: freePortTB(tb), oos: freePortTB(tb)}
+	p := &proc{api: freePort(tb), nbd: freePort(tb), oos: freePort(tb)}
 	all := append([]string{"serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos,
 		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn"}, args...)
 	p.cmd = exec.Command(c.bin, all...)
@@ -226,32 +226,6 @@ func (c *multiNode) nodeIndex(name string) int {
 // the export bucket.
 func (c *multiNode) exportsClient() *s3x.Client {
 	return s3x.NewClient("http://"+c.s3.oos, "eu-west-2", joeAK, joeSK)
-}
-
-func freePortTB(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// buildOmiTB is buildOmi for benchmarks; both share the one binary.
-func buildOmiTB(tb testing.TB) string {
-	tb.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "omi-test-bin-"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "omi")
-		buildOut, buildErr = exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-	})
-	if buildErr != nil {
-		tb.Fatalf("build omi: %v\n%s", buildErr, buildOut)
-	}
-	return binPath
 }
 
 // clusterHTTP keeps connections to every node open for concurrent clients.

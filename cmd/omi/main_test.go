@@ -28,10 +28,10 @@ var (
 	buildOut  []byte
 )
 
-// buildOmi builds the omi binary once for all the tests that run it as a
-// real process.
-func buildOmi(t *testing.T) string {
-	t.Helper()
+// buildOmi builds the omi binary once for all the tests and benchmarks
+// that run it as a real process.
+func buildOmi(tb testing.TB) string {
+	tb.Helper()
 	buildOnce.Do(func() {
 		if binDir, buildErr = os.MkdirTemp("", "omi-test-bin-"); buildErr != nil {
 			return
@@ -40,7 +40,7 @@ func buildOmi(t *testing.T) string {
 		buildOut, buildErr = exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 	})
 	if buildErr != nil {
-		t.Fatalf("build omi: %v\n%s", buildErr, buildOut)
+		tb.Fatalf("build omi: %v\n%s", buildErr, buildOut)
 	}
 	return binPath
 }

@@ -403,34 +403,7 @@ func TestClusterExportTakenOverAfterKill9(t *testing.T) {
 	needTool(t, "qemu-img")
 	c := startCluster(t, clusterOpts{nodes: 3})
 	ctx := context.Background()
-	raw, vol := randomDisk(t, c.nodes[0], 96<<20)
-	snap := clusterSnapshot(t, c.nodes[1], c.nodes[1], vol)
-	var reg struct{ Image struct{ ImageId string } }
-	c.nodes[2].call(t, "CreateImage", registerBody("to-take-over", snap), &reg)
-	var task struct{ ImageExportTask struct{ TaskId string } }
-	c.nodes[0].call(t, "CreateImageExportTask", map[string]any{"ImageId": reg.Image.ImageId,
-		"OsuExport": map[string]any{"DiskImageFormat": "qcow2", "OsuBucket": clusterExportBucket, "OsuPrefix": "k"}}, &task)
-	id := task.ImageExportTask.TaskId
-
-	// The running node is the one named by the open run of the record.
-	var runner string
-	waitUntil(t, 30*time.Second, "the export to be under way on a node", func() bool {
-		doc, err := readTask(ctx, c.dsn, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if doc.State == "completed" {
-			t.Skip("the export finished before it could be interrupted")
-		}
-		if doc.State == "failed" {
-			t.Fatalf("export failed: %+v", doc)
-		}
-		if n := len(doc.Runs); doc.State == "active" && n > 0 && doc.Runs[n-1].End == "" {
-			runner = doc.Runs[n-1].Node
-			return readExport(t, c.node(c.nodeIndex(runner)+1), id).Progress > 0
-		}
-		return false
-	})
+	raw, image, id, runner := exportUnderWay(t, c, 0, "to-take-over", "k")
 	victim := c.nodeIndex(runner)
 	if victim < 0 {
 		t.Fatalf("the export runs on unknown node %q", runner)
@@ -466,7 +439,7 @@ func TestClusterExportTakenOverAfterKill9(t *testing.T) {
 	// A second export, cancelled through a node other than the one running
 	// it: the run stops there and leaves nothing in the bucket.
 	var again struct{ ImageExportTask struct{ TaskId string } }
-	watcher.call(t, "CreateImageExportTask", map[string]any{"ImageId": reg.Image.ImageId,
+	watcher.call(t, "CreateImageExportTask", map[string]any{"ImageId": image,
 		"OsuExport": map[string]any{"DiskImageFormat": "qcow2", "OsuBucket": clusterExportBucket, "OsuPrefix": "cancel"}}, &again)
 	id = again.ImageExportTask.TaskId
 	waitUntil(t, 30*time.Second, "the second export to be under way", func() bool {
@@ -519,23 +492,22 @@ func TestClusterExportTakenOverAfterKill9(t *testing.T) {
 	}
 }
 
-// TestClusterShutdownHandsExportBack stops the node running an export
-// with SIGTERM: the process exits cleanly and hands the task back, so that
-// another node completes it although leases last 30 s here (longer than
-// the wait allows: the task is not merely taken over after expiry).
-func TestClusterShutdownHandsExportBack(t *testing.T) {
-	needTool(t, "qemu-img")
-	c := startCluster(t, clusterOpts{nodes: 3, leaseTTL: "30s"})
+// exportUnderWay writes a 96 MiB random disk through node 0, snapshots it
+// through node 1, registers an OMI of it through node 2 and exports it to
+// prefix through node via; it returns once the export has made progress on
+// the node its open run names, with the source file, the OMI, the task id
+// and that node's name. A node's index is found with c.nodeIndex.
+func exportUnderWay(t *testing.T, c *multiNode, via int, name, prefix string) (raw, image, id, runner string) {
+	t.Helper()
 	ctx := context.Background()
 	raw, vol := randomDisk(t, c.nodes[0], 96<<20)
 	snap := clusterSnapshot(t, c.nodes[1], c.nodes[1], vol)
 	var reg struct{ Image struct{ ImageId string } }
-	c.nodes[2].call(t, "CreateImage", registerBody("to-hand-back", snap), &reg)
+	c.nodes[2].call(t, "CreateImage", registerBody(name, snap), &reg)
 	var task struct{ ImageExportTask struct{ TaskId string } }
-	c.nodes[1].call(t, "CreateImageExportTask", map[string]any{"ImageId": reg.Image.ImageId,
-		"OsuExport": map[string]any{"DiskImageFormat": "qcow2", "OsuBucket": clusterExportBucket, "OsuPrefix": "h"}}, &task)
-	id := task.ImageExportTask.TaskId
-	var runner string
+	c.nodes[via].call(t, "CreateImageExportTask", map[string]any{"ImageId": reg.Image.ImageId,
+		"OsuExport": map[string]any{"DiskImageFormat": "qcow2", "OsuBucket": clusterExportBucket, "OsuPrefix": prefix}}, &task)
+	image, id = reg.Image.ImageId, task.ImageExportTask.TaskId
 	waitUntil(t, 30*time.Second, "the export to be under way on a node", func() bool {
 		doc, err := readTask(ctx, c.dsn, id)
 		if err != nil {
@@ -544,12 +516,27 @@ func TestClusterShutdownHandsExportBack(t *testing.T) {
 		if doc.State == "completed" {
 			t.Skip("the export finished before it could be interrupted")
 		}
+		if doc.State == "failed" {
+			t.Fatalf("export failed: %+v", doc)
+		}
 		if n := len(doc.Runs); doc.State == "active" && n > 0 && doc.Runs[n-1].End == "" {
 			runner = doc.Runs[n-1].Node
 			return readExport(t, c.node(c.nodeIndex(runner)), id).Progress > 0
 		}
 		return false
 	})
+	return raw, image, id, runner
+}
+
+// TestClusterShutdownHandsExportBack stops the node running an export
+// with SIGTERM: the process exits cleanly and hands the task back, so that
+// another node completes it although leases last 30 s here (longer than
+// the wait allows: the task is not merely taken over after expiry).
+func TestClusterShutdownHandsExportBack(t *testing.T) {
+	needTool(t, "qemu-img")
+	c := startCluster(t, clusterOpts{nodes: 3, leaseTTL: "30s"})
+	ctx := context.Background()
+	raw, _, id, runner := exportUnderWay(t, c, 1, "to-hand-back", "h")
 	victim := c.nodeIndex(runner)
 	// The second run must start after the signal; it may start before the
 	// process is gone, since the lease is handed back first.

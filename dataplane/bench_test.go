@@ -82,11 +82,7 @@ func fill(b *testing.B, s *stack, id string, n int64) {
 // its root volume's id.
 func (s *stack) vmWithRoot(b *testing.B, sizeGiB int) (string, string) {
 	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	snap, err := s.svc.CreateSnapshot(ctx, s.joe, &service.CreateSnapshotRequest{VolumeId: vol.Volume.VolumeId})
 	if err != nil {
 		b.Fatal(err)
@@ -111,12 +107,7 @@ func (s *stack) vmWithRoot(b *testing.B, sizeGiB int) (string, string) {
 // iteration. MB/s of each leg are reported as metrics.
 func BenchmarkQemuImgConvert(b *testing.B) {
 	s := newStack(b)
-	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	dir := b.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	const size = 128 << 20

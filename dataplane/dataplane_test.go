@@ -91,6 +91,17 @@ func newStackWith(t testing.TB, cfg service.Config) *stack {
 		bob: &omi.Caller{Account: &omi.Account{AccountId: bob.AccountID, Alias: "bob"}}}
 }
 
+// volume1G creates a 1 GiB volume for joe and waits until it is available.
+func (s *stack) volume1G() *service.CreateVolumeResponse {
+	s.t.Helper()
+	vol, err := s.svc.CreateVolume(context.Background(), s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.settle()
+	return vol
+}
+
 func (s *stack) settle() {
 	s.t.Helper()
 	if err := s.svc.Settle(context.Background()); err != nil {
@@ -161,12 +172,8 @@ func ptr[T any](v T) *T { return &v }
 func TestVolumeSnapshotImageVmOverNBD(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	vol := s.volume1G()
 	v1 := vol.Volume.VolumeId
-	s.settle()
 	if len(s.storedBlocks()) != 0 {
 		t.Fatal("an empty volume stored blocks")
 	}
@@ -270,11 +277,7 @@ func TestVolumeSnapshotImageVmOverNBD(t *testing.T) {
 func TestGarbageCollectionFreesDeletedData(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	id := vol.Volume.VolumeId
 	// Four distinct blocks (equal blocks would be stored once).
 	s.qemuIO(id, "write -P 0x41 0 512k", "write -P 0x42 512k 512k", "write -P 0x43 1M 512k", "write -P 0x44 1536k 512k")
@@ -321,12 +324,7 @@ func TestNBDRefusesUnknownAndCreatingVolumes(t *testing.T) {
 
 func TestQemuImgCompareAgainstSourceFile(t *testing.T) {
 	s := newStack(t)
-	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	// 8 MiB of random data with a hole in the middle.
 	raw := filepath.Join(t.TempDir(), "disk.raw")
 	buf := make([]byte, 8<<20)
@@ -353,11 +351,7 @@ func TestQemuImgCompareAgainstSourceFile(t *testing.T) {
 func TestCorruptBlockIsAnErrorNotData(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	id := vol.Volume.VolumeId
 	s.qemuIO(id, "write -P 0x3c 0 512k")
 	hs := s.dataBlocks()
@@ -394,11 +388,7 @@ func TestCorruptBlockIsAnErrorNotData(t *testing.T) {
 func TestNothingLeftAfterDeletingEverything(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	s.qemuIO(vol.Volume.VolumeId, "write -P 0x61 0 512k", "write -P 0x62 1M 512k")
 	snap, err := s.svc.CreateSnapshot(ctx, s.joe, &service.CreateSnapshotRequest{VolumeId: vol.Volume.VolumeId})
 	if err != nil {
@@ -468,11 +458,7 @@ func TestNothingLeftAfterDeletingEverything(t *testing.T) {
 func TestOrphanMapsAreReaped(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	id := vol.Volume.VolumeId
 	s.qemuIO(id, "write -P 0x71 0 1M")
 	dev, err := s.plane.Maps().Open(ctx, id)

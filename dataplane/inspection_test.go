@@ -14,11 +14,7 @@ import (
 func (s *stack) imageWithDisk(t *testing.T, name string, spec catalog.DiskSpec) string {
 	t.Helper()
 	ctx := context.Background()
-	vol, err := s.svc.CreateVolume(ctx, s.joe, &service.CreateVolumeRequest{Size: ptr(1), SubregionName: "eu-west-2a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
+	vol := s.volume1G()
 	dev, err := s.plane.Maps().Open(ctx, vol.Volume.VolumeId)
 	if err != nil {
 		t.Fatal(err)

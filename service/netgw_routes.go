@@ -568,8 +568,13 @@ type FiltersRouteTable struct {
 }
 
 // match applies the filters: a link filter keeps a table with some link
-// matching it, a route filter one with some route matching it.
-func (f *FiltersRouteTable) match(t *omi.RouteTable) bool {
+// matching it, a route filter one with some route matching it. Route
+// states are only checked with withStates (they need the live states).
+func (f *FiltersRouteTable) match(t *omi.RouteTable, withStates bool) bool {
+	var states []string
+	if withStates {
+		states = f.RouteStates
+	}
 	if f.LinkRouteTableMain != nil && (t.MainLink() != nil) != *f.LinkRouteTableMain {
 		return false
 	}
@@ -588,7 +593,7 @@ func (f *FiltersRouteTable) match(t *omi.RouteTable) bool {
 		return false
 	}
 	routeFilters := [][]string{f.RouteCreationMethods, f.RouteDestinationIpRanges, f.RouteDestinationServiceIds, f.RouteGatewayIds,
-		f.RouteNatServiceIds, f.RouteNetPeeringIds, f.RouteStates, f.RouteVmIds}
+		f.RouteNatServiceIds, f.RouteNetPeeringIds, states, f.RouteVmIds}
 	for k, want := range routeFilters {
 		if len(want) == 0 {
 			continue
@@ -637,12 +642,16 @@ func (s *Service) ReadRouteTables(ctx context.Context, c *omi.Caller, in *ReadRo
 	err := s.view(ctx, func(tx omi.Tx) error {
 		var err error
 		var liveErr error
-		q := omi.Query{Owners: []string{c.AccountID()}, IDs: f.RouteTableIds}
+		// Tables are indexed by Net: the NetIds filter narrows the scan.
+		q := omi.Query{Owners: []string{c.AccountID()}, IDs: f.RouteTableIds, Names: f.NetIds}
 		out, next, err = listPage[omi.RouteTable](tx, q, in.Paging, omi.PrefixRouteTable, func(t *omi.RouteTable) bool {
+			if !f.match(t, false) {
+				return false
+			}
 			if err := s.liveRoutes(tx, t); err != nil && liveErr == nil {
 				liveErr = err
 			}
-			return f.match(t)
+			return f.match(t, true)
 		})
 		if err == nil {
 			err = liveErr

@@ -1164,3 +1164,58 @@ func TestNetgwTagsAndNetHooks(t *testing.T) {
 		t.Errorf("tables of a deleted Net: %+v", out.RouteTables)
 	}
 }
+
+// BenchmarkReadRouteTables measures ReadRouteTables for the main table of
+// one Net (NetIds and LinkRouteTableMain filters, as the provider's main
+// route table link reads it) among 40 Nets of the caller with two tables
+// each, three routes per table, and as many of another account.
+func BenchmarkReadRouteTables(b *testing.B) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "omi.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	svc := service.New(store, service.Config{Region: "eu-west-2"}, nil)
+	var target string
+	for _, acct := range []string{"123456789012", "210987654321"} {
+		c := &omi.Caller{Account: &omi.Account{AccountId: acct}}
+		gw, err := svc.CreateInternetService(ctx, c, &service.CreateInternetServiceRequest{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < 40; i++ {
+			n := &omi.Net{AccountId: acct, NetId: omi.NewID(omi.PrefixNet), IpRange: "10.0.0.0/16", State: omi.NetAvailable, Tags: []omi.Tag{}}
+			err := store.Update(ctx, func(tx omi.Tx) error {
+				if err := svc.NetgwCreateNet(tx, acct, n); err != nil {
+					return err
+				}
+				return omi.Insert(tx, n)
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rt, err := svc.CreateRouteTable(ctx, c, &service.CreateRouteTableRequest{NetId: n.NetId})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, dest := range []string{"0.0.0.0/0", "192.168.0.0/16"} {
+				if _, err := svc.CreateRoute(ctx, c, &service.CreateRouteRequest{RouteTableId: rt.RouteTable.RouteTableId, DestinationIpRange: dest, GatewayId: gw.InternetService.InternetServiceId}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if acct == "123456789012" && i == 20 {
+				target = n.NetId
+			}
+		}
+	}
+	joe := &omi.Caller{Account: &omi.Account{AccountId: "123456789012"}}
+	in := &service.ReadRouteTablesRequest{Filters: &service.FiltersRouteTable{NetIds: []string{target}, LinkRouteTableMain: ptr(true)}}
+	b.ResetTimer()
+	for b.Loop() {
+		out, err := svc.ReadRouteTables(ctx, joe, in)
+		if err != nil || len(out.RouteTables) != 1 {
+			b.Fatalf("%v %v", out, err)
+		}
+	}
+}

@@ -33,7 +33,7 @@ func gwNetOf(tx omi.Tx, account, id string) (*omi.Net, error) {
 func gwSubnet(tx omi.Tx, c *omi.Caller, id string) (*omi.Subnet, error) {
 	sn, err := omi.Get[omi.Subnet](tx, id)
 	if isNotFound(err) || (err == nil && sn.AccountId != c.AccountID()) {
-		return nil, omi.NotFound(codeNoSuchSubnet, "The SubnetId '%s' doesn't exist.", id)
+		return nil, omi.NotFound(codeGwNoSuchSubnet, "The SubnetId '%s' doesn't exist.", id)
 	}
 	return sn, err
 }

@@ -13,7 +13,7 @@ import (
 
 // builderVersion changes when the build itself changes in a way the
 // inputs do not show (Go code rather than embedded files).
-const builderVersion = "1"
+const builderVersion = "2"
 
 // inputKey hashes what an image is made of: the exact package files (by
 // their archive checksums), omi's embedded files and the builder version.
@@ -38,9 +38,11 @@ func inputKey(kind string, debs []deb) string {
 }
 
 // cached returns dir/name, building it with build(work, tmpOut) when
-// absent. A file lock serialises builds of the same name across processes
-// (test binaries run in parallel); the result appears atomically.
-func cached(dir, name string, build func(work, out string) error) (string, error) {
+// absent; build returns the image's manifest, kept as dir/name.json. A
+// file lock serialises builds of the same name across processes (test
+// binaries run in parallel); the result appears atomically, the manifest
+// first.
+func cached(dir, name string, build func(work, out string) (*Manifest, error)) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -66,7 +68,11 @@ func cached(dir, name string, build func(work, out string) error) (string, error
 	}
 	defer os.RemoveAll(work)
 	tmp := filepath.Join(work, "out")
-	if err := build(work, tmp); err != nil {
+	m, err := build(work, tmp)
+	if err != nil {
+		return "", err
+	}
+	if err := writeManifest(ManifestPath(final), m); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, final); err != nil {

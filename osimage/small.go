@@ -95,33 +95,38 @@ func BuildSmall(ctx context.Context, opts Options) (string, error) {
 		return "", err
 	}
 	key := inputKey("small", debs)
-	return cached(opts.cacheDir(), "small-"+key+".qcow2", func(work, out string) error {
+	return cached(opts.cacheDir(), "small-"+key+".qcow2", func(work, out string) (*Manifest, error) {
 		opts.logf("osimage: building the small image %s (%d packages)", key, len(debs))
 		return buildSmall(ctx, &opts, debs, work, out)
 	})
 }
 
-func buildSmall(ctx context.Context, opts *Options, debs []deb, work, out string) error {
+func buildSmall(ctx context.Context, opts *Options, debs []deb, work, out string) (*Manifest, error) {
 	debDir := filepath.Join(opts.cacheDir(), "debs")
 	opts.logf("osimage: downloading packages into %s", debDir)
 	if err := download(ctx, debDir, debs); err != nil {
-		return err
+		return nil, err
 	}
 	pkgs := filepath.Join(work, "pkgs")
 	if err := extract(ctx, debDir, debs, pkgs); err != nil {
-		return err
+		return nil, err
 	}
 	boot, err := kernelFiles(ctx, pkgs, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	root := filepath.Join(work, "root")
 	opts.logf("osimage: assembling the root filesystem")
 	owners, err := smallRoot(ctx, pkgs, root)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return makeDisk(ctx, opts, work, pkgs, boot, root, owners, out)
+	if err := makeDisk(ctx, opts, work, pkgs, boot, root, owners, out); err != nil {
+		return nil, err
+	}
+	return &Manifest{Family: SmallFamily, BootModes: []string{"legacy", "uefi"}, Kernel: boot.version, Packages: packageList(debs),
+		Description: fmt.Sprintf("Small Linux from Debian packages: kernel %s, busybox %s, dropbear %s, scp and sftp-server %s; SSH key and #! user data from the metadata service",
+			boot.version, versionOf(debs, "busybox-static"), versionOf(debs, "dropbear-bin"), versionOf(debs, "openssh-client"))}, nil
 }
 
 // bootFiles are the kernel and initramfs put on the ESP.
@@ -189,6 +194,10 @@ func syslinuxCfg() []byte {
 // makeDisk builds the ESP and root filesystems, the GPT disk and the
 // qcow2 file at out.
 func makeDisk(ctx context.Context, opts *Options, work, pkgs string, boot *bootFiles, root string, owners map[string][2]int, out string) error {
+	return makeDiskSized(ctx, opts, work, pkgs, boot, root, owners, out, DefaultSize)
+}
+
+func makeDiskSized(ctx context.Context, opts *Options, work, pkgs string, boot *bootFiles, root string, owners map[string][2]int, out string, size int64) error {
 	gptmbr, err := os.ReadFile(filepath.Join(pkgs, "usr/lib/syslinux/mbr/gptmbr.bin"))
 	if err != nil {
 		return err
@@ -207,11 +216,11 @@ func makeDisk(ctx context.Context, opts *Options, work, pkgs string, boot *bootF
 		return err
 	}
 	rootImg := filepath.Join(work, "root.img")
-	if err := buildRoot(ctx, rootImg, root, DefaultSize-rootStart-gptTail, owners); err != nil {
+	if err := buildRoot(ctx, rootImg, root, size-rootStart-gptTail, owners); err != nil {
 		return err
 	}
 	raw := filepath.Join(work, "disk.raw")
-	if err := assembleDisk(ctx, raw, DefaultSize, gptmbr, espImg, rootImg); err != nil {
+	if err := assembleDisk(ctx, raw, size, gptmbr, espImg, rootImg); err != nil {
 		return err
 	}
 	opts.logf("osimage: converting to compressed qcow2")

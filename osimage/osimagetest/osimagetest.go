@@ -6,6 +6,7 @@ package osimagetest
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -76,4 +77,20 @@ func Debian(t testing.TB) string {
 		t.Fatalf("build the Debian image: %v", debianErr)
 	}
 	return debianPath
+}
+
+// OfficialImagesDir returns a temporary directory holding the small image
+// as small.qcow2 with its manifest (symbolic links into the cache), for
+// omi serve --official-images: the server then publishes it as the
+// official osimage.SmallFamily OMI.
+func OfficialImagesDir(t testing.TB) string {
+	t.Helper()
+	img := Small(t)
+	dir := t.TempDir()
+	for _, l := range [][2]string{{img, "small.qcow2"}, {osimage.ManifestPath(img), osimage.ManifestPath("small.qcow2")}} {
+		if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -16,9 +16,10 @@ import (
 const builderVersion = "2"
 
 // inputKey hashes what an image is made of: the exact package files (by
-// their archive checksums), omi's embedded files and the builder version.
-// Equal keys mean equal images, so a cached image is reused.
-func inputKey(kind string, debs []deb) string {
+// their archive checksums), omi's embedded files under the given rootfs
+// directories and the builder version. Equal keys mean equal images, so a
+// cached image is reused.
+func inputKey(kind string, debs []deb, dirs ...string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "omi-osimage %s %s\n", kind, builderVersion)
 	sorted := append([]deb(nil), debs...)
@@ -26,14 +27,16 @@ func inputKey(kind string, debs []deb) string {
 	for _, d := range sorted {
 		fmt.Fprintf(h, "deb %s %s\n", d.File, d.SHA256)
 	}
-	fs.WalkDir(rootfsFiles, ".", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			data, _ := rootfsFiles.ReadFile(p)
-			fmt.Fprintf(h, "file %s %d\n", p, len(data))
-			h.Write(data)
-		}
-		return nil
-	})
+	for _, dir := range dirs {
+		fs.WalkDir(rootfsFiles, dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				data, _ := rootfsFiles.ReadFile(p)
+				fmt.Fprintf(h, "file %s %d\n", p, len(data))
+				h.Write(data)
+			}
+			return nil
+		})
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

@@ -81,7 +81,7 @@ func BuildDebian(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	key := inputKey("debian "+suite+" "+mirror, append(append([]deb(nil), debs...), incl...))
+	key := inputKey("debian "+suite+" "+mirror, append(append([]deb(nil), debs...), incl...), "rootfs/initramfs", "rootfs/debian")
 	return cached(opts.cacheDir(), "debian-"+key+".qcow2", func(work, out string) (*Manifest, error) {
 		opts.logf("osimage: building the Debian %s image %s with debootstrap from %s", suite, key, mirror)
 		return buildDebian(ctx, &opts, suite, mirror, debs, incl, work, out)
@@ -168,9 +168,14 @@ func configureDebian(ctx context.Context, pkgs, root, kernel string) error {
 	if err := chroot("useradd", "-m", "-s", "/bin/bash", "-G", "sudo", "-c", "outscale", "outscale"); err != nil {
 		return err
 	}
-	for _, l := range [][2]string{
-		{"/etc/systemd/system/omi-metadata.service", "etc/systemd/system/multi-user.target.wants/omi-metadata.service"},
-	} {
+	// Enable the first-boot service; mask what only slows a boot under
+	// TCG (ifupdown-pre waits for udev to settle, though the initramfs
+	// has loaded virtio_net already) or reaches for the archive.
+	links := [][2]string{{"/etc/systemd/system/omi-metadata.service", "etc/systemd/system/multi-user.target.wants/omi-metadata.service"}}
+	for _, unit := range []string{"ifupdown-pre.service", "e2scrub_reap.service", "apt-daily.timer", "apt-daily-upgrade.timer"} {
+		links = append(links, [2]string{"/dev/null", "etc/systemd/system/" + unit})
+	}
+	for _, l := range links {
 		p := filepath.Join(root, l[1])
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.Remove(p)

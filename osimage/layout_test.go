@@ -44,16 +44,6 @@ func partitions(t *testing.T, raw string) []partition {
 	return pt.PartitionTable.Partitions
 }
 
-// rootPartition names the second partition of a raw disk the way
-// e2fsprogs opens a filesystem at an offset (no loop device).
-func rootPartition(t *testing.T, raw string) string {
-	p := partitions(t, raw)
-	if len(p) != 2 {
-		t.Fatalf("%d partitions, want 2", len(p))
-	}
-	return fmt.Sprintf("%s?offset=%d", raw, p[1].Start*512)
-}
-
 func rawCopy(t *testing.T, qcow2 string) string {
 	t.Helper()
 	raw := filepath.Join(t.TempDir(), "disk.raw")

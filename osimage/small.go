@@ -94,7 +94,7 @@ func BuildSmall(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	key := inputKey("small", debs)
+	key := inputKey("small", debs, "rootfs/initramfs", "rootfs/small")
 	return cached(opts.cacheDir(), "small-"+key+".qcow2", func(work, out string) (*Manifest, error) {
 		opts.logf("osimage: building the small image %s (%d packages)", key, len(debs))
 		return buildSmall(ctx, &opts, debs, work, out)

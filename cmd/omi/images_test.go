@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/omiproject/omi/osimage"
 	"github.com/omiproject/omi/osimage/osimagetest"
+	"github.com/omiproject/omi/service"
 )
 
 type builtImageOut struct {
@@ -72,10 +76,11 @@ func TestBuiltOfficialImages(t *testing.T) {
 	waitOfficial(t, p, "Debian-12-") // the generated catalogue is still published
 	rootMatches(t, p, id, small)
 
-	// A restart with the same file publishes nothing new.
+	// A restart with the same file (here through --official-images and
+	// symbolic links into the cache) publishes nothing new.
 	p.cmd.Process.Signal(os.Interrupt)
 	p.cmd.Wait()
-	p = startOmi(t, bin, data)
+	p = launch(t, bin, nil, "", nil, "--data", data, "--official-images", osimagetest.OfficialImagesDir(t))
 	waitOfficial(t, p, "RockyLinux-9-")
 	if got := readImages(t, p, map[string]any{"ImageNames": []string{osimage.SmallFamily + "-*"}}); len(got) != 1 || got[0].ImageId != id {
 		t.Fatalf("after a restart: %+v, want only %s", got, id)
@@ -121,4 +126,56 @@ func TestBuiltOfficialImages(t *testing.T) {
 		t.Fatalf("imported official OMI: %+v", official)
 	}
 	rootMatches(t, p, official[0].ImageId, raw)
+}
+
+// TestPublishBuiltVersions drives publishBuilt directly: an image file
+// with a manifest is published once, not again while it is unchanged, and
+// as a new version superseding the previous one when it changes; files
+// without a manifest are ignored.
+func TestPublishBuiltVersions(t *testing.T) {
+	ctx := t.Context()
+	n, err := openOffline(ctx, t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if got := n.publishBuilt(ctx, dir, log); len(got) != 0 {
+		t.Fatalf("empty directory covers %v", got)
+	}
+	disk := filepath.Join(dir, "test.raw")
+	write := func(b byte) {
+		if err := os.WriteFile(disk, bytes.Repeat([]byte{b}, 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1)
+	os.WriteFile(filepath.Join(dir, "stray.qcow2"), []byte("no manifest"), 0o644)
+	m := `{"Family": "Test-Linux", "Description": "test", "BootModes": ["legacy", "uefi"]}`
+	if err := os.WriteFile(osimage.ManifestPath(disk), []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	covered := n.publishBuilt(ctx, dir, log)
+	if !covered["Test-Linux"] || len(covered) != 1 {
+		t.Fatalf("covered %v", covered)
+	}
+	first, err := n.svc.LatestOfficial(ctx, "Test-Linux")
+	if err != nil || first == nil {
+		t.Fatalf("published: %v %v", first, err)
+	}
+	if !slices.Equal(first.BootModes, []string{"legacy", "uefi"}) || !first.PermissionsToLaunch.GlobalPermission ||
+		!strings.HasPrefix(tagValue(first.Tags, service.OfficialSourceTag), "built:") {
+		t.Fatalf("published OMI: %+v", first)
+	}
+	n.publishBuilt(ctx, dir, log)
+	if again, _ := n.svc.LatestOfficial(ctx, "Test-Linux"); again == nil || again.ImageId != first.ImageId {
+		t.Fatalf("an unchanged file was published again: %+v", again)
+	}
+	write(2)
+	n.publishBuilt(ctx, dir, log)
+	second, _ := n.svc.LatestOfficial(ctx, "Test-Linux")
+	if second == nil || second.ImageId == first.ImageId || !strings.HasSuffix(second.ImageName, "-1") {
+		t.Fatalf("a changed file gave %+v", second)
+	}
 }

@@ -6,6 +6,7 @@ package osimagetest
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,10 @@ var (
 	once sync.Once
 	path string
 	err  error
+
+	debianOnce sync.Once
+	debianPath string
+	debianErr  error
 )
 
 // Small returns the path of the small image's qcow2 file (read-only:
@@ -42,4 +47,50 @@ func Small(t testing.TB) string {
 		t.Fatalf("build the small image: %v", err)
 	}
 	return path
+}
+
+// DebianEnv opts in to tests that build the Debian image: debootstrap
+// takes minutes and root, so CI does not run them.
+const DebianEnv = "OMI_TEST_DEBIAN_IMAGE"
+
+// Debian returns the path of the Debian image's qcow2 file, built once
+// and cached like Small. It skips the test unless OMI_TEST_DEBIAN_IMAGE=1,
+// and when not root or debootstrap is missing.
+func Debian(t testing.TB) string {
+	t.Helper()
+	if os.Getenv(DebianEnv) != "1" {
+		t.Skip("set " + DebianEnv + "=1 to build and test the Debian image (debootstrap, root, about 4 minutes the first time)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building the Debian image needs root (debootstrap)")
+	}
+	NeedTool(t, "debootstrap")
+	if missing := osimage.MissingTools(); len(missing) > 0 {
+		t.Fatalf("building the Debian image needs %s", strings.Join(missing, ", "))
+	}
+	debianOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		debianPath, debianErr = osimage.BuildDebian(ctx, osimage.Options{Log: func(f string, a ...any) { t.Logf(f, a...) }})
+	})
+	if debianErr != nil {
+		t.Fatalf("build the Debian image: %v", debianErr)
+	}
+	return debianPath
+}
+
+// OfficialImagesDir returns a temporary directory holding the small image
+// as small.qcow2 with its manifest (symbolic links into the cache), for
+// omi serve --official-images: the server then publishes it as the
+// official osimage.SmallFamily OMI.
+func OfficialImagesDir(t testing.TB) string {
+	t.Helper()
+	img := Small(t)
+	dir := t.TempDir()
+	for _, l := range [][2]string{{img, "small.qcow2"}, {osimage.ManifestPath(img), osimage.ManifestPath("small.qcow2")}} {
+		if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

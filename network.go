@@ -23,8 +23,8 @@ const NetAvailable = "available"
 
 // States of a NIC and of its link to a VM.
 const (
-	NicAvailable   = "available"
-	NicInUse       = "in-use"
+	NicAvailable    = "available"
+	NicInUse        = "in-use"
 	LinkNicAttached = "attached"
 )
 

@@ -25,26 +25,26 @@ type BDMVmCreation struct {
 
 type CreateVmsRequest struct {
 	Base
-	BlockDeviceMappings         []BDMVmCreation `json:"BlockDeviceMappings"`
-	BootMode                    string          `json:"BootMode"`
-	BootOnCreation              *bool           `json:"BootOnCreation"`
-	ClientToken                 string          `json:"ClientToken"`
-	DeletionProtection          bool            `json:"DeletionProtection"`
-	ImageId                     string          `json:"ImageId"`
-	KeypairName                 string          `json:"KeypairName"`
-	MaxVmsCount                 *int            `json:"MaxVmsCount"`
-	MinVmsCount                 *int            `json:"MinVmsCount"`
-	Performance                 string          `json:"Performance"`
+	BlockDeviceMappings         []BDMVmCreation    `json:"BlockDeviceMappings"`
+	BootMode                    string             `json:"BootMode"`
+	BootOnCreation              *bool              `json:"BootOnCreation"`
+	ClientToken                 string             `json:"ClientToken"`
+	DeletionProtection          bool               `json:"DeletionProtection"`
+	ImageId                     string             `json:"ImageId"`
+	KeypairName                 string             `json:"KeypairName"`
+	MaxVmsCount                 *int               `json:"MaxVmsCount"`
+	MinVmsCount                 *int               `json:"MinVmsCount"`
+	Performance                 string             `json:"Performance"`
 	Nics                        []NicForVmCreation `json:"Nics"`
-	Placement                   *omi.Placement  `json:"Placement"`
-	PrivateIps                  []string        `json:"PrivateIps"`
-	SecurityGroupIds            []string        `json:"SecurityGroupIds"`
-	SecurityGroups              []string        `json:"SecurityGroups"`
-	SubnetId                    string          `json:"SubnetId"`
-	TpmEnabled                  *bool           `json:"TpmEnabled"`
-	UserData                    string          `json:"UserData"`
-	VmInitiatedShutdownBehavior string          `json:"VmInitiatedShutdownBehavior"`
-	VmType                      string          `json:"VmType"`
+	Placement                   *omi.Placement     `json:"Placement"`
+	PrivateIps                  []string           `json:"PrivateIps"`
+	SecurityGroupIds            []string           `json:"SecurityGroupIds"`
+	SecurityGroups              []string           `json:"SecurityGroups"`
+	SubnetId                    string             `json:"SubnetId"`
+	TpmEnabled                  *bool              `json:"TpmEnabled"`
+	UserData                    string             `json:"UserData"`
+	VmInitiatedShutdownBehavior string             `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string             `json:"VmType"`
 }
 type CreateVmsResponse struct {
 	Vms []*omi.Vm `json:"Vms"`

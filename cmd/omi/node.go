@@ -100,6 +100,7 @@ func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConf
 	n.svc.SetDataPlane(n.plane)
 	n.svc.SetInspector(n.plane)
 	n.svc.SetTaskObserver(n.mets.ObserveTask)
+	n.svc.SetAuthObserver(func(ev service.AuthEvent) { n.mets.ObserveAuth(ev.Kind, ev.Outcome, ev.Scope) })
 	return n, nil
 }
 

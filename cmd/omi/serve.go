@@ -49,6 +49,7 @@ type serveFlags struct {
 	config       string
 	region       string
 	logLevel     string
+	security     securityFlags
 }
 
 func envOr(name, def string) string {
@@ -102,6 +103,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.config, "config", envOr("OMI_CONFIG", ""), "YAML configuration file with accounts (env OMI_CONFIG)")
 	fs.StringVar(&f.region, "region", envOr("OMI_REGION", ""), "region name; default: the config's, else eu-west-2 (env OMI_REGION)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("OMI_LOG_LEVEL", "info"), "debug, info, warn or error (env OMI_LOG_LEVEL)")
+	addSecurityFlags(fs, &f.security)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -144,6 +146,14 @@ func serve(args []string) error {
 	if region == "" {
 		region = "eu-west-2"
 	}
+	loginPolicy, err := f.security.loginPolicy(cfg.LoginLockout)
+	if err != nil {
+		return err
+	}
+	sigPolicy, err := f.security.signaturePolicy(cfg.Signature)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -154,7 +164,7 @@ func serve(args []string) error {
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
 	n, err := openNode(ctx, f.data, f.store, f.blocks, nodeConfig{name: f.nodeName, ttl: f.leaseTTL, addr: endpoint}, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
-		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts()}, log)
+		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts(), LoginPolicy: &loginPolicy}, log)
 	if err != nil {
 		return err
 	}
@@ -217,6 +227,7 @@ func serve(args []string) error {
 
 	api := oapi.New(svc, log)
 	api.SetObserver(mets.ObserveCall)
+	api.SetSignaturePolicy(sigPolicy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omiproject/omi/osimage"
 	"github.com/omiproject/omi/osimage/osimagetest"
@@ -75,6 +77,29 @@ func TestBuiltOfficialImages(t *testing.T) {
 	}
 	waitOfficial(t, p, "Debian-12-") // the generated catalogue is still published
 	rootMatches(t, p, id, small)
+	// Its hygiene inspection is clean: no SSH keys, no root password, no
+	// host keys in the published disk.
+	for i := 0; ; i++ {
+		var out struct {
+			ImageInspection struct {
+				State  string
+				Clean  bool
+				Report json.RawMessage
+			}
+		}
+		p.call(t, "ReadImageInspection", map[string]any{"ImageId": id}, &out)
+		if out.ImageInspection.State == "done" {
+			if !out.ImageInspection.Clean {
+				t.Errorf("the small official OMI is not clean: %s", out.ImageInspection.Report)
+			}
+			t.Logf("inspection: %s", out.ImageInspection.Report)
+			break
+		}
+		if i == 300 {
+			t.Fatalf("inspection still %s", out.ImageInspection.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// A restart with the same file (here through --official-images and
 	// symbolic links into the cache) publishes nothing new.

@@ -23,7 +23,12 @@ func TestSmallBoots(t *testing.T) {
 			mark := fmt.Sprintf("mark-%d", time.Now().UnixNano())
 			g := osimagetest.NewGuest(t, "#!/bin/sh\necho "+mark+" > /root/ud-proof\necho run >> /root/ud-runs\n")
 			start := time.Now()
-			v := osimagetest.Boot(t, image, mode == "uefi", 256, g)
+			// Legacy boots a 2 GiB volume: the root grows to it.
+			var size int64
+			if mode == "legacy" {
+				size = 2 << 30
+			}
+			v := osimagetest.BootDisk(t, image, mode == "uefi", 256, size, g)
 			c := v.Dial(t, "root", g.Signer, 5*time.Minute)
 			defer c.Close()
 			t.Logf("%s: SSH answered %.1f s after QEMU started", mode, time.Since(start).Seconds())
@@ -32,6 +37,11 @@ func TestSmallBoots(t *testing.T) {
 			}
 			if got := strings.TrimSpace(osimagetest.Run(t, c, "hostname")); got != g.Hostname {
 				t.Errorf("hostname = %q, want the metadata's %q", got, g.Hostname)
+			}
+			var blocks, bsize int64
+			fmt.Sscan(osimagetest.Run(t, c, "stat -f -c '%b %S' /"), &blocks, &bsize)
+			if mode == "legacy" && blocks*bsize < 1900<<20 || mode == "uefi" && blocks*bsize > 1<<30 {
+				t.Errorf("root filesystem of %d MiB: want it grown to the 2 GiB volume (legacy) or left at 1 GiB (uefi)", blocks*bsize>>20)
 			}
 			if fw := strings.TrimSpace(osimagetest.Run(t, c, "test -d /sys/firmware/efi && echo uefi || echo legacy")); fw != mode {
 				t.Errorf("firmware seen by the guest = %s, want %s", fw, mode)

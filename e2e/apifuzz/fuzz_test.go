@@ -521,7 +521,9 @@ func (f *fuzzer) fixtures(a apitest.Account, tag string, withKey bool) fixtures 
 	if withKey {
 		// Make room under the limit of 10 keys: drop every key but the
 		// one the fuzzer signs with.
-		var keys struct{ AccessKeys []struct{ AccessKeyId string } }
+		var keys struct {
+			AccessKeys []struct{ AccessKeyId string }
+		}
 		e.MustCall(t, a, "ReadAccessKeys", map[string]any{}, &keys)
 		for _, k := range keys.AccessKeys {
 			if k.AccessKeyId != a.AccessKey {

@@ -39,6 +39,7 @@ type serveFlags struct {
 	fetchAllow   string
 	nbdListen    string
 	catalog      bool
+	officialImgs string
 	refusePublic bool
 	metrics      string
 	gcEvery      time.Duration
@@ -83,6 +84,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", envOr("OMI_S3_ENDPOINT", ""), "external S3 endpoint URL exports write to instead of the built-in object storage (env OMI_S3_ENDPOINT)")
 	fs.StringVar(&f.fetchAllow, "fetch-allow", envOr("OMI_FETCH_ALLOW", ""), "comma-separated host[:port] entries FileLocation URLs may be fetched from, besides this process's object storage and --s3-endpoint (env OMI_FETCH_ALLOW)")
 	fs.BoolVar(&f.catalog, "catalog", envOr("OMI_CATALOG", "true") == "true", "publish the official OMIs (Debian, Ubuntu, Rocky Linux, Windows) on first start (env OMI_CATALOG)")
+	fs.StringVar(&f.officialImgs, "official-images", envOr("OMI_OFFICIAL_IMAGES", ""), "directory of bootable images built by omi image build, published as the official Linux OMIs; default <data>/images (env OMI_OFFICIAL_IMAGES)")
 	fs.BoolVar(&f.refusePublic, "refuse-public-with-findings", envOr("OMI_REFUSE_PUBLIC_WITH_FINDINGS", "") == "true",
 		"refuse to make an OMI public unless its hygiene inspection found it clean (env OMI_REFUSE_PUBLIC_WITH_FINDINGS; config refuse_public_with_findings)")
 	fs.StringVar(&f.metrics, "metrics-listen", envOr("OMI_METRICS_LISTEN", ""), "Prometheus metrics address, e.g. 127.0.0.1:9090 (env OMI_METRICS_LISTEN; empty disables)")
@@ -183,7 +185,11 @@ func serve(args []string) error {
 	svc.Start(ctx)
 	defer svc.Close()
 	if f.catalog {
-		go n.seedCatalog(ctx, log)
+		imgs := f.officialImgs
+		if imgs == "" {
+			imgs = imagesDir(f.data)
+		}
+		go n.seedCatalog(ctx, log, imgs)
 	}
 
 	if f.nbdListen != "" {

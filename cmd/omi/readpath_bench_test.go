@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,6 +180,33 @@ func cloneImages(tb testing.TB, dataDir string, total int) {
 	}
 }
 
+// awaitSettled waits until the node on the SQLite store under dataDir has
+// no queued work left (the inspections that registrations queue), reading
+// the database read-only beside it, so that a measurement does not count
+// background work left over from the setup.
+func awaitSettled(tb testing.TB, dataDir string) {
+	tb.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "omi.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'work'`).Scan(&n); err != nil {
+			tb.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d work items still queued after 5 minutes", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // profileDuring fetches a CPU profile of the node from its metrics
 // listener while fn runs, into OMI_BENCH_PROFILE/name.pprof.
 func profileDuring(tb testing.TB, metricsAddr, name string, fn func()) {
@@ -268,6 +296,7 @@ func BenchmarkReadPath(b *testing.B) {
 			b.Logf("cloned to %d OMIs in %v", images, time.Since(start).Round(time.Millisecond))
 			r.c = startClusterForBench(b, o)
 		}
+		awaitSettled(b, dir)
 		p := r.c.nodes[0]
 		cases := []struct {
 			call, filter string
@@ -359,6 +388,7 @@ func BenchmarkRegistrationAtScale(b *testing.B) {
 	cloneImages(b, dir, total)
 	b.Logf("cloned to %d OMIs in %v", total, time.Since(start).Round(time.Millisecond))
 	large.c = startClusterForBench(b, o)
+	awaitSettled(b, dir)
 	round := 0
 	bodies := func(r *benchRegion) string {
 		var lines []string

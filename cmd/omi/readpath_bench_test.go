@@ -32,7 +32,8 @@ import (
 // OMI_BENCH_SECONDS (default 3) is how long each load run lasts,
 // OMI_BENCH_CLIENTS (default 8) the load generator's keep-alive clients,
 // OMI_BENCH_PROFILE a directory where the CPU profile of omi during its
-// first run of each case is written.
+// first run of each case is written, OMI_BENCH_OMI_BIN an omi binary to
+// measure instead of this tree's (an older build, for before/after).
 
 var (
 	loadgenOnce sync.Once
@@ -144,6 +145,7 @@ func cloneImages(tb testing.TB, dataDir string, total int) {
 	if len(src) == 0 {
 		tb.Fatal("no OMI to clone")
 	}
+	uses := map[string][]string{} // snapshot id -> clones using it
 	for n := len(src); n < total; {
 		err := st.Update(ctx, func(tx omi.Tx) error {
 			for i := 0; i < 5000 && n+i < total; i++ {
@@ -170,6 +172,13 @@ func cloneImages(tb testing.TB, dataDir string, total int) {
 						break
 					}
 				}
+				var img omi.Image
+				if err := json.Unmarshal(r.Doc, &img); err != nil {
+					return err
+				}
+				for _, sn := range img.SnapshotIDs() {
+					uses[sn] = append(uses[sn], r.ID)
+				}
 			}
 			return nil
 		})
@@ -177,6 +186,47 @@ func cloneImages(tb testing.TB, dataDir string, total int) {
 			tb.Fatal(err)
 		}
 		n += 5000
+	}
+	// Record the clones' use of their snapshots as a registration would:
+	// one use record per pair, or, with OMI_BENCH_LEGACY_USEDBY=1, in the
+	// snapshot's UsedBy list as omi did before (to measure an older build
+	// on a store shaped as it would have shaped it).
+	legacy := os.Getenv("OMI_BENCH_LEGACY_USEDBY") == "1"
+	for sn, ids := range uses {
+		for len(ids) > 0 {
+			chunk := ids[:min(len(ids), 5000)]
+			ids = ids[len(chunk):]
+			err := st.Update(ctx, func(tx omi.Tx) error {
+				if !legacy {
+					for _, id := range chunk {
+						if err := tx.Put(omi.Record{Kind: omi.KindSnapshotUse, ID: sn + "/" + id, Doc: []byte("{}")}); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				rec, err := tx.Get(omi.KindSnapshot, sn)
+				if err != nil {
+					return err
+				}
+				var doc map[string]any
+				if err := json.Unmarshal(rec.Doc, &doc); err != nil {
+					return err
+				}
+				used, _ := doc["UsedBy"].([]any)
+				for _, id := range chunk {
+					used = append(used, id)
+				}
+				doc["UsedBy"] = used
+				if rec.Doc, err = json.Marshal(doc); err != nil {
+					return err
+				}
+				return tx.Put(rec)
+			})
+			if err != nil {
+				tb.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -284,8 +334,12 @@ func BenchmarkReadPath(b *testing.B) {
 	buildLoadgen(b)
 	for _, images := range []int{2000, 100000} {
 		dir := b.TempDir()
-		metrics := freePort(b)
-		o := clusterOpts{nodes: 1, sqlite: true, dataDir: dir, extra: []string{"--metrics-listen", metrics, "--pprof"}}
+		o := clusterOpts{nodes: 1, sqlite: true, dataDir: dir}
+		metrics := ""
+		if os.Getenv("OMI_BENCH_PROFILE") != "" {
+			metrics = freePort(b)
+			o.extra = []string{"--metrics-listen", metrics, "--pprof"}
+		}
 		o.gcInterval = "0"
 		r := &benchRegion{c: startClusterForBench(b, o)}
 		r.setup(b, min(images, 2000))
@@ -333,8 +387,21 @@ func BenchmarkReadPath(b *testing.B) {
 	}
 }
 
-// startClusterForBench is startCluster for a single SQLite node.
-func startClusterForBench(b *testing.B, o clusterOpts) *multiNode { return startCluster(b, o) }
+// startClusterForBench is startCluster for a single SQLite node, running
+// the omi binary OMI_BENCH_OMI_BIN instead of this tree's when set (to
+// measure an older build with the same benchmark).
+func startClusterForBench(b *testing.B, o clusterOpts) *multiNode {
+	if bin := os.Getenv("OMI_BENCH_OMI_BIN"); bin != "" {
+		c := &multiNode{tb: b, bin: bin}
+		dir := o.dataDir
+		if dir == "" {
+			dir = b.TempDir()
+		}
+		c.add(nil, append([]string{"--data", dir, "--catalog=false", "--gc-interval", o.gcInterval}, o.extra...)...)
+		return c
+	}
+	return startCluster(b, o)
+}
 
 // setup creates a volume, 16 snapshots of it and n OMIs registered from
 // them, as newBenchRegion does, on an already started region.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -470,5 +471,38 @@ func TestUnsignedPayloadAndHostScope(t *testing.T) {
 		if region != want[0] || service != want[1] || ok != (want[0] != "") {
 			t.Errorf("HostScope(%q) = %q, %q, %v; want %q, %q", host, region, service, ok, want[0], want[1])
 		}
+	}
+}
+
+// TestSigningKeyCache checks that a cached signing key is the derived one
+// for its exact scope (no two scopes share an entry) and that the cache
+// stays bounded whatever scopes requests name.
+func TestSigningKeyCache(t *testing.T) {
+	f, _ := familyOf(AlgorithmOSC4)
+	for range 2 { // the second pass reads the cache
+		for _, sc := range [][4]string{
+			{"secret", "20260101", "eu-west-2", "api"},
+			{"secret", "20260101", "eu-west-2", "oapi"},
+			{"secret", "20260102", "eu-west-2", "api"},
+			{"secreu", "20260101", "eu-west-2", "api"},
+			{"secret\x00", "20260101", "eu-west-2", "api"},
+			{"secret", "20260101", "eu-west-2\x00a", "pi"},
+			{"secret", "20260101", "eu-west-2", "\x00api"},
+		} {
+			got := signingKey(f, sc[0], sc[1], sc[2], sc[3])
+			want := deriveSigningKey(f, sc[0], sc[1], sc[2], sc[3])
+			if !bytes.Equal(got, want) {
+				t.Fatalf("scope %q: cached key %x, derived %x", sc, got, want)
+			}
+		}
+	}
+	for i := range 3 * maxCachedKeys {
+		signingKey(f, "secret", "20260101", fmt.Sprint("region-", i), "api")
+	}
+	keyCache.Lock()
+	n := len(keyCache.m)
+	keyCache.Unlock()
+	if n > maxCachedKeys {
+		t.Fatalf("%d cached keys, more than %d", n, maxCachedKeys)
 	}
 }

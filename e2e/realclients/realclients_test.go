@@ -39,6 +39,29 @@ func TestRealClients(t *testing.T) {
 		})
 		s.checkNothingLeft(t, res)
 	})
+
+	t.Run("terraform/security", func(t *testing.T) {
+		t.Parallel()
+		// The provider reads the NICs of a security group on refresh
+		// and before deleting it.
+		s.needCalls(t, "ReadNics")
+		r := s.newRun(t, "security", map[string]string{"suffix": suffix})
+		res := r.lifecycle(nil)
+		s.checkNothingLeft(t, res)
+	})
+}
+
+// needCalls skips a configuration whose provider resources use calls this
+// omi does not serve yet (issue 11's network surface, built in other
+// branches): it then turns on by itself when they are merged.
+func (s *server) needCalls(t *testing.T, calls ...string) {
+	t.Helper()
+	for _, call := range calls {
+		r := s.Call(t, s.Joe, call, map[string]any{"DryRun": true})
+		if strings.Contains(string(r.Body), "is not an operation of this API") {
+			t.Skipf("needs %s: issue 11 network surface", call)
+		}
+	}
 }
 
 // bucket creates a bucket of joe's in omi's object storage.

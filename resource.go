@@ -29,6 +29,9 @@ const (
 
 // KindOfID tells which kind of taggable resource an id names, from its prefix.
 func KindOfID(id string) (Kind, bool) {
+	if k, ok := netgwKindOfID(id); ok {
+		return k, true
+	}
 	switch {
 	case ValidID(id, PrefixImage):
 		return KindImage, true

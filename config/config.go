@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -32,6 +33,31 @@ type File struct {
 	// Marketplace lists the product types that seller accounts publish
 	// OMIs with; ReadProductTypes shows them.
 	Marketplace []Product `yaml:"marketplace"`
+	// LoginLockout limits password guessing; flags and OMI_* variables
+	// override each field.
+	LoginLockout LoginLockout `yaml:"login_lockout"`
+	// Signature restricts the signatures the API accepts.
+	Signature Signature `yaml:"signature"`
+}
+
+// LoginLockout is the login_lockout section: how many failed logins (Basic
+// authentication, CheckAuthentication) lock a login or a client address
+// out, and for how long. Unset fields keep their defaults; 0 failures
+// disables that limit.
+type LoginLockout struct {
+	LoginFailures   *int          `yaml:"login_failures"`
+	AddressFailures *int          `yaml:"address_failures"`
+	Delay           time.Duration `yaml:"delay"`
+	MaxDelay        time.Duration `yaml:"max_delay"`
+}
+
+// Signature is the signature section: the credential-scope regions the
+// API accepts (default: the region served) and whether the region and
+// service libcurl derives from the host name are accepted too (default
+// true, for oapi-cli).
+type Signature struct {
+	Regions   []string `yaml:"regions"`
+	HostScope *bool    `yaml:"host_scope"`
 }
 
 // Product is a marketplace product type.
@@ -108,6 +134,14 @@ func (f *File) Validate() error {
 		}
 		if !omi.ValidAccountID(p.SellerAccountID) {
 			return fmt.Errorf("config: marketplace[%d]: seller_account_id %q must be 12 digits", i, p.SellerAccountID)
+		}
+	}
+	if l := f.LoginLockout; (l.LoginFailures != nil && *l.LoginFailures < 0) || (l.AddressFailures != nil && *l.AddressFailures < 0) || l.Delay < 0 || l.MaxDelay < 0 {
+		return fmt.Errorf("config: login_lockout: failures and delays must not be negative")
+	}
+	for i, r := range f.Signature.Regions {
+		if r == "" {
+			return fmt.Errorf("config: signature.regions[%d] is empty", i)
 		}
 	}
 	for i, a := range all {

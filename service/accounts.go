@@ -202,8 +202,9 @@ func (s *Service) LookupAccessKey(ctx context.Context, id string) (*omi.AccessKe
 	return key, acct, nil
 }
 
-// CheckLogin authenticates an email and password.
-func (s *Service) CheckLogin(ctx context.Context, email, password string) (*omi.Account, error) {
+// verifyLogin checks an email and password against the store, without
+// the guard: use CheckLogin.
+func (s *Service) verifyLogin(ctx context.Context, email, password string) (*omi.Account, error) {
 	var acct *omi.Account
 	err := s.store.View(ctx, func(tx omi.Tx) error {
 		return omi.Scan(tx, omi.Query{Names: []string{email}, Limit: 1}, func(a *omi.Account) (bool, error) {
@@ -270,12 +271,18 @@ type CheckAuthenticationRequest struct {
 }
 type CheckAuthenticationResponse struct{}
 
-// CheckAuthentication checks a login and password given in the body.
+// CheckAuthentication checks a login and password given in the body. Only
+// the caller's own login may be checked: otherwise any account could test
+// another's password (and lock it out). Failures count towards the
+// lockout of the login and of the client address, like failed logins.
 func (s *Service) CheckAuthentication(ctx context.Context, c *omi.Caller, in *CheckAuthenticationRequest) (*CheckAuthenticationResponse, error) {
 	if in.Login == "" || in.Password == "" {
 		return nil, omi.Invalid(omi.CodeInvalidParameter, "Login and Password are required")
 	}
-	if _, err := s.CheckLogin(ctx, in.Login, in.Password); err != nil {
+	if !strings.EqualFold(strings.TrimSpace(in.Login), c.Account.Email) {
+		return nil, s.refuseForeignLogin(ctx, c)
+	}
+	if _, err := s.checkLogin(ctx, authKindCheck, in.Login, in.Password); err != nil {
 		return nil, err
 	}
 	return &CheckAuthenticationResponse{}, nil

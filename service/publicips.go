@@ -182,6 +182,9 @@ func (s *Service) LinkPublicIp(ctx context.Context, c *omi.Caller, in *LinkPubli
 		if err != nil {
 			return err
 		}
+		if err := PublicIPUsedByNat(tx, c.AccountID(), p); err != nil {
+			return err
+		}
 		vm, err := s.ownVm(tx, c, in.VmId)
 		if err != nil {
 			return err
@@ -297,6 +300,9 @@ func (s *Service) DeletePublicIp(ctx context.Context, c *omi.Caller, in *DeleteP
 	err := s.update(ctx, func(tx omi.Tx) error {
 		p, err := ownPublicIP(tx, c, in.PublicIpId, in.PublicIp)
 		if err != nil {
+			return err
+		}
+		if err := PublicIPUsedByNat(tx, c.AccountID(), p); err != nil {
 			return err
 		}
 		return retire(tx, omi.KindPublicIp, p.PublicIpId)

@@ -35,13 +35,18 @@ func decodeTagged[T any, PT interface {
 
 // loadTagged loads a resource the caller owns for a tag change. Missing and
 // other accounts' resources get the kind's not-found error.
-func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
+func (s *Service) loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
 	kind, ok := omi.KindOfID(id)
 	decode := tagDecoders[kind]
 	if !ok || decode == nil {
 		return nil, omi.Invalid(omi.CodeMalformedID, "%q is not the id of a taggable resource", id)
 	}
 	rec, err := tx.Get(kind, id)
+	if isNotFound(err) && extraTagged[kind] != nil {
+		if r, err := extraTagged[kind](s, tx, c, id); r != nil || err != nil {
+			return r, err
+		}
+	}
 	if isNotFound(err) || (err == nil && rec.Owner != c.AccountID()) {
 		return nil, notFoundFor(kind, id)
 	}
@@ -55,7 +60,7 @@ func loadTagged(tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error) {
 func (s *Service) retag(ctx context.Context, c *omi.Caller, ids []string, change func(tags *[]omi.Tag)) error {
 	return s.update(ctx, func(tx omi.Tx) error {
 		for _, id := range ids {
-			r, err := loadTagged(tx, c, id)
+			r, err := s.loadTagged(tx, c, id)
 			if err != nil {
 				return err
 			}
@@ -91,8 +96,20 @@ func notFoundFor(kind omi.Kind, id string) error {
 	case omi.KindPublicIp:
 		return omi.NotFound("5025", "The PublicIpId '%s' doesn't exist.", id)
 	}
+	if f := extraNotFound[kind]; f != nil {
+		return f(id)
+	}
 	return omi.NotFound(omi.CodeNoSuchResource, "The resource '%s' doesn't exist.", id)
 }
+
+// extraNotFound gives the not-found error of kinds registered by other
+// files of the package (the Net gateways).
+var extraNotFound = map[omi.Kind]func(id string) error{}
+
+// extraTagged materializes, for a tag change, a resource that exists
+// without a record yet (the account's default DHCP options set): it returns
+// nil, nil when id is not such a resource.
+var extraTagged = map[omi.Kind]func(s *Service, tx omi.Tx, c *omi.Caller, id string) (omi.Tagged, error){}
 
 type CreateTagsRequest struct {
 	Base

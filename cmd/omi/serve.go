@@ -39,6 +39,7 @@ type serveFlags struct {
 	fetchAllow   string
 	nbdListen    string
 	catalog      bool
+	officialImgs string
 	refusePublic bool
 	metrics      string
 	gcEvery      time.Duration
@@ -48,6 +49,7 @@ type serveFlags struct {
 	config       string
 	region       string
 	logLevel     string
+	security     securityFlags
 }
 
 func envOr(name, def string) string {
@@ -82,6 +84,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", envOr("OMI_S3_ENDPOINT", ""), "external S3 endpoint URL exports write to instead of the built-in object storage (env OMI_S3_ENDPOINT)")
 	fs.StringVar(&f.fetchAllow, "fetch-allow", envOr("OMI_FETCH_ALLOW", ""), "comma-separated host[:port] entries FileLocation URLs may be fetched from, besides this process's object storage and --s3-endpoint (env OMI_FETCH_ALLOW)")
 	fs.BoolVar(&f.catalog, "catalog", envOr("OMI_CATALOG", "true") == "true", "publish the official OMIs (Debian, Ubuntu, Rocky Linux, Windows) on first start (env OMI_CATALOG)")
+	fs.StringVar(&f.officialImgs, "official-images", envOr("OMI_OFFICIAL_IMAGES", ""), "directory of bootable images built by omi image build, published as the official Linux OMIs; default <data>/images (env OMI_OFFICIAL_IMAGES)")
 	fs.BoolVar(&f.refusePublic, "refuse-public-with-findings", envOr("OMI_REFUSE_PUBLIC_WITH_FINDINGS", "") == "true",
 		"refuse to make an OMI public unless its hygiene inspection found it clean (env OMI_REFUSE_PUBLIC_WITH_FINDINGS; config refuse_public_with_findings)")
 	fs.StringVar(&f.metrics, "metrics-listen", envOr("OMI_METRICS_LISTEN", ""), "Prometheus metrics address, e.g. 127.0.0.1:9090 (env OMI_METRICS_LISTEN; empty disables)")
@@ -100,6 +103,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.config, "config", envOr("OMI_CONFIG", ""), "YAML configuration file with accounts (env OMI_CONFIG)")
 	fs.StringVar(&f.region, "region", envOr("OMI_REGION", ""), "region name; default: the config's, else eu-west-2 (env OMI_REGION)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("OMI_LOG_LEVEL", "info"), "debug, info, warn or error (env OMI_LOG_LEVEL)")
+	addSecurityFlags(fs, &f.security)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -142,6 +146,14 @@ func serve(args []string) error {
 	if region == "" {
 		region = "eu-west-2"
 	}
+	loginPolicy, err := f.security.loginPolicy(cfg.LoginLockout)
+	if err != nil {
+		return err
+	}
+	sigPolicy, err := f.security.signaturePolicy(cfg.Signature)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -152,7 +164,7 @@ func serve(args []string) error {
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
 	n, err := openNode(ctx, f.data, f.store, f.blocks, nodeConfig{name: f.nodeName, ttl: f.leaseTTL, addr: endpoint}, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
-		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts()}, log)
+		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts(), LoginPolicy: &loginPolicy}, log)
 	if err != nil {
 		return err
 	}
@@ -173,7 +185,11 @@ func serve(args []string) error {
 	svc.Start(ctx)
 	defer svc.Close()
 	if f.catalog {
-		go n.seedCatalog(ctx, log)
+		imgs := f.officialImgs
+		if imgs == "" {
+			imgs = imagesDir(f.data)
+		}
+		go n.seedCatalog(ctx, log, imgs)
 	}
 
 	if f.nbdListen != "" {
@@ -211,6 +227,7 @@ func serve(args []string) error {
 
 	api := oapi.New(svc, log)
 	api.SetObserver(mets.ObserveCall)
+	api.SetSignaturePolicy(sigPolicy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -924,6 +924,7 @@ func (f *FiltersVmsState) maintenance() (bool, error) {
 	}
 	return len(f.MaintenanceEventCodes)+len(f.MaintenanceEventDescriptions)+len(f.MaintenanceEventsNotAfter)+len(f.MaintenanceEventsNotBefore) > 0, nil
 }
+
 type ReadVmsStateRequest struct {
 	Base
 	Paging

@@ -37,6 +37,8 @@ resource "outscale_vm" "web" {
   vm_type                  = "tinav5.c1r1p2"
   keypair_name             = outscale_keypair.created.keypair_name
   placement_subregion_name = "eu-west-2a"
+  # the official OMIs list legacy and uefi, as on the real cloud
+  boot_mode                = "uefi"
   tags {
     key   = "name"
     value = "web-${var.suffix}"

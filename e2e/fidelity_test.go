@@ -30,7 +30,9 @@ func TestFidelityVms(t *testing.T) {
 	vol := newVolume(t, e, e.Joe, 1)
 	img := registerImage(t, e, e.Joe, "fidelity-base", newSnapshot(t, e, e.Joe, vol)).ImageId
 	waitImage(t, e, e.Joe, img, "available")
-	var sg1, sg2 struct{ SecurityGroup struct{ SecurityGroupId string } }
+	var sg1, sg2 struct {
+		SecurityGroup struct{ SecurityGroupId string }
+	}
 	e.MustCall(t, e.Joe, "CreateSecurityGroup", map[string]any{"SecurityGroupName": "one", "Description": "one"}, &sg1)
 	e.MustCall(t, e.Joe, "CreateSecurityGroup", map[string]any{"SecurityGroupName": "two", "Description": "two"}, &sg2)
 	var created struct{ Vms []map[string]any }
@@ -65,7 +67,9 @@ func TestFidelityVms(t *testing.T) {
 	if a, _ := vm["ActionsOnNextBoot"].(map[string]any); a["SecureBoot"] != "enable" {
 		t.Errorf("after UpdateVm: ActionsOnNextBoot = %v, want SecureBoot enable", vm["ActionsOnNextBoot"])
 	}
-	var titiSG struct{ SecurityGroup struct{ SecurityGroupId string } }
+	var titiSG struct {
+		SecurityGroup struct{ SecurityGroupId string }
+	}
 	e.MustCall(t, e.Titi, "CreateSecurityGroup", map[string]any{"SecurityGroupName": "titi", "Description": "titi"}, &titiSG)
 	r := e.Call(t, e.Joe, "UpdateVm", map[string]any{"VmId": vmID, "SecurityGroupIds": []string{titiSG.SecurityGroup.SecurityGroupId}})
 	if r.Status != http.StatusBadRequest {
@@ -212,7 +216,9 @@ func TestFidelityTagWithoutValue(t *testing.T) {
 // packer's temporary security group for communicator "none" is made so.
 func TestFidelityRuleWithoutPorts(t *testing.T) {
 	e := apitest.Start(t)
-	var sg struct{ SecurityGroup struct{ SecurityGroupId string } }
+	var sg struct {
+		SecurityGroup struct{ SecurityGroupId string }
+	}
 	e.MustCall(t, e.Joe, "CreateSecurityGroup", map[string]any{"SecurityGroupName": "packer_osc_x", "Description": "Temporary group for Packer"}, &sg)
 	var out struct {
 		SecurityGroup struct{ InboundRules []map[string]any }

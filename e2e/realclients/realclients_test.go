@@ -48,6 +48,15 @@ func TestRealClients(t *testing.T) {
 		s.packerBuild(t, suffix)
 	})
 
+	t.Run("terraform/net", func(t *testing.T) {
+		t.Parallel()
+		s.needCalls(t, "CreateNet", "CreateSubnet", "ReadNics", "CreateNic", "CreateInternetService", "CreateNatService",
+			"CreateNetPeering", "CreateDhcpOptions", "CreateRouteTable", "ReadQuotas")
+		r := s.newRun(t, "net", map[string]string{"suffix": suffix})
+		res := r.lifecycle(nil)
+		s.checkNothingLeft(t, res)
+	})
+
 	t.Run("terraform/security", func(t *testing.T) {
 		t.Parallel()
 		// The provider reads the NICs of a security group on refresh

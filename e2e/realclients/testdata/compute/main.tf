@@ -38,7 +38,7 @@ resource "outscale_vm" "web" {
   keypair_name             = outscale_keypair.created.keypair_name
   placement_subregion_name = "eu-west-2a"
   # the official OMIs list legacy and uefi, as on the real cloud
-  boot_mode                = "uefi"
+  boot_mode = "uefi"
   tags {
     key   = "name"
     value = "web-${var.suffix}"
@@ -191,7 +191,7 @@ data "outscale_vms" "tagged" {
   }
   depends_on = [outscale_vm.web]
 }
-data "outscale_vm_state" "web" { 
+data "outscale_vm_state" "web" {
   vm_id = outscale_vm.web.vm_id
 }
 data "outscale_vm_states" "all" {
@@ -282,11 +282,11 @@ data "outscale_tags" "web" {
 
 output "checks" {
   value = {
-    vm_state     = data.outscale_vm_state.web.vm_state
-    regions      = length(data.outscale_regions.all.regions)
-    subregions   = length(data.outscale_subregions.all.subregions)
-    volumes      = length(data.outscale_volumes.all.volumes)
-    keypairs     = length(data.outscale_keypairs.all.keypairs)
-    images       = length(data.outscale_images.mine.images)
+    vm_state   = data.outscale_vm_state.web.vm_state
+    regions    = length(data.outscale_regions.all.regions)
+    subregions = length(data.outscale_subregions.all.subregions)
+    volumes    = length(data.outscale_volumes.all.volumes)
+    keypairs   = length(data.outscale_keypairs.all.keypairs)
+    images     = length(data.outscale_images.mine.images)
   }
 }

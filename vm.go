@@ -163,8 +163,11 @@ func (v *Vm) Normalize() {
 	if v.Tags == nil {
 		v.Tags = []Tag{}
 	}
-	if v.ActionsOnNextBoot == nil {
-		v.ActionsOnNextBoot = map[string]any{}
+	// The real API answers {"SecureBoot": "none"} for a VM with no
+	// pending secure boot action (the provider's recorded states,
+	// tests/data/oapi/vm/*.ref: actions_on_next_boot.secure_boot "none").
+	if len(v.ActionsOnNextBoot) == 0 {
+		v.ActionsOnNextBoot = map[string]any{"SecureBoot": "none"}
 	}
 }
 

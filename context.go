@@ -15,3 +15,18 @@ func IsDryRun(ctx context.Context) bool {
 	v, _ := ctx.Value(dryRunKey{}).(bool)
 	return v
 }
+
+type clientAddrKey struct{}
+
+// WithClientAddr records the network address a request came from (the IP
+// without the port), so that the service can limit password guessing per
+// client address.
+func WithClientAddr(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, clientAddrKey{}, addr)
+}
+
+// ClientAddr returns the address recorded by WithClientAddr, or "".
+func ClientAddr(ctx context.Context) string {
+	v, _ := ctx.Value(clientAddrKey{}).(string)
+	return v
+}

@@ -81,6 +81,7 @@ const (
 	CodeNotAuthorized     = "5"    // AccessDenied: credentials not allowed for this call
 	CodeMissingAuth       = "7"    // AccessDenied: no credentials
 	CodeWrongAuthMethod   = "8"    // login/password used where not allowed
+	CodeLoginLocked       = "13"   // AccessDenied: TemporaryBruteForceAccessLocked
 	CodeInvalidBDM        = "4011" // invalid block device mapping
 	CodeInvalidDeviceName = "4019"
 	CodeInvalidID         = "4025"

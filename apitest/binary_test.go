@@ -2,19 +2,12 @@ package apitest_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,113 +16,10 @@ import (
 	"github.com/omiproject/omi/apitest"
 )
 
-// buildOmi builds the real omi binary into a temporary directory.
-func buildOmi(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "omi")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/omi")
-	cmd.Dir = apitest.RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/omi: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildOmi(t *testing.T) string { return apitest.BuildOmi(t) }
 
-// freePort returns a loopback address nobody listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// omiProc is a running omi serve.
-type omiProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	url            string
-	done           chan error
-}
-
-// startOmi runs omi serve with args on a free port and waits until it
-// answers ReadRegions.
-func startOmi(t *testing.T, bin, data string, args ...string) *omiProc {
-	t.Helper()
-	addr := freePort(t)
-	args = append([]string{"serve", "--listen", addr, "--data", data, "--nbd-listen", "", "--log-level", "warn"}, args...)
-	p := &omiProc{cmd: exec.Command(bin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, url: "http://" + addr, done: make(chan error, 1)}
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.Env = append(os.Environ(), "OMI_CONFIG=")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start omi: %v", err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.stop(t) })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Post(p.url+"/api/v1/ReadRegions", "application/json", strings.NewReader("{}"))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("omi serve %v exited: %v\nstdout:\n%s\nstderr:\n%s", args, err, p.stdout, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("omi serve did not answer within 20 s\nstderr:\n%s", p.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *omiProc) stop(t *testing.T) {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			t.Errorf("omi serve exited with %v after SIGTERM\nstderr:\n%s", err, p.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		t.Errorf("omi serve did not stop within 30 s of SIGTERM")
-		<-p.done
-	}
+func startOmi(t *testing.T, bin, data string, args ...string) *apitest.OmiProc {
+	return apitest.StartOmi(t, bin, data, args...)
 }
 
 // envLines parses the export OSC_X=value lines omi prints.
@@ -167,14 +57,14 @@ func TestOmiBinary(t *testing.T) {
 	t.Run("default account", func(t *testing.T) {
 		data := t.TempDir()
 		p := startOmi(t, bin, data)
-		env := envLines(p.stdout.String())
+		env := envLines(p.Stdout.String())
 		for _, k := range []string{"OSC_ENDPOINT_API", "OSC_ACCESS_KEY", "OSC_SECRET_KEY", "OSC_REGION"} {
 			if env[k] == "" {
-				t.Fatalf("omi serve without --config printed no %s line; stdout:\n%s", k, p.stdout)
+				t.Fatalf("omi serve without --config printed no %s line; stdout:\n%s", k, p.Stdout)
 			}
 		}
-		if env["OSC_ENDPOINT_API"] != p.url+"/api/v1" || env["OSC_REGION"] != apitest.Region {
-			t.Errorf("OSC_ENDPOINT_API=%s OSC_REGION=%s, want %s/api/v1 and %s", env["OSC_ENDPOINT_API"], env["OSC_REGION"], p.url, apitest.Region)
+		if env["OSC_ENDPOINT_API"] != p.URL+"/api/v1" || env["OSC_REGION"] != apitest.Region {
+			t.Errorf("OSC_ENDPOINT_API=%s OSC_REGION=%s, want %s/api/v1 and %s", env["OSC_ENDPOINT_API"], env["OSC_REGION"], p.URL, apitest.Region)
 		}
 		if len(env["OSC_ACCESS_KEY"]) != 20 || len(env["OSC_SECRET_KEY"]) != 40 {
 			t.Errorf("printed keys have %d/%d characters, want 20/40 (oapi-cli insists)", len(env["OSC_ACCESS_KEY"]), len(env["OSC_SECRET_KEY"]))
@@ -192,14 +82,14 @@ func TestOmiBinary(t *testing.T) {
 		if err != nil {
 			t.Fatalf("CreateVolume: %v", err)
 		}
-		p.stop(t)
+		p.Stop(t)
 
 		// Restart on the same data: same account, no new credentials, data kept.
 		p2 := startOmi(t, bin, data)
-		if again := envLines(p2.stdout.String()); again["OSC_ACCESS_KEY"] != "" && again["OSC_ACCESS_KEY"] != env["OSC_ACCESS_KEY"] {
+		if again := envLines(p2.Stdout.String()); again["OSC_ACCESS_KEY"] != "" && again["OSC_ACCESS_KEY"] != env["OSC_ACCESS_KEY"] {
 			t.Errorf("restart created new credentials %s", again["OSC_ACCESS_KEY"])
 		}
-		e2 := apitest.Attach(t, p2.url)
+		e2 := apitest.Attach(t, p2.URL)
 		id2, err := readAccount(t, e2, me)
 		if err != nil || id2 != id {
 			t.Fatalf("after restart ReadAccounts = %q, %v; want %s", id2, err, id)
@@ -216,10 +106,10 @@ func TestOmiBinary(t *testing.T) {
 	t.Run("config", func(t *testing.T) {
 		data := t.TempDir()
 		p := startOmi(t, bin, data, "--config", apitest.ExampleAccountsFile())
-		if env := envLines(p.stdout.String()); env["OSC_ACCESS_KEY"] != "" {
+		if env := envLines(p.Stdout.String()); env["OSC_ACCESS_KEY"] != "" {
 			t.Errorf("with --config, omi created a default account: %v", env)
 		}
-		e := apitest.Attach(t, p.url)
+		e := apitest.Attach(t, p.URL)
 		for _, a := range []apitest.Account{e.Joe, e.Titi} {
 			if id, err := readAccount(t, e, a); err != nil || id != a.AccountID {
 				t.Errorf("%s's keys: ReadAccounts = %q, %v; want %s", a.Alias, id, err, a.AccountID)
@@ -266,10 +156,10 @@ func TestOmiBinary(t *testing.T) {
 		}
 		waitState(t, func() (string, error) { return readImage(e) }, "available")
 		official := officialImages(t, e)
-		p.stop(t)
+		p.Stop(t)
 
 		p2 := startOmi(t, bin, data, "--config", apitest.ExampleAccountsFile())
-		e2 := apitest.Attach(t, p2.url)
+		e2 := apitest.Attach(t, p2.URL)
 		if st, err := readImage(e2); err != nil || st != "available" {
 			t.Errorf("image %s after restart: state %q, %v; want available", imgID, st, err)
 		}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -32,6 +34,56 @@ type File struct {
 	// Marketplace lists the product types that seller accounts publish
 	// OMIs with; ReadProductTypes shows them.
 	Marketplace []Product `yaml:"marketplace"`
+	// LoginLockout limits password guessing; flags and OMI_* variables
+	// override each field.
+	LoginLockout LoginLockout `yaml:"login_lockout"`
+	// Signature restricts the signatures the API accepts.
+	Signature Signature `yaml:"signature"`
+	// Regions lists the regions of the deployment (one omi process, or
+	// cluster, per region) and their API endpoints, so that ReadRegions
+	// describes the deployment as the real cloud describes its own.
+	// Default: only the region this process serves.
+	Regions []Region `yaml:"regions"`
+	// Subregions are the letters of the served region's subregions
+	// (default a, b, c, as eu-west-2 on the real cloud).
+	Subregions []string `yaml:"subregions"`
+}
+
+// Region is one entry of the regions section.
+type Region struct {
+	Name string `yaml:"name"`
+	// Endpoint is the API host name clients use for the region, as
+	// ReadRegions gives it (the real cloud: api.eu-west-2.outscale.com).
+	Endpoint string `yaml:"endpoint"`
+}
+
+// ServiceRegions converts the regions section for the service.
+func (f *File) ServiceRegions() []service.Region {
+	var out []service.Region
+	for _, r := range f.Regions {
+		out = append(out, service.Region{RegionName: r.Name, Endpoint: r.Endpoint})
+	}
+	return out
+}
+
+// LoginLockout is the login_lockout section: how many failed logins (Basic
+// authentication, CheckAuthentication) lock a login or a client address
+// out, and for how long. Unset fields keep their defaults; 0 failures
+// disables that limit.
+type LoginLockout struct {
+	LoginFailures   *int          `yaml:"login_failures"`
+	AddressFailures *int          `yaml:"address_failures"`
+	Delay           time.Duration `yaml:"delay"`
+	MaxDelay        time.Duration `yaml:"max_delay"`
+}
+
+// Signature is the signature section: the credential-scope regions the
+// API accepts (default: the region served) and whether the scopes official
+// clients derive themselves are accepted too (default true: libcurl's
+// host-derived one for oapi-cli, osc-sdk-go v2's fixed eu-west-2/oapi).
+type Signature struct {
+	Regions      []string `yaml:"regions"`
+	ClientScopes *bool    `yaml:"client_scopes"`
 }
 
 // Product is a marketplace product type.
@@ -71,6 +123,10 @@ type AccessKey struct {
 // OMIs and has no access key unless the file gives it one.
 var DefaultProvider = Account{AccountID: "000000000001", Alias: "Outscale", Email: "provider@omi.invalid"}
 
+// regionName is the form of OUTSCALE region names (eu-west-2,
+// cloudgouv-eu-west-1).
+var regionName = regexp.MustCompile(`^[a-z]+(-[a-z]+)*-[0-9]+$`)
+
 // Load reads and validates a configuration file. Unknown keys are errors,
 // so a typo does not silently drop an account.
 func Load(path string) (*File, error) {
@@ -108,6 +164,31 @@ func (f *File) Validate() error {
 		}
 		if !omi.ValidAccountID(p.SellerAccountID) {
 			return fmt.Errorf("config: marketplace[%d]: seller_account_id %q must be 12 digits", i, p.SellerAccountID)
+		}
+	}
+	if l := f.LoginLockout; (l.LoginFailures != nil && *l.LoginFailures < 0) || (l.AddressFailures != nil && *l.AddressFailures < 0) || l.Delay < 0 || l.MaxDelay < 0 {
+		return fmt.Errorf("config: login_lockout: failures and delays must not be negative")
+	}
+	seen := map[string]bool{}
+	for i, r := range f.Regions {
+		if !regionName.MatchString(r.Name) || r.Endpoint == "" {
+			return fmt.Errorf("config: regions[%d]: name (like eu-west-2) and endpoint are required, got %q and %q", i, r.Name, r.Endpoint)
+		}
+		if seen[r.Name] {
+			return fmt.Errorf("config: regions[%d]: %s is listed twice", i, r.Name)
+		}
+		seen[r.Name] = true
+	}
+	seen = map[string]bool{}
+	for i, l := range f.Subregions {
+		if len(l) != 1 || l[0] < 'a' || l[0] > 'z' || seen[l] {
+			return fmt.Errorf("config: subregions[%d]: %q must be one letter a to z, listed once", i, l)
+		}
+		seen[l] = true
+	}
+	for i, r := range f.Signature.Regions {
+		if r == "" {
+			return fmt.Errorf("config: signature.regions[%d] is empty", i)
 		}
 	}
 	for i, a := range all {

@@ -200,11 +200,12 @@ func TestAccessKeyLimits(t *testing.T) {
 	if err != nil || len(deref(keys.AccessKeys)) > 10 {
 		t.Errorf("joe holds %d keys (%v), want at most 10", len(deref(keys.AccessKeys)), err)
 	}
-	// CheckAuthentication checks a login without side effects.
-	if r := e.Call(t, e.Joe, "CheckAuthentication", map[string]any{"Login": e.Titi.Email, "Password": e.Titi.Password}); r.Status != http.StatusOK {
+	// CheckAuthentication checks the caller's own login without side
+	// effects (other accounts' logins: TestCheckAuthenticationOwnLoginOnly).
+	if r := e.Call(t, e.Joe, "CheckAuthentication", map[string]any{"Login": e.Joe.Email, "Password": e.Joe.Password}); r.Status != http.StatusOK {
 		t.Errorf("CheckAuthentication good password: %s", r)
 	}
-	if r := e.Call(t, e.Joe, "CheckAuthentication", map[string]any{"Login": e.Titi.Email, "Password": "nope"}); r.Status != http.StatusUnauthorized {
+	if r := e.Call(t, e.Joe, "CheckAuthentication", map[string]any{"Login": e.Joe.Email, "Password": "nope"}); r.Status != http.StatusUnauthorized {
 		t.Errorf("CheckAuthentication bad password: %s, want 401", r)
 	}
 }

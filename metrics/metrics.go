@@ -23,6 +23,7 @@ type Metrics struct {
 	tasks      *prometheus.HistogramVec
 	blockOps   *prometheus.CounterVec
 	blockBytes *prometheus.CounterVec
+	auth       *prometheus.CounterVec
 }
 
 // New registers omi's collectors, plus the Go runtime and process ones.
@@ -38,7 +39,10 @@ func New() *Metrics {
 		Help: "Block store operations by kind and outcome."}, []string{"op", "outcome"})
 	m.blockBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "omi_blockstore_bytes_total",
 		Help: "Uncompressed bytes put into and read from the block store."}, []string{"op"})
-	m.reg.MustRegister(m.calls, m.latency, m.tasks, m.blockOps, m.blockBytes,
+	m.auth = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "omi_auth_password_events_total",
+		Help: "Password checks (kind login: Basic authentication, check: CheckAuthentication) that failed (outcome failure), started a lockout of a login or client address (outcome lockout, with scope) or were refused during one (outcome refused, with scope)."},
+		[]string{"kind", "outcome", "scope"})
+	m.reg.MustRegister(m.calls, m.latency, m.tasks, m.blockOps, m.blockBytes, m.auth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -55,6 +59,11 @@ func (m *Metrics) ObserveCall(call, code string, status int, d time.Duration) {
 	}
 	m.calls.WithLabelValues(call, code, itoa(status)).Inc()
 	m.latency.WithLabelValues(call).Observe(d.Seconds())
+}
+
+// ObserveAuth records a failed or refused password check, or a lockout.
+func (m *Metrics) ObserveAuth(kind, outcome, scope string) {
+	m.auth.WithLabelValues(kind, outcome, scope).Inc()
 }
 
 // ObserveTask records a finished background task.

@@ -53,6 +53,8 @@ type Server struct {
 	now      func() time.Time
 	calls    map[string]call
 	observer func(call, code string, status int, d time.Duration)
+	// sigPolicy restricts the credential scopes accepted (policy.go).
+	sigPolicy SignaturePolicy
 }
 
 // SetObserver registers a function told about every call (metrics).
@@ -67,6 +69,7 @@ func New(svc *service.Service, log *slog.Logger) *Server {
 	}
 	s := &Server{svc: svc, log: log, now: time.Now}
 	s.calls = s.routes()
+	s.SetSignaturePolicy(SignaturePolicy{ClientScopes: true})
 	return s
 }
 
@@ -221,7 +224,7 @@ func (s *Server) serve(r *http.Request, path, name string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.run(r.Context(), caller, body)
+	return c.run(omi.WithClientAddr(r.Context(), remoteIP(r)), caller, body)
 }
 
 // authenticate checks the credentials a call needs and returns the caller
@@ -248,7 +251,7 @@ func (s *Server) authenticate(r *http.Request, path string, body []byte, a auth)
 		if _, err := sigv4.CheckDate(r.Header, "X-Osc-Date", now); err != nil {
 			return nil, authFailed(err)
 		}
-		acct, err := s.svc.CheckLogin(ctx, email, pw)
+		acct, err := s.svc.CheckLogin(omi.WithClientAddr(ctx, remoteIP(r)), email, pw)
 		if err != nil {
 			return nil, err
 		}
@@ -256,6 +259,9 @@ func (s *Server) authenticate(r *http.Request, path string, body []byte, a auth)
 	}
 	parsed, err := sigv4.ParseAuthorization(h)
 	if err != nil {
+		return nil, authFailed(err)
+	}
+	if err := s.checkScope(r, parsed); err != nil {
 		return nil, authFailed(err)
 	}
 	key, acct, err := s.svc.LookupAccessKey(ctx, parsed.AccessKey)

@@ -173,23 +173,27 @@ func authError(details string) *omi.Error {
 
 // LookupAccessKey returns the active key and its account for a signature
 // check. Unknown, inactive and expired keys fail, so a key stops working as
-// soon as it is deactivated or deleted.
+// soon as it is deactivated or deleted through this node, and within
+// keyCacheTTL when another node sharing the store does it (see keyCache).
 func (s *Service) LookupAccessKey(ctx context.Context, id string) (*omi.AccessKey, *omi.Account, error) {
-	var key *omi.AccessKey
-	var acct *omi.Account
-	err := s.store.View(ctx, func(tx omi.Tx) error {
-		var err error
-		if key, err = omi.Get[omi.AccessKey](tx, id); err != nil {
+	key, acct, ok := s.keys.get(id)
+	if !ok {
+		gen, at := s.keys.generation(), s.keys.clock()
+		err := s.store.View(ctx, func(tx omi.Tx) error {
+			var err error
+			if key, err = omi.Get[omi.AccessKey](tx, id); err != nil {
+				return err
+			}
+			acct, err = omi.Get[omi.Account](tx, key.AccountId)
 			return err
+		})
+		if isNotFound(err) {
+			return nil, nil, authError("unknown access key")
 		}
-		acct, err = omi.Get[omi.Account](tx, key.AccountId)
-		return err
-	})
-	if isNotFound(err) {
-		return nil, nil, authError("unknown access key")
-	}
-	if err != nil {
-		return nil, nil, omi.Internal(err)
+		if err != nil {
+			return nil, nil, omi.Internal(err)
+		}
+		s.keys.put(gen, id, key, acct, at)
 	}
 	if key.State != omi.AccessKeyActive {
 		return nil, nil, authError("access key is inactive")
@@ -202,8 +206,9 @@ func (s *Service) LookupAccessKey(ctx context.Context, id string) (*omi.AccessKe
 	return key, acct, nil
 }
 
-// CheckLogin authenticates an email and password.
-func (s *Service) CheckLogin(ctx context.Context, email, password string) (*omi.Account, error) {
+// verifyLogin checks an email and password against the store, without
+// the guard: use CheckLogin.
+func (s *Service) verifyLogin(ctx context.Context, email, password string) (*omi.Account, error) {
 	var acct *omi.Account
 	err := s.store.View(ctx, func(tx omi.Tx) error {
 		return omi.Scan(tx, omi.Query{Names: []string{email}, Limit: 1}, func(a *omi.Account) (bool, error) {
@@ -270,12 +275,18 @@ type CheckAuthenticationRequest struct {
 }
 type CheckAuthenticationResponse struct{}
 
-// CheckAuthentication checks a login and password given in the body.
+// CheckAuthentication checks a login and password given in the body. Only
+// the caller's own login may be checked: otherwise any account could test
+// another's password (and lock it out). Failures count towards the
+// lockout of the login and of the client address, like failed logins.
 func (s *Service) CheckAuthentication(ctx context.Context, c *omi.Caller, in *CheckAuthenticationRequest) (*CheckAuthenticationResponse, error) {
 	if in.Login == "" || in.Password == "" {
 		return nil, omi.Invalid(omi.CodeInvalidParameter, "Login and Password are required")
 	}
-	if _, err := s.CheckLogin(ctx, in.Login, in.Password); err != nil {
+	if !strings.EqualFold(strings.TrimSpace(in.Login), c.Account.Email) {
+		return nil, s.refuseForeignLogin(ctx, c)
+	}
+	if _, err := s.checkLogin(ctx, authKindCheck, in.Login, in.Password); err != nil {
 		return nil, err
 	}
 	return &CheckAuthenticationResponse{}, nil

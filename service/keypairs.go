@@ -118,7 +118,14 @@ func (s *Service) CreateKeypair(ctx context.Context, c *omi.Caller, in *CreateKe
 func parseImportedKey(b64 string) (ssh.PublicKey, error) {
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
 	if err != nil {
-		return nil, omi.Invalid(codeInvalidKeypair, "PublicKey must be Base64-encoded: %v", err)
+		// The spec says Base64, but the real API also takes the key as
+		// it sits in a .pub file: terraform-provider-outscale sends
+		// `public_key = file("id.pub")` unchanged and the cloud accepts
+		// it. A text that is not Base64 is read as the key itself.
+		if !looksLikeKeyText(b64) {
+			return nil, omi.Invalid(codeInvalidKeypair, "PublicKey must be Base64-encoded: %v", err)
+		}
+		raw = []byte(b64)
 	}
 	if len(raw) > maxPublicKeySize {
 		return nil, omi.Invalid(codeInvalidKeypair, "PublicKey is larger than %d bytes", maxPublicKeySize)
@@ -162,6 +169,18 @@ func parseImportedKey(b64 string) (ssh.PublicKey, error) {
 		return pub, nil
 	}
 	return nil, omi.Invalid(codeInvalidKeypair, "key type %s is not supported: use ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521", pub.Type())
+}
+
+// looksLikeKeyText reports whether s starts as a public key file does (an
+// OpenSSH key type, an RFC 4716 or a PEM header) rather than as Base64.
+func looksLikeKeyText(s string) bool {
+	s = strings.TrimSpace(s)
+	for _, p := range []string{"ssh-", "ecdsa-sha2-", "sk-", "---- BEGIN SSH2", "-----BEGIN "} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseRFC4716 reads the SSH2 public key file format: header lines (which

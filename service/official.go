@@ -24,7 +24,22 @@ type OfficialSpec struct {
 	SizeBytes    int64
 	// Fill writes the root disk into a fresh, zeroed volume.
 	Fill func(ctx context.Context, volumeID string) error
+	// Import, when set, replaces Fill and SizeBytes: it writes the root
+	// disk straight into the block map of the new snapshot (for instance a
+	// built qcow2 file, through transfer.ImportReaderAt) and returns the
+	// disk's size in bytes.
+	Import func(ctx context.Context, snapshotID string) (int64, error)
+	// BootModes are the firmware the disk boots with (legacy, uefi); empty
+	// means both, as the real cloud's official OMIs list.
+	BootModes []string
+	// Tags are set on the published OMI, e.g. OfficialSourceTag.
+	Tags []omi.Tag
 }
+
+// OfficialSourceTag records, on an official OMI published from a built
+// image file, "built:" and the file's SHA-256, so that omi serve publishes
+// a new version only when a different file is available.
+const OfficialSourceTag = "omi:source"
 
 // provider returns the account that owns official OMIs.
 func (s *Service) provider(ctx context.Context) (*omi.Account, error) {
@@ -58,6 +73,27 @@ func (s *Service) HasOfficial(ctx context.Context, family string) (bool, error) 
 	return found, err
 }
 
+// LatestOfficial returns the current version of an official family: the
+// provider's OMI named family-YYYY.MM.DD-N that no newer version
+// superseded, or nil when there is none.
+func (s *Service) LatestOfficial(ctx context.Context, family string) (*omi.Image, error) {
+	p, err := s.provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out *omi.Image
+	err = s.view(ctx, func(tx omi.Tx) error {
+		return omi.Scan(tx, omi.Query{Owners: []string{p.AccountId}, NamePatterns: []string{family + "-*"}}, func(img *omi.Image) (bool, error) {
+			if isVersionOf(img.ImageName, family) && !hasTag(img.Tags, SupersededTag) &&
+				(out == nil || img.CreationDate > out.CreationDate) {
+				out = img
+			}
+			return true, nil
+		})
+	})
+	return out, err
+}
+
 // PublishOfficial builds a new version of an official OMI, owned by the
 // provider account and public: a new id and a dated name; the previous
 // versions of the family are tagged as superseded (still launchable by
@@ -71,22 +107,29 @@ func (s *Service) PublishOfficial(ctx context.Context, spec OfficialSpec) (*omi.
 	if err != nil {
 		return nil, err
 	}
-	size := (spec.SizeBytes + gib - 1) / gib * gib
-	tmp := omi.NewID(omi.PrefixVolume)
 	snapID := omi.NewID(omi.PrefixSnapshot)
-	if err := s.data.CreateVolume(ctx, tmp, size, ""); err != nil {
-		return nil, err
-	}
-	defer s.data.Delete(context.WithoutCancel(ctx), tmp)
-	if err := spec.Fill(ctx, tmp); err != nil {
-		return nil, fmt.Errorf("build %s disk: %w", spec.Family, err)
-	}
-	if err := s.data.Snapshot(ctx, tmp, snapID); err != nil {
-		return nil, err
+	var size int64
+	if spec.Import != nil {
+		if size, err = spec.Import(ctx, snapID); err != nil {
+			return nil, fmt.Errorf("import %s disk: %w", spec.Family, err)
+		}
+	} else {
+		size = (spec.SizeBytes + gib - 1) / gib * gib
+		tmp := omi.NewID(omi.PrefixVolume)
+		if err := s.data.CreateVolume(ctx, tmp, size, ""); err != nil {
+			return nil, err
+		}
+		defer s.data.Delete(context.WithoutCancel(ctx), tmp)
+		if err := spec.Fill(ctx, tmp); err != nil {
+			return nil, fmt.Errorf("build %s disk: %w", spec.Family, err)
+		}
+		if err := s.data.Snapshot(ctx, tmp, snapID); err != nil {
+			return nil, err
+		}
 	}
 	caller := &omi.Caller{Account: p}
 	date := s.now().UTC().Format("2006.01.02")
-	gibs := int(size / gib)
+	gibs := int((size + gib - 1) / gib)
 	var img *omi.Image
 	err = s.update(ctx, func(tx omi.Tx) error {
 		build := 0
@@ -105,7 +148,17 @@ func (s *Service) PublishOfficial(ctx context.Context, spec OfficialSpec) (*omi.
 		img = s.newImage(caller, &CreateImageRequest{ImageName: fmt.Sprintf("%s-%s-%d", spec.Family, date, build),
 			Description: spec.Description, ProductCodes: spec.ProductCodes})
 		img.State = omi.ImageAvailable
-		img.BootModes = []string{"legacy"}
+		// The real cloud's official OMIs accept uefi (their BootModes list
+		// it, alone or with legacy: the provider's recorded states), and
+		// users write boot_mode = "uefi" against them; legacy stays first
+		// so that a VM without BootMode keeps booting legacy.
+		img.BootModes = []string{"legacy", "uefi"}
+		if len(spec.BootModes) > 0 {
+			img.BootModes = append([]string(nil), spec.BootModes...)
+		}
+		for _, t := range spec.Tags {
+			img.Tags = omi.SetTag(img.Tags, t.Key, t.Value)
+		}
 		img.PermissionsToLaunch.GlobalPermission = true
 		img.BlockDeviceMappings = []omi.ImageBDM{{DeviceName: omi.RootDeviceName, Bsu: &omi.BsuImage{SnapshotId: snapID,
 			VolumeSize: &gibs, VolumeType: omi.VolumeStandard, DeleteOnVmDeletion: &del}}}

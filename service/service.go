@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/omiproject/omi"
+	"github.com/omiproject/omi/authguard"
 )
 
 // Config holds the facts a Service needs about the region it serves.
@@ -35,6 +36,13 @@ type Config struct {
 	RefusePublicWithFindings bool
 	// Marketplace lists the product types sellers publish OMIs with.
 	Marketplace []MarketplaceProduct
+	// LoginPolicy limits password guessing (nil: authguard.DefaultPolicy).
+	LoginPolicy *authguard.Policy
+	// Regions are the deployment's regions for ReadRegions (nil: only
+	// Region, at Endpoint). Region is added when the list lacks it.
+	Regions []Region
+	// Subregions are the letters of Region's subregions (nil: a, b, c).
+	Subregions []string
 }
 
 // MarketplaceProduct is a product type of a marketplace seller: only the
@@ -50,6 +58,7 @@ type MarketplaceProduct struct {
 // Service implements the API operations over a metadata store.
 type Service struct {
 	store  omi.Store
+	keys   *keyCache
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
@@ -60,6 +69,9 @@ type Service struct {
 	inspector Inspector
 	// taskObserver is told about finished tasks (metrics).
 	taskObserver func(kind, state string, d time.Duration)
+	// guard counts failed logins and locks them out (logins.go).
+	guard        *authguard.Guard
+	authObserver func(AuthEvent)
 	jobs         *jobs
 	// jobCtx is the context of background jobs, cancelled by Close.
 	jobCtx context.Context
@@ -89,15 +101,20 @@ func New(store omi.Store, cfg Config, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, cfg: cfg, log: log, now: time.Now,
-		region: newRegionFacts(cfg.Region, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2), rescan: 5 * time.Second}
+	policy := authguard.DefaultPolicy
+	if cfg.LoginPolicy != nil {
+		policy = *cfg.LoginPolicy
+	}
+	keys := &keyCache{}
+	return &Service{store: watchingStore{store, keys}, keys: keys, cfg: cfg, log: log, now: time.Now, guard: authguard.New(policy),
+		region: newRegionFacts(cfg.Region, cfg.Subregions, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2), rescan: 5 * time.Second}
 }
 
 // Region returns the region the service serves.
 func (s *Service) Region() string { return s.cfg.Region }
 
 // SetClock replaces the clock (tests).
-func (s *Service) SetClock(now func() time.Time) { s.now = now }
+func (s *Service) SetClock(now func() time.Time) { s.now = now; s.guard.SetClock(now) }
 
 // errDryRun rolls back the transaction of a dry run.
 var errDryRun = errors.New("dry run")

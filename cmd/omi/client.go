@@ -22,8 +22,16 @@ import (
 
 // imageCmd runs "omi image <sub>".
 func imageCmd(args []string) error {
+	if len(args) > 0 && args[0] == "build" {
+		return imageBuildCmd(args[1:])
+	}
+	if len(args) > 0 && args[0] == "import" {
+		return imageImportCmd(args[1:])
+	}
 	if len(args) < 1 || args[0] != "inspect" {
-		return errors.New("usage: omi image inspect <ami-id>   (uses OSC_ENDPOINT_API, OSC_ACCESS_KEY, OSC_SECRET_KEY, OSC_REGION)")
+		return errors.New("usage: omi image inspect <ami-id>   (uses OSC_ENDPOINT_API, OSC_ACCESS_KEY, OSC_SECRET_KEY, OSC_REGION)\n" +
+			"       omi image build small|debian [--data DIR | --out FILE]\n" +
+			"       omi image import FILE --name NAME [--account ID [--public]] [--data DIR]")
 	}
 	fs := flag.NewFlagSet("omi image inspect", flag.ContinueOnError)
 	if err := fs.Parse(args[1:]); err != nil {

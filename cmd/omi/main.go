@@ -2,6 +2,8 @@
 //
 //	omi serve [flags]                 run the API (see omi serve -h)
 //	omi image inspect <ami-id>        show the hygiene inspection of an OMI
+//	omi image build small|debian      build a bootable official image from Debian packages
+//	omi image import FILE --name NAME publish a local qcow2 or raw disk as an OMI
 //	omi catalog publish --preset NAME publish a new version of an official OMI
 //	omi version                       print the version
 package main
@@ -48,6 +50,8 @@ func usage() {
 commands:
   serve              run the OUTSCALE API (omi serve -h lists the flags)
   image inspect ID   show the hygiene inspection of an OMI (reads OSC_* credentials)
+  image build KIND   build a bootable official image (small or debian) from Debian packages
+  image import FILE  publish a local qcow2 or raw disk as an OMI (omi serve stopped)
   catalog publish    publish a new version of an official OMI (omi serve stopped)
   version            print the version
 `)

@@ -100,6 +100,7 @@ func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConf
 	n.svc.SetDataPlane(n.plane)
 	n.svc.SetInspector(n.plane)
 	n.svc.SetTaskObserver(n.mets.ObserveTask)
+	n.svc.SetAuthObserver(func(ev service.AuthEvent) { n.mets.ObserveAuth(ev.Kind, ev.Outcome, ev.Scope) })
 	return n, nil
 }
 
@@ -254,9 +255,11 @@ func (n *node) fillWith(spec catalog.DiskSpec) func(ctx context.Context, volumeI
 	}
 }
 
-// seedCatalog publishes the presets the provider does not have yet. It
-// runs in the background at start; a fresh server answers at once.
-func (n *node) seedCatalog(ctx context.Context, log *slog.Logger) {
+// seedCatalog publishes the bootable images built into imagesDir (a new
+// version when the file changed), then the presets the provider does not
+// have yet, except the families a built image covers. It runs in the
+// background at start; a fresh server answers at once.
+func (n *node) seedCatalog(ctx context.Context, log *slog.Logger, imagesDir string) {
 	if n.member != nil {
 		// One node of a cluster publishes; the lease stays with it until
 		// it leaves, so nodes started together never publish twice.
@@ -264,7 +267,11 @@ func (n *node) seedCatalog(ctx context.Context, log *slog.Logger) {
 			return
 		}
 	}
+	built := n.publishBuilt(ctx, imagesDir, log)
 	for _, p := range catalog.Presets() {
+		if built[p.Name] {
+			continue
+		}
 		have, err := n.svc.HasOfficial(ctx, p.Name)
 		if err != nil {
 			log.Error("official catalogue", "family", p.Name, "err", err)

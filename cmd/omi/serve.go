@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,8 +40,10 @@ type serveFlags struct {
 	fetchAllow   string
 	nbdListen    string
 	catalog      bool
+	officialImgs string
 	refusePublic bool
 	metrics      string
+	pprof        bool
 	gcEvery      time.Duration
 	nodeName     string
 	leaseTTL     time.Duration
@@ -48,6 +51,7 @@ type serveFlags struct {
 	config       string
 	region       string
 	logLevel     string
+	security     securityFlags
 }
 
 func envOr(name, def string) string {
@@ -82,9 +86,11 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", envOr("OMI_S3_ENDPOINT", ""), "external S3 endpoint URL exports write to instead of the built-in object storage (env OMI_S3_ENDPOINT)")
 	fs.StringVar(&f.fetchAllow, "fetch-allow", envOr("OMI_FETCH_ALLOW", ""), "comma-separated host[:port] entries FileLocation URLs may be fetched from, besides this process's object storage and --s3-endpoint (env OMI_FETCH_ALLOW)")
 	fs.BoolVar(&f.catalog, "catalog", envOr("OMI_CATALOG", "true") == "true", "publish the official OMIs (Debian, Ubuntu, Rocky Linux, Windows) on first start (env OMI_CATALOG)")
+	fs.StringVar(&f.officialImgs, "official-images", envOr("OMI_OFFICIAL_IMAGES", ""), "directory of bootable images built by omi image build, published as the official Linux OMIs; default <data>/images (env OMI_OFFICIAL_IMAGES)")
 	fs.BoolVar(&f.refusePublic, "refuse-public-with-findings", envOr("OMI_REFUSE_PUBLIC_WITH_FINDINGS", "") == "true",
 		"refuse to make an OMI public unless its hygiene inspection found it clean (env OMI_REFUSE_PUBLIC_WITH_FINDINGS; config refuse_public_with_findings)")
 	fs.StringVar(&f.metrics, "metrics-listen", envOr("OMI_METRICS_LISTEN", ""), "Prometheus metrics address, e.g. 127.0.0.1:9090 (env OMI_METRICS_LISTEN; empty disables)")
+	fs.BoolVar(&f.pprof, "pprof", envOr("OMI_PPROF", "") == "true", "also serve Go's profiles (/debug/pprof/) on --metrics-listen, for performance work; never on a public address (env OMI_PPROF)")
 	gcDefault, err := time.ParseDuration(envOr("OMI_GC_INTERVAL", "10m"))
 	if err != nil {
 		return nil, fmt.Errorf("OMI_GC_INTERVAL: %w", err)
@@ -100,6 +106,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.config, "config", envOr("OMI_CONFIG", ""), "YAML configuration file with accounts (env OMI_CONFIG)")
 	fs.StringVar(&f.region, "region", envOr("OMI_REGION", ""), "region name; default: the config's, else eu-west-2 (env OMI_REGION)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("OMI_LOG_LEVEL", "info"), "debug, info, warn or error (env OMI_LOG_LEVEL)")
+	addSecurityFlags(fs, &f.security)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -142,6 +149,14 @@ func serve(args []string) error {
 	if region == "" {
 		region = "eu-west-2"
 	}
+	loginPolicy, err := f.security.loginPolicy(cfg.LoginLockout)
+	if err != nil {
+		return err
+	}
+	sigPolicy, err := f.security.signaturePolicy(cfg.Signature)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -152,7 +167,8 @@ func serve(args []string) error {
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
 	n, err := openNode(ctx, f.data, f.store, f.blocks, nodeConfig{name: f.nodeName, ttl: f.leaseTTL, addr: endpoint}, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
-		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts()}, log)
+		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts(), LoginPolicy: &loginPolicy,
+		Regions: cfg.ServiceRegions(), Subregions: cfg.Subregions}, log)
 	if err != nil {
 		return err
 	}
@@ -173,7 +189,11 @@ func serve(args []string) error {
 	svc.Start(ctx)
 	defer svc.Close()
 	if f.catalog {
-		go n.seedCatalog(ctx, log)
+		imgs := f.officialImgs
+		if imgs == "" {
+			imgs = imagesDir(f.data)
+		}
+		go n.seedCatalog(ctx, log, imgs)
 	}
 
 	if f.nbdListen != "" {
@@ -211,6 +231,7 @@ func serve(args []string) error {
 
 	api := oapi.New(svc, log)
 	api.SetObserver(mets.ObserveCall)
+	api.SetSignaturePolicy(sigPolicy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -226,7 +247,15 @@ func serve(args []string) error {
 		if err != nil {
 			return fmt.Errorf("metrics listen: %w", err)
 		}
-		msrv := &http.Server{Handler: mets.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		var mh http.Handler = mets.Handler()
+		if f.pprof {
+			pm := http.NewServeMux()
+			pm.Handle("/metrics", mh)
+			pm.HandleFunc("/debug/pprof/", pprof.Index)
+			pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mh = pm
+		}
+		msrv := &http.Server{Handler: mh, ReadHeaderTimeout: 10 * time.Second}
 		go msrv.Serve(mln)
 		defer msrv.Close()
 		log.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")

@@ -1,0 +1,260 @@
+package realclients
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	oscv3 "github.com/outscale/osc-sdk-go/v3/pkg/osc"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/omiproject/omi/apitest"
+	"github.com/omiproject/omi/s3x"
+)
+
+// TestRealClients starts one omi and runs every configuration and packer
+// template against it at once, each in its own directory.
+func TestRealClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds omi and runs terraform and packer")
+	}
+	s := startServer(t)
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1_000_000)
+
+	t.Run("terraform/compute", func(t *testing.T) {
+		t.Parallel()
+		bucket := "tf-exports-" + suffix
+		s.bucket(t, bucket)
+		r := s.newRun(t, "compute", map[string]string{"suffix": suffix, "other_account": s.Titi.AccountID, "bucket": bucket})
+		writePublicKey(t, filepath.Join(r.dir, "key.pub"))
+		res := r.lifecycle(func(res []stateResource) {
+			s.checkCompute(t, res)
+			m := byAddress(res)
+			s.waitTask(t, "ReadImageExportTasks", "ImageExportTasks", str(m["outscale_image_export_task.from_snapshot"].Values["task_id"]))
+			s.waitTask(t, "ReadSnapshotExportTasks", "SnapshotExportTasks", str(m["outscale_snapshot_export_task.data"].Values["task_id"]))
+		})
+		s.checkNothingLeft(t, res)
+	})
+
+	t.Run("packer/bsu", func(t *testing.T) {
+		t.Parallel()
+		s.packerBuild(t, suffix)
+	})
+
+	t.Run("terraform/net", func(t *testing.T) {
+		t.Parallel()
+		s.needCalls(t, "CreateNet", "CreateSubnet", "ReadNics", "CreateNic", "CreateInternetService", "CreateNatService",
+			"CreateNetPeering", "CreateDhcpOptions", "CreateRouteTable", "ReadQuotas")
+		r := s.newRun(t, "net", map[string]string{"suffix": suffix})
+		res := r.lifecycle(nil)
+		s.checkNothingLeft(t, res)
+	})
+
+	t.Run("terraform/security", func(t *testing.T) {
+		t.Parallel()
+		// The provider reads the NICs of a security group on refresh
+		// and before deleting it.
+		s.needCalls(t, "ReadNics")
+		r := s.newRun(t, "security", map[string]string{"suffix": suffix})
+		res := r.lifecycle(nil)
+		s.checkNothingLeft(t, res)
+	})
+}
+
+// packerBuild runs a bsu build with a temporary keypair, security group
+// and public IP, then checks with the SDK that the OMI is there as the
+// template says and that the temporary resources are gone.
+func (s *server) packerBuild(t *testing.T, suffix string) {
+	dir := t.TempDir()
+	copyDir(t, filepath.Join("testdata", "packer"), dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.packer, "build", "-machine-readable", "-var", "suffix="+suffix, "bsu.pkr.hcl")
+	cmd.Dir = dir
+	cmd.Env = s.env(nil)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("packer build: %v\n%s", err, out)
+	}
+	// -machine-readable: timestamp,builder,artifact,0,id,eu-west-2:ami-...
+	var imageID string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) >= 6 && f[2] == "artifact" && f[4] == "id" {
+			_, imageID, _ = strings.Cut(f[5], ":")
+		}
+	}
+	if imageID == "" {
+		t.Fatalf("packer printed no artifact id:\n%s", out)
+	}
+	c := s.V3(s.Joe)
+	r, err := c.ReadImages(t.Context(), oscv3.ReadImagesRequest{Filters: &oscv3.FiltersImage{ImageIds: &[]string{imageID}}})
+	if err != nil || r.Images == nil || len(*r.Images) != 1 {
+		t.Fatalf("ReadImages %s: %+v, %v", imageID, r, err)
+	}
+	img := (*r.Images)[0]
+	tags := map[string]string{}
+	for _, tg := range img.Tags {
+		tags[tg.Key] = tg.Value
+	}
+	if img.State != "available" || deref(img.ImageName) != "packer-debian-"+suffix || tags["builder"] != "packer" || tags["suffix"] != suffix {
+		t.Errorf("packer's OMI %s: state %s, name %q, tags %v", imageID, img.State, deref(img.ImageName), tags)
+	}
+	if img.AccountId != s.Joe.AccountID || len(deref(img.BlockDeviceMappings)) == 0 {
+		t.Errorf("packer's OMI %s: owner %s, %d block device mappings", imageID, img.AccountId, len(deref(img.BlockDeviceMappings)))
+	}
+	kps, err := c.ReadKeypairs(t.Context(), oscv3.ReadKeypairsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range deref(kps.Keypairs) {
+		if strings.HasPrefix(deref(k.KeypairName), "packer_") {
+			t.Errorf("packer's temporary keypair %s is left", deref(k.KeypairName))
+		}
+	}
+	sgs, err := c.ReadSecurityGroups(t.Context(), oscv3.ReadSecurityGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range deref(sgs.SecurityGroups) {
+		if strings.HasPrefix(g.SecurityGroupName, "packer_osc_") {
+			t.Errorf("packer's temporary security group %s is left", g.SecurityGroupName)
+		}
+	}
+	vms, err := c.ReadVms(t.Context(), oscv3.ReadVmsRequest{Filters: &oscv3.FiltersVm{TagValues: &[]string{"Packer Builder"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vm := range deref(vms.Vms) {
+		if st := vm.State; st != "terminated" && st != "shutting-down" {
+			t.Errorf("packer's source VM %s is %s after the build", vm.VmId, st)
+		}
+	}
+	if _, err := c.DeleteImage(t.Context(), oscv3.DeleteImageRequest{ImageId: imageID}); err != nil {
+		t.Errorf("DeleteImage %s: %v", imageID, err)
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// needCalls skips a configuration whose provider resources use calls this
+// omi does not serve yet (issue 11's network surface, built in other
+// branches): it then turns on by itself when they are merged.
+func (s *server) needCalls(t *testing.T, calls ...string) {
+	t.Helper()
+	for _, call := range calls {
+		r := s.Call(t, s.Joe, call, map[string]any{"DryRun": true})
+		if strings.Contains(string(r.Body), "is not an operation of this API") {
+			t.Skipf("needs %s: issue 11 network surface", call)
+		}
+	}
+}
+
+// bucket creates a bucket of joe's in omi's object storage.
+func (s *server) bucket(t *testing.T, name string) {
+	t.Helper()
+	c := s3x.NewClient("http://"+s.OOS, apitest.Region, s.Joe.AccessKey, s.Joe.SecretKey)
+	if err := c.CreateBucket(t.Context(), name); err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+}
+
+// waitTask waits until an export task made with wait_for_completion =
+// false is completed (the provider's own wait is broken in 1.8.0: it waits
+// for "available"), failing on "failed".
+func (s *server) waitTask(t *testing.T, call, list, id string) {
+	t.Helper()
+	if id == "" {
+		t.Fatalf("%s: no task id in the state", call)
+	}
+	apitest.WaitFor(t, 2*time.Minute, "export task "+id, func() (bool, error) {
+		var out map[string]any
+		s.MustCall(t, s.Joe, call, map[string]any{"Filters": map[string]any{"TaskIds": []string{id}}}, &out)
+		items, _ := out[list].([]any)
+		if len(items) != 1 {
+			return false, fmt.Errorf("%s lists %d tasks for %s", call, len(items), id)
+		}
+		m, _ := items[0].(map[string]any)
+		switch str(m["State"]) {
+		case "failed", "cancelled":
+			return false, fmt.Errorf("export task %s: %v", id, m)
+		case "completed":
+			return true, nil
+		}
+		return false, nil
+	})
+}
+
+// writePublicKey writes a fresh Ed25519 public key in OpenSSH form, as a
+// user's ~/.ssh/id_ed25519.pub.
+func writePublicKey(t *testing.T, path string) {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " user@laptop\n"
+	if err := os.WriteFile(path, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// byAddress indexes resources by address.
+func byAddress(res []stateResource) map[string]stateResource {
+	m := map[string]stateResource{}
+	for _, x := range res {
+		m[x.Address] = x
+	}
+	return m
+}
+
+// checkCompute holds what the compute configuration made against what the
+// API says, as joe and as titi (who was given launch and volume creation
+// permissions).
+func (s *server) checkCompute(t *testing.T, res []stateResource) {
+	t.Helper()
+	m := byAddress(res)
+	img := str(m["outscale_image.from_vm"].Values["image_id"])
+	var images struct{ Images []map[string]any }
+	s.MustCall(t, s.Titi, "ReadImages", map[string]any{"Filters": map[string]any{"ImageIds": []string{img}}}, &images)
+	if len(images.Images) != 1 {
+		t.Errorf("titi does not see the OMI %s joe shared with outscale_image_launch_permission", img)
+	}
+	snap := str(m["outscale_snapshot.data"].Values["snapshot_id"])
+	var snaps struct{ Snapshots []map[string]any }
+	s.MustCall(t, s.Titi, "ReadSnapshots", map[string]any{"Filters": map[string]any{"SnapshotIds": []string{snap}}}, &snaps)
+	if len(snaps.Snapshots) != 1 {
+		t.Errorf("titi does not see the snapshot %s joe shared with outscale_snapshot_attributes", snap)
+	}
+	vol := str(m["outscale_volume.data"].Values["volume_id"])
+	vm := str(m["outscale_vm.web"].Values["vm_id"])
+	var vols struct{ Volumes []map[string]any }
+	s.MustCall(t, s.Joe, "ReadVolumes", map[string]any{"Filters": map[string]any{"VolumeIds": []string{vol}}}, &vols)
+	if len(vols.Volumes) != 1 || !strings.Contains(fmt.Sprint(vols.Volumes[0]["LinkedVolumes"]), vm) {
+		t.Errorf("volume %s is not linked to %s: %v", vol, vm, vols.Volumes)
+	}
+	ip := str(m["outscale_public_ip.web"].Values["public_ip"])
+	var ips struct{ PublicIps []map[string]any }
+	s.MustCall(t, s.Joe, "ReadPublicIps", map[string]any{"Filters": map[string]any{"PublicIps": []string{ip}}}, &ips)
+	if len(ips.PublicIps) != 1 || str(ips.PublicIps[0]["VmId"]) != vm {
+		t.Errorf("public IP %s is not linked to %s: %v", ip, vm, ips.PublicIps)
+	}
+	_ = apitest.Region
+}

@@ -20,7 +20,7 @@ const (
 	codeNoSuchRoute       = "5045" // no-such-route
 	codeNoSuchRouteTable  = "5046" // no-such-route-table
 	codeNoSuchRouteLink   = "5047" // no-such-rtb-assoc
-	codeGwNoSuchSubnet    = "5057" // no-such-subnet
+	codeNoSuchSubnet      = "5057" // no-such-subnet
 	// The catalogue has no slug for a missing Net peering: no-such-resource.
 	codeNoSuchNetPeering = omi.CodeNoSuchResource
 
@@ -31,7 +31,7 @@ const (
 	codeNatExists          = "9037" // nat-gateway-already-exists (one per subnet)
 	codeNotPublicSubnet    = "9045" // not-public-subnet
 	codeRouteExists        = "9052" // route-already-exists
-	codeGwSubnetInUse      = "9057" // subnet-already-in-use
+	codeSubnetInUse        = "9057" // subnet-already-in-use
 	codeTableHasSubnets    = "9059" // subnet-is-associated
 	codeNetAlreadyAttached = "9065" // vpc-already-attached: the Net has an internet service
 	codeNetAssociated      = "9066" // vpc-is-associated: still used by a Net

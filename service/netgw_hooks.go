@@ -126,7 +126,7 @@ func (s *Service) NetgwSubnetDependents(tx omi.Tx, account string, sn *omi.Subne
 		return err
 	}
 	if nat != nil {
-		return omi.Conflict(codeGwSubnetInUse, "The subnet '%s' holds the NAT service '%s': delete it first.", sn.SubnetId, nat.NatServiceId)
+		return omi.Conflict(codeSubnetInUse, "The subnet '%s' holds the NAT service '%s': delete it first.", sn.SubnetId, nat.NatServiceId)
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func TestNetGateways(t *testing.T) {
 		t.Fatalf("CreateRoute to the NAT: %v", err)
 	}
 	_, err = joe.UnlinkInternetService(ctx, oscv3.UnlinkInternetServiceRequest{InternetServiceId: igwID, NetId: netID})
-	wantCode(t, "unlink the internet service of a Net with a NAT", err, http.StatusConflict, "1018")
+	wantCode(t, "unlink the internet service of a Net with a NAT", err, http.StatusFailedDependency, "1018")
 	_, err = joe.DeleteRouteTable(ctx, oscv3.DeleteRouteTableRequest{RouteTableId: mainRT.RouteTableId})
 	wantCode(t, "delete the main route table", err, http.StatusConflict, "9066")
 	_, err = joe.CreateNatService(ctx, oscv3.CreateNatServiceRequest{SubnetId: pubID, PublicIpId: ip.PublicIp.PublicIpId})

@@ -13,7 +13,7 @@ func TestStatus(t *testing.T) {
 	for code, want := range map[string]int{
 		"1": 401, "5": 401, "7": 401, "2": 405, "8": 403, "24": 429,
 		"4045": 400, "4108": 400, "5023": 400, "5038": 400, "8018": 400, "10005": 400,
-		"6003": 409, "9015": 409, "1000": 409, "10001": 409,
+		"6003": 409, "9015": 409, "1000": 424, "1018": 424, "10001": 409,
 	} {
 		if got := Status(&omi.Error{Code: code, Type: "x"}); got != want {
 			t.Errorf("code %s: status %d, want %d", code, got, want)

@@ -284,8 +284,8 @@ func authFailed(err error) error {
 }
 
 // Status maps an error to the HTTP status OUTSCALE uses for its code:
-// authentication 401 (403 for a wrong method), 4xxx/5xxx/8xxx 400, 6xxx,
-// 9xxx and dependency problems 409, internal 500. A client error is never
+// authentication 401 (403 for a wrong method), 4xxx/5xxx/8xxx 400, 6xxx and
+// 9xxx 409, dependency problems (1xxx) 424, internal 500. A client error is never
 // a 5xx.
 func Status(e *omi.Error) int {
 	if e.Type == omi.TypeInternal {
@@ -304,7 +304,12 @@ func Status(e *omi.Error) int {
 		return http.StatusTooManyRequests
 	case n < 1000:
 		return http.StatusUnauthorized
-	case n < 2000, n >= 6000 && n < 7000, n >= 9000 && n < 10000, n == 10001:
+	case n < 2000:
+		// DependencyProblem: 424 on the errors page (code 1000), and the
+		// only status osc-sdk-go v3 decodes for UnlinkInternetService's
+		// 1004/1007/1018, which terraform's provider branches on.
+		return http.StatusFailedDependency
+	case n >= 6000 && n < 7000, n >= 9000 && n < 10000, n == 10001:
 		return http.StatusConflict
 	}
 	return http.StatusBadRequest

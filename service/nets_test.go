@@ -72,6 +72,7 @@ func TestNetsAndSubnets(t *testing.T) {
 	// Subnets: inside the Net, no overlap, in a subregion of the region.
 	for _, b := range []struct{ ipRange, subregion, code string }{
 		{"10.1.0.0/24", "", "9044"}, {"10.0.0.0/15", "", "4015"}, {"10.0.0.0/8", "", "4015"}, {"10.0.0.7/24", "", "4030"},
+		{"10.0.0.0/30", "", "4015"},
 		{"10.0.0.0/24", "eu-west-2z", "5009"},
 	} {
 		_, err := e.svc.CreateSubnet(ctx, e.joe, &service.CreateSubnetRequest{NetId: n.NetId, IpRange: b.ipRange, SubregionName: b.subregion})
@@ -88,7 +89,7 @@ func TestNetsAndSubnets(t *testing.T) {
 	}
 	_, err = e.svc.CreateSubnet(ctx, e.joe, &service.CreateSubnetRequest{NetId: n.NetId, IpRange: "10.0.0.0/20"})
 	nwCode(t, "overlapping subnet", err, "9058")
-	if _, err := e.svc.CreateSubnet(ctx, e.joe, &service.CreateSubnetRequest{NetId: n.NetId, IpRange: "10.0.2.0/28"}); err != nil {
+	if _, err := e.svc.CreateSubnet(ctx, e.joe, &service.CreateSubnetRequest{NetId: n.NetId, IpRange: "10.0.2.0/29"}); err != nil {
 		t.Fatal(err)
 	}
 	up, err := e.svc.UpdateSubnet(ctx, e.joe, &service.UpdateSubnetRequest{SubnetId: sn.SubnetId, MapPublicIpOnLaunch: ptr(true)})

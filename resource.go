@@ -54,6 +54,12 @@ func KindOfID(id string) (Kind, bool) {
 		return KindPublicIp, true
 	case ValidKeypairID(id):
 		return KindKeypair, true
+	case ValidID(id, PrefixNet):
+		return KindNet, true
+	case ValidID(id, PrefixSubnet):
+		return KindSubnet, true
+	case ValidID(id, PrefixNic):
+		return KindNic, true
 	}
 	return "", false
 }

@@ -25,26 +25,29 @@ type BDMVmCreation struct {
 
 type CreateVmsRequest struct {
 	Base
-	BlockDeviceMappings         []BDMVmCreation `json:"BlockDeviceMappings"`
-	BootMode                    string          `json:"BootMode"`
-	BootOnCreation              *bool           `json:"BootOnCreation"`
-	ClientToken                 string          `json:"ClientToken"`
-	DeletionProtection          bool            `json:"DeletionProtection"`
-	ImageId                     string          `json:"ImageId"`
-	KeypairName                 string          `json:"KeypairName"`
-	MaxVmsCount                 *int            `json:"MaxVmsCount"`
-	MinVmsCount                 *int            `json:"MinVmsCount"`
-	Performance                 string          `json:"Performance"`
-	Nics                        []any           `json:"Nics"`
-	Placement                   *omi.Placement  `json:"Placement"`
-	PrivateIps                  []string        `json:"PrivateIps"`
-	SecurityGroupIds            []string        `json:"SecurityGroupIds"`
-	SecurityGroups              []string        `json:"SecurityGroups"`
-	SubnetId                    string          `json:"SubnetId"`
-	TpmEnabled                  *bool           `json:"TpmEnabled"`
-	UserData                    string          `json:"UserData"`
-	VmInitiatedShutdownBehavior string          `json:"VmInitiatedShutdownBehavior"`
-	VmType                      string          `json:"VmType"`
+	ActionsOnNextBoot           *ActionsOnNextBoot `json:"ActionsOnNextBoot"`
+	BlockDeviceMappings         []BDMVmCreation    `json:"BlockDeviceMappings"`
+	BootMode                    string             `json:"BootMode"`
+	BootOnCreation              *bool              `json:"BootOnCreation"`
+	BsuOptimized                *bool              `json:"BsuOptimized"`
+	NestedVirtualization        *bool              `json:"NestedVirtualization"`
+	ClientToken                 string             `json:"ClientToken"`
+	DeletionProtection          bool               `json:"DeletionProtection"`
+	ImageId                     string             `json:"ImageId"`
+	KeypairName                 string             `json:"KeypairName"`
+	MaxVmsCount                 *int               `json:"MaxVmsCount"`
+	MinVmsCount                 *int               `json:"MinVmsCount"`
+	Performance                 string             `json:"Performance"`
+	Nics                        []NicForVmCreation `json:"Nics"`
+	Placement                   *omi.Placement     `json:"Placement"`
+	PrivateIps                  []string           `json:"PrivateIps"`
+	SecurityGroupIds            []string           `json:"SecurityGroupIds"`
+	SecurityGroups              []string           `json:"SecurityGroups"`
+	SubnetId                    string             `json:"SubnetId"`
+	TpmEnabled                  *bool              `json:"TpmEnabled"`
+	UserData                    string             `json:"UserData"`
+	VmInitiatedShutdownBehavior string             `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string             `json:"VmType"`
 }
 type CreateVmsResponse struct {
 	Vms []*omi.Vm `json:"Vms"`
@@ -84,6 +87,9 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	} else if minN > maxN {
 		maxN = minN
 	}
+	if err := in.ActionsOnNextBoot.check(); err != nil {
+		return nil, err
+	}
 	if minN < 1 || maxN < minN || maxN > MaxVmsPerCall {
 		return nil, omi.Invalid(omi.CodeInvalidValue, "MinVmsCount and MaxVmsCount must satisfy 1 <= MinVmsCount <= MaxVmsCount <= %d", MaxVmsPerCall)
 	}
@@ -104,8 +110,8 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	if shutdown != "stop" && shutdown != "restart" && shutdown != "terminate" {
 		return nil, omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
 	}
-	if len(in.Nics) > 0 || len(in.PrivateIps) > 0 {
-		return nil, omi.Errorf("8018", omi.TypeNotSupported, "Nics and PrivateIps are not supported by this server: VMs get one private address in their subnet")
+	if (len(in.PrivateIps) > 0 || slices.ContainsFunc(in.Nics, func(n NicForVmCreation) bool { return n.NicId != "" || len(n.PrivateIps) > 0 })) && maxN > 1 {
+		return nil, omi.Invalid(omi.CodeInvalidParamSet, "PrivateIps and existing NICs name one VM's addresses: MaxVmsCount must be 1")
 	}
 	if len(in.UserData) > 500<<10 {
 		return nil, omi.Invalid(omi.CodeValueLength, "UserData must be at most 500 KiB")
@@ -153,9 +159,13 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		if err != nil {
 			return err
 		}
-		netID, subnetID, groups, err := s.vmNetwork(tx, c, in, subregion)
+		where, err := s.vmNetwork(tx, c, in, subregion)
 		if err != nil {
 			return err
+		}
+		netID, subnetID, groups := where.netID, where.subnetID, where.groups
+		if where.subregion != "" {
+			subregion = where.subregion
 		}
 		bootMode := in.BootMode
 		if bootMode == "" {
@@ -166,6 +176,10 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		} else if len(img.BootModes) > 0 && !slices.Contains(img.BootModes, bootMode) {
 			return omi.Invalid(omi.CodeInvalidValue, "OMI %s does not support boot mode %s", img.ImageId, bootMode)
 		}
+		// IsSourceDestChecked is false below: the provider's recorded
+		// states show false for VMs outside a Net and for VMs created
+		// with SubnetId; only VMs created with Nics show true. They show
+		// BsuOptimized false for tina types.
 		reservation := omi.NewID(omi.PrefixReservation)
 		now := s.nowString()
 		perf := map[int]string{1: "highest", 2: "high", 3: "medium"}[vt.Performance]
@@ -178,8 +192,14 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				PrivateIp: ip, PrivateDnsName: fmt.Sprintf("ip-%s.%s.compute.internal", dashes(ip), s.cfg.Region),
 				ProductCodes: slices.Clone(img.ProductCodes), ReservationId: reservation, RootDeviceName: img.RootDeviceName,
 				RootDeviceType: "ebs", TpmEnabled: tpm, UserData: in.UserData, VmInitiatedShutdownBehavior: shutdown,
-				IsSourceDestChecked: true, BsuOptimized: true, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
+				IsSourceDestChecked: false, BsuOptimized: false, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
+			in.ActionsOnNextBoot.apply(vm)
+			vm.BsuOptimized = in.BsuOptimized != nil && *in.BsuOptimized
+			vm.NestedVirtualization = in.NestedVirtualization != nil && *in.NestedVirtualization
 			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
+				return err
+			}
+			if err := s.createVmNics(tx, c, in, vm); err != nil {
 				return err
 			}
 			for _, p := range plan {
@@ -205,7 +225,7 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 			}
 			vms = append(vms, vm)
 		}
-		return nil
+		return s.showVmNics(tx, c.AccountID(), vms)
 	})
 	if err != nil {
 		return nil, err
@@ -220,67 +240,126 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	return &CreateVmsResponse{Vms: out}, nil
 }
 
+// vmPlace is where a new VM goes: the public Cloud (no Net), or a subnet
+// of one of the caller's Nets, which also decides its subregion.
+type vmPlace struct {
+	netID, subnetID, subregion string
+	groups                     []omi.SecurityGroup
+}
+
 // vmNetwork resolves where a new VM is placed: in the public Cloud, or in
-// the caller's subnet SubnetId (of the default Net), with the security
-// groups given by id or name, else the default group of its scope.
-func (s *Service) vmNetwork(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, subregion string) (netID, subnetID string, groups []omi.SecurityGroup, err error) {
+// the subnet of its primary NIC (SubnetId, or the device 0 entry of Nics),
+// with the security groups given by id or name, else the default group of
+// its scope.
+func (s *Service) vmNetwork(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, subregion string) (vmPlace, error) {
 	me := c.AccountID()
-	if in.SubnetId != "" {
-		for _, sn := range s.defaultSubnets(me) {
-			if sn.SubnetId == in.SubnetId {
-				netID, subnetID = sn.NetId, sn.SubnetId
-				if sn.SubregionName != subregion && in.Placement != nil && in.Placement.SubregionName != "" {
-					return "", "", nil, omi.Invalid(omi.CodeInvalidZone, "subnet %s is in %s, not %s", sn.SubnetId, sn.SubregionName, subregion)
-				}
+	var out vmPlace
+	subnet, groupIDs := in.SubnetId, in.SecurityGroupIds
+	if len(in.Nics) > 0 {
+		if in.SubnetId != "" || len(in.SecurityGroupIds) > 0 || len(in.SecurityGroups) > 0 || len(in.PrivateIps) > 0 {
+			return out, omi.Invalid(omi.CodeInvalidParamSet, "with Nics, the subnet, security groups and private IPs are given in each NIC")
+		}
+		i := slices.IndexFunc(in.Nics, func(n NicForVmCreation) bool { return n.DeviceNumber != nil && *n.DeviceNumber == 0 })
+		if i < 0 {
+			return out, omi.Invalid(omi.CodeInvalidParameter, "one of Nics must be the primary NIC, with DeviceNumber 0")
+		}
+		primary := in.Nics[i]
+		if primary.NicId != "" {
+			n, err := ownNic(tx, c, primary.NicId)
+			if err != nil {
+				return out, err
 			}
+			out.groups = n.SecurityGroups
+			subnet = n.SubnetId
+		} else {
+			if primary.SubnetId == "" {
+				return out, omi.Invalid(omi.CodeInvalidParameter, "a new NIC in Nics needs a SubnetId")
+			}
+			subnet, groupIDs = primary.SubnetId, primary.SecurityGroupIds
 		}
-		if subnetID == "" {
-			return "", "", nil, omi.NotFound("5057", "The SubnetId '%s' doesn't exist.", in.SubnetId)
+	}
+	if subnet == "" {
+		if len(in.PrivateIps) > 0 {
+			return out, omi.Invalid(omi.CodeInvalidParamSet, "PrivateIps needs a SubnetId: VMs of the public Cloud get their address from the cloud")
 		}
+	} else {
+		sn, err := ownSubnet(tx, c, subnet)
+		if err != nil {
+			return out, err
+		}
+		if sn.SubregionName != subregion && in.Placement != nil && in.Placement.SubregionName != "" {
+			return out, omi.Invalid(omi.CodeInvalidZone, "subnet %s is in %s, not %s", sn.SubnetId, sn.SubregionName, subregion)
+		}
+		out.netID, out.subnetID, out.subregion = sn.NetId, sn.SubnetId, sn.SubregionName
+	}
+	if out.groups != nil {
+		return out, nil
 	}
 	if err := ensureDefaultsTx(tx, me); err != nil {
-		return "", "", nil, err
+		return out, err
 	}
 	add := func(g *omi.SecGroup) error {
-		if g.NetId != netID {
+		if g.NetId != out.netID {
 			return omi.Invalid("4086", "security group %s is not in the VM's network", g.SecurityGroupId)
+		}
+		if !slices.ContainsFunc(out.groups, func(x omi.SecurityGroup) bool { return x.SecurityGroupId == g.SecurityGroupId }) {
+			out.groups = append(out.groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
+		}
+		return nil
+	}
+	for _, id := range groupIDs {
+		g, err := ownGroup(tx, c, id)
+		if err != nil {
+			return out, err
+		}
+		if err := add(g); err != nil {
+			return out, err
+		}
+	}
+	for _, name := range in.SecurityGroups {
+		g, err := groupInScope(tx, me, name, out.netID)
+		if err != nil {
+			return out, err
+		}
+		if g == nil {
+			return out, groupNotFound(name)
+		}
+		if err := add(g); err != nil {
+			return out, err
+		}
+	}
+	if len(out.groups) == 0 {
+		g, err := groupInScope(tx, me, "default", out.netID)
+		if err != nil {
+			return out, err
+		}
+		if g != nil {
+			out.groups = append(out.groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
+		}
+	}
+	return out, nil
+}
+
+// vmGroups resolves the SecurityGroupIds of UpdateVm: groups of the
+// caller, in the VM's Net (or outside any Net, as the VM), at least one.
+func (s *Service) vmGroups(tx omi.Tx, c *omi.Caller, netID string, ids []string) ([]omi.SecurityGroup, error) {
+	if len(ids) == 0 {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "SecurityGroupIds must name at least one security group")
+	}
+	var groups []omi.SecurityGroup
+	for _, id := range ids {
+		g, err := ownGroup(tx, c, id)
+		if err != nil {
+			return nil, err
+		}
+		if g.NetId != netID {
+			return nil, omi.Invalid("4086", "security group %s is not in the VM's network", g.SecurityGroupId)
 		}
 		if !slices.ContainsFunc(groups, func(x omi.SecurityGroup) bool { return x.SecurityGroupId == g.SecurityGroupId }) {
 			groups = append(groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
 		}
-		return nil
 	}
-	for _, id := range in.SecurityGroupIds {
-		g, err := ownGroup(tx, c, id)
-		if err != nil {
-			return "", "", nil, err
-		}
-		if err := add(g); err != nil {
-			return "", "", nil, err
-		}
-	}
-	for _, name := range in.SecurityGroups {
-		g, err := groupInScope(tx, me, name, netID)
-		if err != nil {
-			return "", "", nil, err
-		}
-		if g == nil {
-			return "", "", nil, groupNotFound(name)
-		}
-		if err := add(g); err != nil {
-			return "", "", nil, err
-		}
-	}
-	if len(groups) == 0 {
-		g, err := groupInScope(tx, me, "default", netID)
-		if err != nil {
-			return "", "", nil, err
-		}
-		if g != nil {
-			groups = append(groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
-		}
-	}
-	return netID, subnetID, groups, nil
+	return groups, nil
 }
 
 func dashes(ip string) string {
@@ -484,21 +563,35 @@ func (f *FiltersVm) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	for k, v := range raw {
-		if !vmFilterNoData[k] {
+		if !vmFilterNoData[k] || string(v) == "null" {
 			continue
 		}
-		var list []any
-		var flag bool
-		switch {
-		case string(v) == "null":
-		case json.Unmarshal(v, &list) == nil:
-			if len(list) > 0 {
-				f.unsupported = append(f.unsupported, k)
+		// Each is decoded as the spec types it (booleans, lists of
+		// integers, lists of strings), so a wrong type of item is a 4108
+		// as for the filters omi implements.
+		var n int
+		switch k {
+		case "IsSourceDestChecked", "NicIsSourceDestChecked", "NicLinkNicDeleteOnVmDeletion", "NicPrivateIpsPrimaryIp":
+			var flag bool
+			if json.Unmarshal(v, &flag) != nil {
+				return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(flag), Field: "Filters." + k}
 			}
-		case json.Unmarshal(v, &flag) == nil:
-			f.unsupported = append(f.unsupported, k)
+			n = 1
+		case "NicLinkNicDeviceNumbers", "StateReasonCodes":
+			var ints []int
+			if json.Unmarshal(v, &ints) != nil {
+				return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(ints), Field: "Filters." + k}
+			}
+			n = len(ints)
 		default:
-			return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf([]string{}), Field: "Filters." + k}
+			var strs []string
+			if json.Unmarshal(v, &strs) != nil {
+				return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(strs), Field: "Filters." + k}
+			}
+			n = len(strs)
+		}
+		if n > 0 {
+			f.unsupported = append(f.unsupported, k)
 		}
 	}
 	return nil
@@ -556,7 +649,7 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 		// the VM, where Packer and Terraform read the address to connect.
 		linked := map[string]string{}
 		err = omi.Scan(tx, omi.Query{Owners: []string{c.AccountID()}}, func(ip *omi.PublicIp) (bool, error) {
-			if ip.VmId != "" {
+			if ip.VmId != "" && ip.NicId == "" {
 				linked[ip.VmId] = ip.PublicIp
 			}
 			return true, nil
@@ -564,10 +657,13 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 		for _, vm := range out {
 			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated {
 				vm.PublicIp = addr
-				vm.PublicDnsName = "ec2-" + dashes(addr) + "." + s.cfg.Region + ".compute.outscale.com"
+				vm.PublicDnsName = s.publicDnsName(addr)
 			}
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.showVmNics(tx, c.AccountID(), out)
 	})
 	if err != nil {
 		return nil, err
@@ -674,7 +770,7 @@ func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest
 // DeleteOnVmDeletion go with the VM; the others are detached. Terminating
 // a terminated VM succeeds; a VM with DeletionProtection is refused.
 func (s *Service) DeleteVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
-	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+	return s.changeVms(ctx, c, in.VmIds, func(tx omi.Tx, vm *omi.Vm) error {
 		switch {
 		case vm.State == omi.VmTerminated || vm.State == omi.VmShuttingDown:
 			return nil
@@ -684,7 +780,7 @@ func (s *Service) DeleteVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest
 			return omi.BadState(omi.CodeInvalidVmState, "VM %s is being imaged into %s; delete it once the OMI is created", vm.VmId, vm.ImagingFor)
 		}
 		vm.State = omi.VmShuttingDown
-		return nil
+		return releaseVmNics(tx, vm)
 	})
 }
 
@@ -696,18 +792,49 @@ type UpdateVmBDM struct {
 	} `json:"Bsu"`
 }
 
+// UpdateVmRequest lists every property of the spec, so that each is
+// type-checked (4108) rather than ignored when unknown.
 type UpdateVmRequest struct {
 	Base
-	BlockDeviceMappings         []UpdateVmBDM `json:"BlockDeviceMappings"`
-	DeletionProtection          *bool         `json:"DeletionProtection"`
-	IsSourceDestChecked         *bool         `json:"IsSourceDestChecked"`
-	KeypairName                 *string       `json:"KeypairName"`
-	Performance                 string        `json:"Performance"`
-	UserData                    *string       `json:"UserData"`
-	VmId                        string        `json:"VmId"`
-	VmInitiatedShutdownBehavior string        `json:"VmInitiatedShutdownBehavior"`
-	VmType                      string        `json:"VmType"`
+	ActionsOnNextBoot           *ActionsOnNextBoot `json:"ActionsOnNextBoot"`
+	BlockDeviceMappings         []UpdateVmBDM      `json:"BlockDeviceMappings"`
+	BsuOptimized                *bool              `json:"BsuOptimized"`
+	DeletionProtection          *bool              `json:"DeletionProtection"`
+	IsSourceDestChecked         *bool              `json:"IsSourceDestChecked"`
+	KeypairName                 *string            `json:"KeypairName"`
+	NestedVirtualization        *bool              `json:"NestedVirtualization"`
+	Performance                 string             `json:"Performance"`
+	SecurityGroupIds            []string           `json:"SecurityGroupIds"`
+	UserData                    *string            `json:"UserData"`
+	VmId                        string             `json:"VmId"`
+	VmInitiatedShutdownBehavior string             `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string             `json:"VmType"`
 }
+
+// ActionsOnNextBoot is the spec's object of the same name.
+type ActionsOnNextBoot struct {
+	SecureBoot string `json:"SecureBoot"`
+}
+
+// check validates SecureBoot against the spec's SecureBootAction enum.
+func (a *ActionsOnNextBoot) check() error {
+	if a == nil {
+		return nil
+	}
+	switch a.SecureBoot {
+	case "", "enable", "disable", "setup-mode", "none":
+		return nil
+	}
+	return omi.Invalid(omi.CodeInvalidValue, "ActionsOnNextBoot.SecureBoot must be enable, disable, setup-mode or none, not %q", a.SecureBoot)
+}
+
+// apply records a secure boot action for the VM's next boot.
+func (a *ActionsOnNextBoot) apply(vm *omi.Vm) {
+	if a != nil && a.SecureBoot != "" {
+		vm.ActionsOnNextBoot = map[string]any{"SecureBoot": a.SecureBoot}
+	}
+}
+
 type UpdateVmResponse struct {
 	Vm *omi.Vm `json:"Vm"`
 }
@@ -768,6 +895,24 @@ func (s *Service) UpdateVm(ctx context.Context, c *omi.Caller, in *UpdateVmReque
 		if in.IsSourceDestChecked != nil {
 			vm.IsSourceDestChecked = *in.IsSourceDestChecked
 		}
+		if err := in.ActionsOnNextBoot.check(); err != nil {
+			return err
+		}
+		in.ActionsOnNextBoot.apply(vm)
+		if in.BsuOptimized != nil {
+			vm.BsuOptimized = *in.BsuOptimized
+		}
+		if in.NestedVirtualization != nil {
+			vm.NestedVirtualization = *in.NestedVirtualization
+		}
+		if in.SecurityGroupIds != nil {
+			if vm.SecurityGroups, err = s.vmGroups(tx, c, vm.NetId, in.SecurityGroupIds); err != nil {
+				return err
+			}
+			if err := setPrimaryNicGroups(tx, vm); err != nil {
+				return err
+			}
+		}
 		if b := in.VmInitiatedShutdownBehavior; b != "" {
 			if b != "stop" && b != "restart" && b != "terminate" {
 				return omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
@@ -806,11 +951,30 @@ func setLinkDelete(tx omi.Tx, volumeID string, del bool) error {
 	return omi.Put(tx, v)
 }
 
+// FiltersVmsState holds every filter of the spec. omi has no maintenance
+// events (MaintenanceEvents is always empty), so a non-empty Maintenance*
+// filter matches no VM; the dates must still be dates.
 type FiltersVmsState struct {
-	SubregionNames []string `json:"SubregionNames"`
-	VmIds          []string `json:"VmIds"`
-	VmStates       []string `json:"VmStates"`
+	MaintenanceEventCodes        []string `json:"MaintenanceEventCodes"`
+	MaintenanceEventDescriptions []string `json:"MaintenanceEventDescriptions"`
+	MaintenanceEventsNotAfter    []string `json:"MaintenanceEventsNotAfter"`
+	MaintenanceEventsNotBefore   []string `json:"MaintenanceEventsNotBefore"`
+	SubregionNames               []string `json:"SubregionNames"`
+	VmIds                        []string `json:"VmIds"`
+	VmStates                     []string `json:"VmStates"`
 }
+
+// maintenance reports whether a Maintenance* filter is given (it then
+// matches nothing), after checking that its dates are dates.
+func (f *FiltersVmsState) maintenance() (bool, error) {
+	for _, d := range append(slices.Clone(f.MaintenanceEventsNotAfter), f.MaintenanceEventsNotBefore...) {
+		if _, err := parseDate(d); err != nil {
+			return false, omi.Invalid(omi.CodeInvalidValue, "MaintenanceEventsNotAfter/NotBefore take dates (YYYY-MM-DD), not %q", d)
+		}
+	}
+	return len(f.MaintenanceEventCodes)+len(f.MaintenanceEventDescriptions)+len(f.MaintenanceEventsNotAfter)+len(f.MaintenanceEventsNotBefore) > 0, nil
+}
+
 type ReadVmsStateRequest struct {
 	Base
 	Paging
@@ -834,12 +998,16 @@ func (s *Service) ReadVmsState(ctx context.Context, c *omi.Caller, in *ReadVmsSt
 	if f == nil {
 		f = &FiltersVmsState{}
 	}
+	none, err := f.maintenance()
+	if err != nil {
+		return nil, err
+	}
 	var vms []*omi.Vm
 	var next string
-	err := s.view(ctx, func(tx omi.Tx) error {
+	err = s.view(ctx, func(tx omi.Tx) error {
 		var err error
 		vms, next, err = listPage[omi.Vm](tx, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VmIds}, in.Paging, omi.PrefixVm, func(v *omi.Vm) bool {
-			return (in.AllVms || v.State == omi.VmRunning) && anyOf(f.SubregionNames, v.Placement.SubregionName) && anyOf(f.VmStates, v.State)
+			return !none && (in.AllVms || v.State == omi.VmRunning) && anyOf(f.SubregionNames, v.Placement.SubregionName) && anyOf(f.VmStates, v.State)
 		})
 		return err
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omiproject/omi/osimage"
 	"github.com/omiproject/omi/osimage/osimagetest"
@@ -58,12 +60,17 @@ func TestBuiltOfficialImages(t *testing.T) {
 	small := osimagetest.Small(t)
 	bin := buildOmi(t)
 	data := t.TempDir()
-	dst := filepath.Join(data, "images", "small.qcow2")
-	os.MkdirAll(filepath.Dir(dst), 0o755)
-	for _, pair := range [][2]string{{small, dst}, {osimage.ManifestPath(small), osimage.ManifestPath(dst)}} {
-		if err := copyAtomic(pair[0], pair[1]); err != nil {
-			t.Fatal(err)
-		}
+	// omi image build finds the image osimagetest built in the same cache
+	// and copies it where omi serve looks: <data>/images/small.qcow2.
+	out, err := exec.Command(bin, "image", "build", "small", "--data", data, "--cache", osimage.DefaultCacheDir()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "built small: "+filepath.Join(data, "images", "small.qcow2")) {
+		t.Fatalf("omi image build small: %v\n%s", err, out)
+	}
+	if cmp, err := exec.Command("cmp", small, filepath.Join(data, "images", "small.qcow2")).CombinedOutput(); err != nil {
+		t.Fatalf("omi image build wrote another file than the cached image: %v %s", err, cmp)
+	}
+	if _, err := osimage.ReadManifest(filepath.Join(data, "images", "small.qcow2")); err != nil {
+		t.Fatal(err)
 	}
 	p := startOmi(t, bin, data)
 	id := waitOfficial(t, p, osimage.SmallFamily+"-")
@@ -75,6 +82,29 @@ func TestBuiltOfficialImages(t *testing.T) {
 	}
 	waitOfficial(t, p, "Debian-12-") // the generated catalogue is still published
 	rootMatches(t, p, id, small)
+	// Its hygiene inspection is clean: no SSH keys, no root password, no
+	// host keys in the published disk.
+	for i := 0; ; i++ {
+		var out struct {
+			ImageInspection struct {
+				State  string
+				Clean  bool
+				Report json.RawMessage
+			}
+		}
+		p.call(t, "ReadImageInspection", map[string]any{"ImageId": id}, &out)
+		if out.ImageInspection.State == "done" {
+			if !out.ImageInspection.Clean {
+				t.Errorf("the small official OMI is not clean: %s", out.ImageInspection.Report)
+			}
+			t.Logf("inspection: %s", out.ImageInspection.Report)
+			break
+		}
+		if i == 300 {
+			t.Fatalf("inspection still %s", out.ImageInspection.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// A restart with the same file (here through --official-images and
 	// symbolic links into the cache) publishes nothing new.
@@ -97,9 +127,9 @@ func TestBuiltOfficialImages(t *testing.T) {
 	}
 	p.cmd.Process.Signal(os.Interrupt)
 	p.cmd.Wait()
-	out, err := imp(small, "--name", "mine", "--account", "123456789012", "--boot-modes", "uefi")
-	if err != nil || !strings.Contains(out, "imported") {
-		t.Fatalf("omi image import: %v\n%s", err, out)
+	imported, err := imp(small, "--name", "mine", "--account", "123456789012", "--boot-modes", "uefi")
+	if err != nil || !strings.Contains(imported, "imported") {
+		t.Fatalf("omi image import: %v\n%s", err, imported)
 	}
 	if out, err := imp(small, "--name", "mine", "--account", "123456789012"); err == nil || !strings.Contains(out, "already exists") {
 		t.Fatalf("import under a taken name: %v\n%s", err, out)
@@ -177,5 +207,30 @@ func TestPublishBuiltVersions(t *testing.T) {
 	second, _ := n.svc.LatestOfficial(ctx, "Test-Linux")
 	if second == nil || second.ImageId == first.ImageId || !strings.HasSuffix(second.ImageName, "-1") {
 		t.Fatalf("a changed file gave %+v", second)
+	}
+}
+
+// TestImageCommandUsage: wrong arguments give the usage and touch nothing.
+func TestImageCommandUsage(t *testing.T) {
+	data := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"build"}, "usage: omi image build small|debian"},
+		{[]string{"build", "ubuntu"}, "usage: omi image build small|debian"},
+		{[]string{"build", "small", "extra"}, "usage: omi image build small|debian"},
+		{[]string{"import"}, "usage: omi image import FILE"},
+		{[]string{"import", "disk.qcow2", "--data", data}, "--name is required"},
+		{[]string{"import", filepath.Join(data, "missing.qcow2"), "--name", "x", "--data", data}, "no such file"},
+		{[]string{"import", "a", "b", "--name", "x"}, "usage: omi image import FILE"},
+	} {
+		err := imageCmd(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("omi image %s: %v, want %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	if entries, _ := os.ReadDir(data); len(entries) != 0 {
+		t.Errorf("the data directory got %d entries", len(entries))
 	}
 }

@@ -24,6 +24,9 @@ func moreRoutes(v *service.Service) map[string]call {
 		"ReadNets":    op(authKey, v.ReadNets),
 		"ReadSubnets": op(authKey, v.ReadSubnets),
 
+		// Quotas (issue 11).
+		"ReadQuotas": op(authKey, v.ReadQuotas),
+
 		// Public IPs.
 		"CreatePublicIp": op(authKey, v.CreatePublicIp),
 		"ReadPublicIps":  op(authKey, v.ReadPublicIps),

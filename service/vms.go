@@ -166,6 +166,10 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		} else if len(img.BootModes) > 0 && !slices.Contains(img.BootModes, bootMode) {
 			return omi.Invalid(omi.CodeInvalidValue, "OMI %s does not support boot mode %s", img.ImageId, bootMode)
 		}
+		taken, err := s.takenAddresses(tx)
+		if err != nil {
+			return err
+		}
 		reservation := omi.NewID(omi.PrefixReservation)
 		now := s.nowString()
 		perf := map[int]string{1: "highest", 2: "high", 3: "medium"}[vt.Performance]
@@ -179,6 +183,12 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				ProductCodes: slices.Clone(img.ProductCodes), ReservationId: reservation, RootDeviceName: img.RootDeviceName,
 				RootDeviceType: "ebs", TpmEnabled: tpm, UserData: in.UserData, VmInitiatedShutdownBehavior: shutdown,
 				IsSourceDestChecked: true, BsuOptimized: true, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
+			// With a driver that runs machines, the public address is
+			// the loopback address the VM's ports are forwarded on.
+			if vm.PublicIp, err = s.poolAddress(tx, taken); err != nil {
+				return err
+			}
+			vm.PublicDnsName = vm.PublicIp
 			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
 				return err
 			}
@@ -562,7 +572,7 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 			return true, nil
 		})
 		for _, vm := range out {
-			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated {
+			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && vm.PublicIp == "" {
 				vm.PublicIp = addr
 				vm.PublicDnsName = "ec2-" + dashes(addr) + "." + s.cfg.Region + ".compute.outscale.com"
 			}
@@ -626,9 +636,11 @@ func (s *Service) changeVms(ctx context.Context, c *omi.Caller, ids []string, fn
 	return &VmStatesResponse{Vms: nonNil(out)}, nil
 }
 
-// StopVms stops running VMs (stopping, then stopped).
+// StopVms stops running VMs (stopping, then stopped once their machine
+// has exited: the guest is asked to power off, and with ForceStop, or
+// after the driver's timeout, the machine is killed).
 func (s *Service) StopVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
-	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+	out, err := s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
 		switch vm.State {
 		case omi.VmRunning, omi.VmPending:
 			vm.State = omi.VmStopping
@@ -638,6 +650,15 @@ func (s *Service) StopVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) 
 		}
 		return nil
 	})
+	if err == nil && !omi.IsDryRun(ctx) {
+		d := s.vmDriver()
+		for _, ch := range out.Vms {
+			if d.Running(ch.VmId) {
+				d.Stop(ch.VmId, in.ForceStop)
+			}
+		}
+	}
+	return out, err
 }
 
 // StartVms starts stopped VMs (pending, then running).
@@ -656,7 +677,8 @@ func (s *Service) StartVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest)
 
 type RebootVmsResponse struct{}
 
-// RebootVms reboots running VMs; with no hypervisor this only checks state.
+// RebootVms reboots running VMs: their machines are reset (the simulated
+// driver only checks the states).
 func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*RebootVmsResponse, error) {
 	_, err := s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
 		if vm.State != omi.VmRunning {
@@ -666,6 +688,13 @@ func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !omi.IsDryRun(ctx) {
+		for _, id := range in.VmIds {
+			if err := s.vmDriver().Reboot(id); err != nil {
+				s.log.Warn("reboot VM", "vm", id, "err", err)
+			}
+		}
 	}
 	return &RebootVmsResponse{}, nil
 }

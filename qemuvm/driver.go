@@ -73,8 +73,11 @@ func Available() bool {
 
 // Driver implements service.VmDriver with QEMU.
 type Driver struct {
-	opt      Options
-	accel    string
+	opt   Options
+	accel string
+	// startMu serialises Start, so that two callers never start two
+	// machines for one VM.
+	startMu  sync.Mutex
 	mu       sync.Mutex
 	machines map[string]*machine
 	notify   func(id string, guest bool)
@@ -288,6 +291,8 @@ func (d *Driver) args(spec service.VmSpec, dir string) ([]string, error) {
 
 // Start runs the VM's machine and returns once its monitor answers.
 func (d *Driver) Start(ctx context.Context, spec service.VmSpec) error {
+	d.startMu.Lock()
+	defer d.startMu.Unlock()
 	if d.Running(spec.VmId) {
 		return nil
 	}

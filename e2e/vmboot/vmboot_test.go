@@ -32,7 +32,7 @@ import (
 
 // server is an omi serve process with the QEMU driver.
 type server struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	data   string
 	args   []string
@@ -44,7 +44,7 @@ type server struct {
 	pool   string
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t testing.TB) *server {
 	osimagetest.NeedTool(t, "qemu-system-x86_64")
 	imgs := osimagetest.OfficialImagesDir(t)
 	s := &server{t: t, bin: apitest.BuildOmi(t), data: t.TempDir()}
@@ -231,7 +231,7 @@ func (s *server) keypair(name string) ssh.Signer {
 }
 
 // dial connects over SSH to the VM's public address, port 22.
-func dial(t *testing.T, addr string, signer ssh.Signer, within time.Duration) *ssh.Client {
+func dial(t testing.TB, addr string, signer ssh.Signer, within time.Duration) *ssh.Client {
 	t.Helper()
 	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}
@@ -261,6 +261,7 @@ func TestBootSSHImage(t *testing.T) {
 	t0 := time.Now()
 	vm := s.createVm(small, "vmboot", "#!/bin/sh\necho "+mark+" > /root/ud-proof\n")
 	s.waitVm(vm.VmId, "running", bootWithin)
+	t.Logf("CreateVms -> running: %v", time.Since(t0).Round(100*time.Millisecond))
 	c := dial(t, *vm.PublicIp, signer, bootWithin)
 	t.Logf("CreateVms -> SSH answering: %v", time.Since(t0).Round(100*time.Millisecond))
 

@@ -462,11 +462,20 @@ func (s *Service) completeVolume(ctx context.Context, id string) (bool, error) {
 
 func (s *Service) completeSnapshot(ctx context.Context, id string) (bool, error) {
 	var sn *omi.Snapshot
+	wait := false
 	if err := s.store.View(ctx, func(tx omi.Tx) (err error) {
-		sn, err = omi.Get[omi.Snapshot](tx, id)
+		if sn, err = omi.Get[omi.Snapshot](tx, id); err != nil {
+			return err
+		}
+		wait, err = s.volumeVmStopping(tx, sn.VolumeId)
 		return err
 	}); err != nil {
 		return false, ignoreMissing(err)
+	}
+	if wait {
+		// CreateImage stops the VM first: its guest is still powering
+		// off, and the snapshot is taken once its machine has exited.
+		return false, nil
 	}
 	state, msg := omi.SnapshotCompleted, ""
 	if s.data != nil {

@@ -180,6 +180,23 @@ func (s *Service) takenAddresses(tx omi.Tx) (map[string]bool, error) {
 	return taken, err
 }
 
+// volumeVmStopping reports whether a volume's VM is being stopped for an
+// image (CreateImage with a reboot) and has not stopped yet.
+func (s *Service) volumeVmStopping(tx omi.Tx, volumeID string) (bool, error) {
+	if volumeID == "" {
+		return false, nil
+	}
+	v, err := omi.Get[omi.Volume](tx, volumeID)
+	if err != nil || len(v.LinkedVolumes) == 0 {
+		return false, ignoreMissing(err)
+	}
+	vm, err := omi.Get[omi.Vm](tx, v.LinkedVolumes[0].VmId)
+	if err != nil {
+		return false, ignoreMissing(err)
+	}
+	return vm.ImagingFor != "" && vm.State == omi.VmStopping, nil
+}
+
 // vmExited is told by the driver that a VM's machine exited. A VM that
 // was running stops, or terminates, as its VmInitiatedShutdownBehavior
 // says when the guest powered off (restart: it boots again); when the

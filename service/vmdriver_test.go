@@ -327,3 +327,32 @@ func TestVmMetadata(t *testing.T) {
 		t.Errorf("unknown VM: %v %v", ok, err)
 	}
 }
+
+// TestVmDriverImageWithReboot: CreateImage of a running VM takes the
+// snapshots only once the machine has exited, then starts it again.
+func TestVmDriverImageWithReboot(t *testing.T) {
+	e := newEnv(t)
+	d := e.withDriver()
+	ctx := context.Background()
+	vm := e.createVm(e.image(e.joe, "boot").ImageId, "")
+	out, err := e.svc.CreateImage(ctx, e.joe, &service.CreateImageRequest{VmId: vm.VmId, ImageName: "from-vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	snap := out.Image.BlockDeviceMappings[0].Bsu.SnapshotId
+	sn, err := e.svc.ReadSnapshots(ctx, e.joe, &service.ReadSnapshotsRequest{Filters: &service.FiltersSnapshot{SnapshotIds: []string{snap}}})
+	if err != nil || len(sn.Snapshots) != 1 {
+		t.Fatal(err)
+	}
+	if sn.Snapshots[0].State != omi.SnapshotPending || e.vm(e.joe, vm.VmId).State != omi.VmStopping {
+		t.Fatalf("while the guest powers off: snapshot %s, VM %s; want pending and stopping", sn.Snapshots[0].State, e.vm(e.joe, vm.VmId).State)
+	}
+	n := len(d.started)
+	d.exit(vm.VmId, true)
+	e.settle()
+	sn, _ = e.svc.ReadSnapshots(ctx, e.joe, &service.ReadSnapshotsRequest{Filters: &service.FiltersSnapshot{SnapshotIds: []string{snap}}})
+	if sn.Snapshots[0].State != omi.SnapshotCompleted || e.vm(e.joe, vm.VmId).State != omi.VmRunning || len(d.started) != n+1 {
+		t.Errorf("after the machine exited: snapshot %s, VM %s, %d more starts", sn.Snapshots[0].State, e.vm(e.joe, vm.VmId).State, len(d.started)-n)
+	}
+}

@@ -184,7 +184,7 @@ func serve(args []string) error {
 		return err
 	}
 	defer n.stopObjectStorage()
-	drv, err := f.vm.vmDriver(svc, f.data, f.nbdListen, log)
+	drv, err := f.vm.vmDriver(svc, f.data, f.nbdListen, n.member != nil, log)
 	if err != nil {
 		return err
 	}

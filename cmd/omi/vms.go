@@ -36,7 +36,15 @@ func (v *vmFlags) register(fs *flag.FlagSet) {
 }
 
 // vmDriver makes the driver the flags ask for: nil for the simulated one.
-func (v *vmFlags) vmDriver(svc *service.Service, dataDir, nbdListen string, log *slog.Logger) (*qemuvm.Driver, error) {
+func (v *vmFlags) vmDriver(svc *service.Service, dataDir, nbdListen string, cluster bool, log *slog.Logger) (*qemuvm.Driver, error) {
+	if cluster && v.driver != "sim" {
+		// Each node would run machines for VMs another node runs.
+		if v.driver == "qemu" {
+			return nil, errors.New("--vm-driver=qemu runs VMs on a single node: it cannot be used with a shared PostgreSQL store")
+		}
+		log.Info("vm driver: simulated (the qemu driver runs on a single node, not with a shared PostgreSQL store)")
+		return nil, nil
+	}
 	switch v.driver {
 	case "sim":
 		return nil, nil

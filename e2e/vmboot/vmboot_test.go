@@ -371,6 +371,30 @@ func TestFailurePaths(t *testing.T) {
 	s.waitVm(vm.VmId, "running", bootWithin)
 	dial(t, *vm.PublicIp, signer, bootWithin).Close()
 
+	// RebootVms resets the machine: the guest boots a second time in the
+	// same process.
+	pid = s.machines()[vm.VmId]
+	if _, err := s.c.RebootVms(context.Background(), oscv3.RebootVmsRequest{VmIds: []string{vm.VmId}}); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(bootWithin); ; time.Sleep(time.Second) {
+		out, err := s.c.ReadConsoleOutput(context.Background(), oscv3.ReadConsoleOutputRequest{VmId: vm.VmId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		console, _ := base64.StdEncoding.DecodeString(*out.ConsoleOutput)
+		if strings.Count(string(console), "Linux version") >= 2 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no second boot on the console after RebootVms:\n%s", osimagetest.Tail(string(console), 2000))
+		}
+	}
+	dial(t, *vm.PublicIp, signer, bootWithin).Close()
+	if got := s.machines()[vm.VmId]; got != pid || string(s.vm(vm.VmId).State) != "running" {
+		t.Errorf("after RebootVms: pid %d (was %d), state %s", got, pid, s.vm(vm.VmId).State)
+	}
+
 	// omi killed: the machine lives on and the new omi adopts it.
 	before := s.machines()[vm.VmId]
 	s.kill()

@@ -1,11 +1,11 @@
 package omi
 
 // Kinds of the network resources, named as the OUTSCALE tag vocabulary
-// names them. omi serves a fixed default Net per account with one Subnet
-// per subregion; they are derived from the account, not stored.
+// names them.
 const (
 	KindNet    Kind = "vpc"
 	KindSubnet Kind = "subnet"
+	KindNic    Kind = "network-interface"
 )
 
 // Id prefixes of the network resources.
@@ -13,10 +13,20 @@ const (
 	PrefixNet         = "vpc"
 	PrefixSubnet      = "subnet"
 	PrefixDhcpOptions = "dopt"
+	PrefixNic         = "eni"
+	PrefixLinkNic     = "eni-attach"
 )
 
-// States of Nets and Subnets; omi's are always available.
+// States of Nets and Subnets: omi creates them available at once, as no
+// packet ever flows through them.
 const NetAvailable = "available"
+
+// States of a NIC and of its link to a VM.
+const (
+	NicAvailable    = "available"
+	NicInUse        = "in-use"
+	LinkNicAttached = "attached"
+)
 
 // Net is a virtual private network (the API's Net object).
 type Net struct {
@@ -42,6 +52,7 @@ func (n *Net) SetOwner(id string) { n.AccountId = id }
 func (n *Net) TagList() *[]Tag { return &n.Tags }
 
 // Subnet is a subnet of a Net in one subregion (the API's Subnet object).
+// AvailableIpsCount is derived when read, from the NICs of the subnet.
 type Subnet struct {
 	AccountId         string `json:"-"`
 	AvailableIpsCount int    `json:"AvailableIpsCount"`
@@ -55,10 +66,13 @@ type Subnet struct {
 	Tags                []Tag  `json:"Tags"`
 }
 
-func (s *Subnet) Kind() Kind                   { return KindSubnet }
-func (s *Subnet) ResourceID() string           { return s.SubnetId }
-func (s *Subnet) Owner() string                { return s.AccountId }
-func (s *Subnet) IndexName() string            { return "" }
+func (s *Subnet) Kind() Kind         { return KindSubnet }
+func (s *Subnet) ResourceID() string { return s.SubnetId }
+func (s *Subnet) Owner() string      { return s.AccountId }
+
+// IndexName is the Net, so that the subnets of a Net are found without a
+// scan of the account's others.
+func (s *Subnet) IndexName() string            { return s.NetId }
 func (s *Subnet) Visibility() (bool, []string) { return false, nil }
 
 // SetOwner restores the owner, which the API's Subnet object does not carry.
@@ -66,3 +80,89 @@ func (s *Subnet) SetOwner(id string) { s.AccountId = id }
 
 // TagList implements Tagged.
 func (s *Subnet) TagList() *[]Tag { return &s.Tags }
+
+// Nic is a network interface card of a Net (the API's Nic object). A NIC
+// holds one primary private IP of its subnet and any number of secondary
+// ones, belongs to security groups of its Net, and is linked to at most
+// one VM.
+type Nic struct {
+	AccountId           string          `json:"AccountId"`
+	Description         string          `json:"Description"`
+	IsSourceDestChecked bool            `json:"IsSourceDestChecked"`
+	LinkNic             *LinkNic        `json:"LinkNic,omitempty"`
+	LinkPublicIp        *LinkPublicIp   `json:"LinkPublicIp,omitempty"`
+	MacAddress          string          `json:"MacAddress"`
+	NetId               string          `json:"NetId"`
+	NicId               string          `json:"NicId"`
+	PrivateDnsName      string          `json:"PrivateDnsName"`
+	PrivateIps          []NicPrivateIp  `json:"PrivateIps"`
+	SecurityGroups      []SecurityGroup `json:"SecurityGroups"`
+	State               string          `json:"State"`
+	SubnetId            string          `json:"SubnetId"`
+	SubregionName       string          `json:"SubregionName"`
+	Tags                []Tag           `json:"Tags"`
+}
+
+// LinkNic is the link of a NIC to a VM.
+type LinkNic struct {
+	DeleteOnVmDeletion bool   `json:"DeleteOnVmDeletion"`
+	DeviceNumber       int    `json:"DeviceNumber"`
+	LinkNicId          string `json:"LinkNicId"`
+	State              string `json:"State"`
+	VmAccountId        string `json:"VmAccountId"`
+	VmId               string `json:"VmId"`
+}
+
+// LinkPublicIp is the public IP linked to a NIC or to one of its private
+// IPs.
+type LinkPublicIp struct {
+	LinkPublicIpId    string `json:"LinkPublicIpId,omitempty"`
+	PublicDnsName     string `json:"PublicDnsName"`
+	PublicIp          string `json:"PublicIp"`
+	PublicIpAccountId string `json:"PublicIpAccountId"`
+	PublicIpId        string `json:"PublicIpId,omitempty"`
+}
+
+// NicPrivateIp is one private IP of a NIC.
+type NicPrivateIp struct {
+	IsPrimary      bool          `json:"IsPrimary"`
+	LinkPublicIp   *LinkPublicIp `json:"LinkPublicIp,omitempty"`
+	PrivateDnsName string        `json:"PrivateDnsName"`
+	PrivateIp      string        `json:"PrivateIp"`
+}
+
+func (n *Nic) Kind() Kind         { return KindNic }
+func (n *Nic) ResourceID() string { return n.NicId }
+func (n *Nic) Owner() string      { return n.AccountId }
+
+// IndexName is the Net, so that the NICs of a Net (and through them the
+// addresses taken in its subnets and the NICs of its VMs) are found
+// without a scan of the account's others.
+func (n *Nic) IndexName() string            { return n.NetId }
+func (n *Nic) Visibility() (bool, []string) { return false, nil }
+
+// TagList implements Tagged.
+func (n *Nic) TagList() *[]Tag { return &n.Tags }
+
+// PrimaryIp returns the primary private IP of the NIC.
+func (n *Nic) PrimaryIp() *NicPrivateIp {
+	for i := range n.PrivateIps {
+		if n.PrivateIps[i].IsPrimary {
+			return &n.PrivateIps[i]
+		}
+	}
+	return nil
+}
+
+// Normalize replaces nil slices by empty ones, as clients expect arrays.
+func (n *Nic) Normalize() {
+	if n.PrivateIps == nil {
+		n.PrivateIps = []NicPrivateIp{}
+	}
+	if n.SecurityGroups == nil {
+		n.SecurityGroups = []SecurityGroup{}
+	}
+	if n.Tags == nil {
+		n.Tags = []Tag{}
+	}
+}

@@ -25,6 +25,11 @@ const (
 	// KindWork records a resource with a transition to run (a persistent
 	// work queue for the reconciler).
 	KindWork Kind = "work"
+	// KindSnapshotUse records that an OMI uses a snapshot, one record per
+	// pair, id "<snapshot id>/<image id>": registering the thousandth OMI
+	// of a snapshot then writes one small record instead of rewriting a
+	// list of a thousand ids in the snapshot's document.
+	KindSnapshotUse Kind = "snapuse"
 )
 
 // KindOfID tells which kind of taggable resource an id names, from its prefix.
@@ -49,6 +54,12 @@ func KindOfID(id string) (Kind, bool) {
 		return KindPublicIp, true
 	case ValidKeypairID(id):
 		return KindKeypair, true
+	case ValidID(id, PrefixNet):
+		return KindNet, true
+	case ValidID(id, PrefixSubnet):
+		return KindSubnet, true
+	case ValidID(id, PrefixNic):
+		return KindNic, true
 	}
 	return "", false
 }

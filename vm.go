@@ -31,7 +31,7 @@ type Vm struct {
 	LaunchNumber                int             `json:"LaunchNumber"`
 	NestedVirtualization        bool            `json:"NestedVirtualization"`
 	NetId                       string          `json:"NetId,omitempty"`
-	Nics                        []any           `json:"Nics"`
+	Nics                        []VmNic         `json:"Nics"`
 	OsFamily                    string          `json:"OsFamily"`
 	Performance                 string          `json:"Performance"`
 	Placement                   Placement       `json:"Placement"`
@@ -68,6 +68,44 @@ func (v *Vm) ForWire() *Vm {
 	c.TerminatedAt, c.ImagingFor = "", ""
 	c.Normalize()
 	return &c
+}
+
+// VmNic is a NIC as a VM shows it (the API's NicLight). It is derived from
+// the NIC records when a VM is read, not stored with the VM.
+type VmNic struct {
+	AccountId           string          `json:"AccountId"`
+	Description         string          `json:"Description"`
+	IsSourceDestChecked bool            `json:"IsSourceDestChecked"`
+	LinkNic             VmNicLink       `json:"LinkNic"`
+	LinkPublicIp        *LinkPublicIp   `json:"LinkPublicIp,omitempty"`
+	MacAddress          string          `json:"MacAddress"`
+	NetId               string          `json:"NetId"`
+	NicId               string          `json:"NicId"`
+	PrivateDnsName      string          `json:"PrivateDnsName"`
+	PrivateIps          []NicPrivateIp  `json:"PrivateIps"`
+	SecurityGroups      []SecurityGroup `json:"SecurityGroups"`
+	State               string          `json:"State"`
+	SubnetId            string          `json:"SubnetId"`
+}
+
+// VmNicLink is the link of a NIC as a VM shows it (LinkNicLight).
+type VmNicLink struct {
+	DeleteOnVmDeletion bool   `json:"DeleteOnVmDeletion"`
+	DeviceNumber       int    `json:"DeviceNumber"`
+	LinkNicId          string `json:"LinkNicId"`
+	State              string `json:"State"`
+}
+
+// LightForVm returns the NIC as the VM it is linked to shows it.
+func (n *Nic) LightForVm() VmNic {
+	out := VmNic{AccountId: n.AccountId, Description: n.Description, IsSourceDestChecked: n.IsSourceDestChecked,
+		LinkPublicIp: n.LinkPublicIp, MacAddress: n.MacAddress, NetId: n.NetId, NicId: n.NicId,
+		PrivateDnsName: n.PrivateDnsName, PrivateIps: n.PrivateIps, SecurityGroups: n.SecurityGroups, State: n.State, SubnetId: n.SubnetId}
+	if n.LinkNic != nil {
+		out.LinkNic = VmNicLink{DeleteOnVmDeletion: n.LinkNic.DeleteOnVmDeletion, DeviceNumber: n.LinkNic.DeviceNumber,
+			LinkNicId: n.LinkNic.LinkNicId, State: n.LinkNic.State}
+	}
+	return out
 }
 
 // VmBDM is a volume attached to a VM (BlockDeviceMappingCreated).
@@ -114,7 +152,7 @@ func (v *Vm) Normalize() {
 		v.BlockDeviceMappings = []VmBDM{}
 	}
 	if v.Nics == nil {
-		v.Nics = []any{}
+		v.Nics = []VmNic{}
 	}
 	if v.ProductCodes == nil {
 		v.ProductCodes = []string{}

@@ -52,12 +52,12 @@ type LoginLockout struct {
 }
 
 // Signature is the signature section: the credential-scope regions the
-// API accepts (default: the region served) and whether the region and
-// service libcurl derives from the host name are accepted too (default
-// true, for oapi-cli).
+// API accepts (default: the region served) and whether the scopes official
+// clients derive themselves are accepted too (default true: libcurl's
+// host-derived one for oapi-cli, osc-sdk-go v2's fixed eu-west-2/oapi).
 type Signature struct {
-	Regions   []string `yaml:"regions"`
-	HostScope *bool    `yaml:"host_scope"`
+	Regions      []string `yaml:"regions"`
+	ClientScopes *bool    `yaml:"client_scopes"`
 }
 
 // Product is a marketplace product type.

@@ -62,6 +62,10 @@ type GzipWriter struct {
 	wg    sync.WaitGroup
 	outWG sync.WaitGroup
 	inBuf sync.Pool
+	// outBuf recycles the members' output buffers: grown from empty for
+	// every 1 MiB member, they cost more allocation and copying than the
+	// output write itself.
+	outBuf sync.Pool
 
 	zeroOnce   sync.Once
 	zeroMember []byte
@@ -75,7 +79,7 @@ type GzipWriter struct {
 
 type gzJob struct {
 	in   []byte
-	out  bytes.Buffer
+	out  *bytes.Buffer
 	done chan struct{}
 	err  error
 }
@@ -104,6 +108,7 @@ func NewGzipWriter(w io.Writer, opts GzipOptions) (*GzipWriter, error) {
 		order: make(chan *gzJob, 2*opts.Concurrency+1),
 	}
 	z.inBuf.New = func() any { b := make([]byte, 0, opts.BlockSize); return &b }
+	z.outBuf.New = func() any { return bytes.NewBuffer(make([]byte, 0, opts.BlockSize/2)) }
 	for range opts.Concurrency {
 		z.wg.Add(1)
 		go z.compressLoop()
@@ -140,7 +145,7 @@ func (z *GzipWriter) Write(p []byte) (int, error) {
 }
 
 func (z *GzipWriter) submit() {
-	j := &gzJob{in: z.cur, done: make(chan struct{})}
+	j := &gzJob{in: z.cur, out: z.outBuf.Get().(*bytes.Buffer), done: make(chan struct{})}
 	z.cur = nil
 	z.submitted = true
 	z.order <- j
@@ -222,7 +227,7 @@ func (z *GzipWriter) compressJob(fw *flate.Writer, j *gzJob) error {
 			return nil
 		}
 	}
-	return encodeMember(fw, &j.out, j.in)
+	return encodeMember(fw, j.out, j.in)
 }
 
 // encodeMember appends one gzip member holding data to out.
@@ -278,6 +283,9 @@ func (z *GzipWriter) outputLoop() {
 		}
 		in := j.in[:0]
 		z.inBuf.Put(&in)
+		j.out.Reset()
+		z.outBuf.Put(j.out)
+		j.out = nil
 	}
 }
 

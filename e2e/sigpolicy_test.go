@@ -42,7 +42,7 @@ func signedAs(t *testing.T, e *apitest.Env, algorithm, region, service string, h
 
 // TestSignaturePolicy: the API accepts the scopes real clients sign with
 // (services api, oapi, osc; the served region; the region and service
-// libcurl derives from 127.0.0.1) and refuses with 401 code 1 a scope for
+// libcurl derives from 127.0.0.1; osc-sdk-go v2's eu-west-2/oapi) and refuses with 401 code 1 a scope for
 // the object storage (s3) or a made-up service, another region, and a
 // body left out of the signature (UNSIGNED-PAYLOAD).
 func TestSignaturePolicy(t *testing.T) {
@@ -78,12 +78,21 @@ func TestSignaturePolicy(t *testing.T) {
 		}
 	}
 
-	// The regions are configurable; host-derived scopes can be turned off.
+	// The regions are configurable; client-derived scopes can be turned off.
 	e.Server.SetSignaturePolicy(oapi.SignaturePolicy{Regions: []string{"eu-west-2", "cloudgouv-eu-west-1"}})
 	if r := signedAs(t, e, sigv4.AlgorithmAWS4, "cloudgouv-eu-west-1", "osc", nil); r.Status != http.StatusOK {
 		t.Errorf("configured second region: %s", r)
 	}
 	wantStatusCode(t, "host scope turned off", signedAs(t, e, sigv4.AlgorithmAWS4, "0", "127", nil), http.StatusUnauthorized, "1")
+
+	// A server of another region still takes osc-sdk-go v2's fixed scope
+	// (and the v2 SDK itself), and nothing else of eu-west-2.
+	e.Server.SetSignaturePolicy(oapi.SignaturePolicy{Regions: []string{"cloudgouv-eu-west-1"}, ClientScopes: true})
+	c, ctx := e.V2(e.Joe)
+	if _, _, err := c.AccountApi.ReadAccounts(ctx).Execute(); err != nil {
+		t.Errorf("v2 SDK against a cloudgouv-eu-west-1 server: %v", err)
+	}
+	wantStatusCode(t, "eu-west-2/osc against a cloudgouv-eu-west-1 server", signedAs(t, e, sigv4.AlgorithmAWS4, "eu-west-2", "osc", nil), http.StatusUnauthorized, "1")
 }
 
 // TestSignaturePolicyCurl: curl --aws-sigv4, the documented way, and with

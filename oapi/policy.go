@@ -23,12 +23,22 @@ type SignaturePolicy struct {
 	// Regions are the scope regions accepted; empty means only the region
 	// the service serves.
 	Regions []string
-	// HostScope also accepts the region and service libcurl derives from
-	// the Host header when the client names none (oapi-cli, osc-sdk-C):
-	// "0" and "127" for 127.0.0.1. The host is part of what is signed, so
-	// this does not let a signature made for another service through.
-	HostScope bool
+	// ClientScopes also accepts the scopes official clients derive
+	// themselves whatever they are configured with: the region and service
+	// libcurl derives from the Host header when the client names none
+	// (oapi-cli, osc-sdk-C: "0" and "127" for 127.0.0.1; the host is part
+	// of what is signed, so this lets no signature for another host
+	// through), and osc-sdk-go v2's fixed eu-west-2/oapi, which it sends to
+	// every region.
+	ClientScopes bool
 }
+
+// SDKv2Region and SDKv2Service are the scope osc-sdk-go v2 signs every
+// request with, whatever region it talks to.
+const (
+	SDKv2Region  = "eu-west-2"
+	SDKv2Service = "oapi"
+)
 
 // errScopeRefused is the cause of a refused credential scope or payload.
 var errScopeRefused = errors.New("signature refused by the API's policy")
@@ -48,7 +58,10 @@ func (s *Server) SignaturePolicy() SignaturePolicy { return s.sigPolicy }
 // is looked up.
 func (s *Server) checkScope(r *http.Request, a *sigv4.Authorization) error {
 	p := &s.sigPolicy
-	if p.HostScope {
+	if p.ClientScopes {
+		if a.Region == SDKv2Region && a.Service == SDKv2Service {
+			return s.checkPayload(r, a)
+		}
 		if region, service, ok := sigv4.HostScope(r.Host); ok && region == a.Region && service == a.Service {
 			return s.checkPayload(r, a)
 		}

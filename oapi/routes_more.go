@@ -20,9 +20,28 @@ func moreRoutes(v *service.Service) map[string]call {
 		"CreateSecurityGroupRule": op(authKey, v.CreateSecurityGroupRule),
 		"DeleteSecurityGroupRule": op(authKey, v.DeleteSecurityGroupRule),
 
-		// The default Net and its subnets.
-		"ReadNets":    op(authKey, v.ReadNets),
-		"ReadSubnets": op(authKey, v.ReadSubnets),
+		// Nets and their subnets.
+		"CreateNet":    op(authKey, v.CreateNet),
+		"ReadNets":     op(authKey, v.ReadNets),
+		"UpdateNet":    op(authKey, v.UpdateNet),
+		"DeleteNet":    op(authKey, v.DeleteNet),
+		"CreateSubnet": op(authKey, v.CreateSubnet),
+		"ReadSubnets":  op(authKey, v.ReadSubnets),
+		"UpdateSubnet": op(authKey, v.UpdateSubnet),
+		"DeleteSubnet": op(authKey, v.DeleteSubnet),
+
+		// NICs.
+		"CreateNic":        op(authKey, v.CreateNic),
+		"ReadNics":         op(authKey, v.ReadNics),
+		"UpdateNic":        op(authKey, v.UpdateNic),
+		"DeleteNic":        op(authKey, v.DeleteNic),
+		"LinkNic":          op(authKey, v.LinkNic),
+		"UnlinkNic":        op(authKey, v.UnlinkNic),
+		"LinkPrivateIps":   op(authKey, v.LinkPrivateIps),
+		"UnlinkPrivateIps": op(authKey, v.UnlinkPrivateIps),
+
+		// Quotas.
+		"ReadQuotas": op(authKey, v.ReadQuotas),
 
 		// Public IPs.
 		"CreatePublicIp": op(authKey, v.CreatePublicIp),

@@ -69,7 +69,7 @@ func New(svc *service.Service, log *slog.Logger) *Server {
 	}
 	s := &Server{svc: svc, log: log, now: time.Now}
 	s.calls = s.routes()
-	s.SetSignaturePolicy(SignaturePolicy{HostScope: true})
+	s.SetSignaturePolicy(SignaturePolicy{ClientScopes: true})
 	return s
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -15,6 +16,11 @@ import (
 	"strconv"
 	"strings"
 )
+
+// ErrPackages wraps the failures to resolve or download Debian packages
+// (no apt lists, archive unreachable), as opposed to failures of the
+// build itself, so that tests can skip when the archive is out of reach.
+var ErrPackages = errors.New("Debian packages unavailable")
 
 // deb is one Debian package as apt resolves it: the exact file (name and
 // version) and its checksum from the signed archive index, so a cached
@@ -51,7 +57,7 @@ func run(ctx context.Context, dir string, name string, args ...string) ([]byte, 
 func candidateDepends(ctx context.Context, pkg, prefix string) (string, error) {
 	out, err := run(ctx, "", "apt-cache", "show", "--no-all-versions", pkg)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %w", ErrPackages, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -66,7 +72,7 @@ func candidateDepends(ctx context.Context, pkg, prefix string) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("apt-cache show %s: no dependency starting with %s (run apt-get update?)", pkg, prefix)
+	return "", fmt.Errorf("%w: apt-cache show %s: no dependency starting with %s (run apt-get update?)", ErrPackages, pkg, prefix)
 }
 
 // resolve asks apt which files it would download for the packages,
@@ -74,7 +80,7 @@ func candidateDepends(ctx context.Context, pkg, prefix string) (string, error) {
 func resolve(ctx context.Context, pkgs []string) ([]deb, error) {
 	out, err := run(ctx, "", "apt-get", append([]string{"download", "--print-uris", "-q"}, pkgs...)...)
 	if err != nil {
-		return nil, fmt.Errorf("resolve Debian packages (is apt-get update done and the archive reachable?): %w", err)
+		return nil, fmt.Errorf("%w: resolve (is apt-get update done?): %w", ErrPackages, err)
 	}
 	var debs []deb
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -154,7 +160,7 @@ func download(ctx context.Context, dir string, debs []deb) error {
 		args = append(args, d.packageName()+"="+d.version())
 	}
 	if _, err := run(ctx, tmp, "apt-get", append([]string{"download", "-q"}, args...)...); err != nil {
-		return fmt.Errorf("download Debian packages: %w", err)
+		return fmt.Errorf("%w: download (is the archive reachable?): %w", ErrPackages, err)
 	}
 	for _, d := range missing {
 		got := filepath.Join(tmp, d.File)

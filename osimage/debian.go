@@ -14,9 +14,10 @@ import (
 // debianInclude are the packages debootstrap adds to minbase: an init
 // (systemd, udev, dbus for logind, which powers off on the ACPI button),
 // DHCP networking with ifupdown, OpenSSH and python3 for Ansible, sudo for
-// the outscale user.
+// the outscale user, growpart and resize2fs to grow the root filesystem to
+// the VM's volume.
 var debianInclude = []string{"systemd-sysv", "udev", "dbus", "kmod", "ifupdown", "isc-dhcp-client", "iproute2", "netbase",
-	"openssh-server", "python3", "sudo"}
+	"openssh-server", "python3", "sudo", "cloud-guest-utils", "e2fsprogs"}
 
 // DebianSize is the virtual size of the Debian image.
 const DebianSize = 2 << 30

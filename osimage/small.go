@@ -20,10 +20,15 @@ var rootfsFiles embed.FS
 // smallPackages are the Debian packages the small image is made of
 // (besides the kernel, resolved from linux-image-cloud-amd64): busybox for
 // everything, dropbear for SSH with its libraries, OpenSSH's scp and
-// sftp-server for file transfers (Terraform, Packer), syslinux to boot.
+// sftp-server for file transfers (Terraform, Packer), syslinux to boot,
+// and sfdisk, partx and resize2fs only, from fdisk, util-linux and
+// e2fsprogs.
 var smallPackages = []string{
 	"busybox-static", "dropbear-bin", "libtomcrypt1", "libtommath1", "libgmp10", "zlib1g", "libcrypt1", "libc6",
 	"openssh-client", "openssh-sftp-server", "syslinux-common", "syslinux-efi",
+	// sfdisk, partx and resize2fs grow the root to a larger volume at boot.
+	"util-linux", "fdisk", "libfdisk1", "libsmartcols1", "libreadline8", "libtinfo6", "libblkid1", "libuuid1",
+	"e2fsprogs", "libext2fs2", "libcom-err2",
 }
 
 // initramfsModules are loaded by the initramfs: the cloud kernel builds
@@ -243,6 +248,9 @@ func smallRoot(ctx context.Context, pkgs, dir string) (map[string][2]int, error)
 		"usr/sbin/dropbear":           "usr/sbin/dropbear",
 		"usr/bin/scp":                 "usr/bin/scp",
 		"usr/lib/openssh/sftp-server": "usr/lib/openssh/sftp-server",
+		"sbin/sfdisk":                 "sbin/sfdisk",
+		"sbin/resize2fs":              "sbin/resize2fs",
+		"usr/bin/partx":               "sbin/partx",
 	}
 	for src, dst := range copies {
 		if err := copyFile(filepath.Join(pkgs, src), filepath.Join(dir, dst), 0o755); err != nil {
@@ -253,7 +261,7 @@ func smallRoot(ctx context.Context, pkgs, dir string) (map[string][2]int, error)
 	if err := os.Symlink("openssh/sftp-server", filepath.Join(dir, "usr/lib/sftp-server")); err != nil {
 		return nil, err
 	}
-	libs, interp, err := libClosure(pkgs, []string{"usr/sbin/dropbear", "usr/bin/scp", "usr/lib/openssh/sftp-server"})
+	libs, interp, err := libClosure(pkgs, []string{"usr/sbin/dropbear", "usr/bin/scp", "usr/lib/openssh/sftp-server", "sbin/sfdisk", "sbin/resize2fs", "usr/bin/partx"})
 	if err != nil {
 		return nil, err
 	}

@@ -173,23 +173,27 @@ func authError(details string) *omi.Error {
 
 // LookupAccessKey returns the active key and its account for a signature
 // check. Unknown, inactive and expired keys fail, so a key stops working as
-// soon as it is deactivated or deleted.
+// soon as it is deactivated or deleted through this node, and within
+// keyCacheTTL when another node sharing the store does it (see keyCache).
 func (s *Service) LookupAccessKey(ctx context.Context, id string) (*omi.AccessKey, *omi.Account, error) {
-	var key *omi.AccessKey
-	var acct *omi.Account
-	err := s.store.View(ctx, func(tx omi.Tx) error {
-		var err error
-		if key, err = omi.Get[omi.AccessKey](tx, id); err != nil {
+	key, acct, ok := s.keys.get(id)
+	if !ok {
+		gen, at := s.keys.generation(), s.keys.clock()
+		err := s.store.View(ctx, func(tx omi.Tx) error {
+			var err error
+			if key, err = omi.Get[omi.AccessKey](tx, id); err != nil {
+				return err
+			}
+			acct, err = omi.Get[omi.Account](tx, key.AccountId)
 			return err
+		})
+		if isNotFound(err) {
+			return nil, nil, authError("unknown access key")
 		}
-		acct, err = omi.Get[omi.Account](tx, key.AccountId)
-		return err
-	})
-	if isNotFound(err) {
-		return nil, nil, authError("unknown access key")
-	}
-	if err != nil {
-		return nil, nil, omi.Internal(err)
+		if err != nil {
+			return nil, nil, omi.Internal(err)
+		}
+		s.keys.put(gen, id, key, acct, at)
 	}
 	if key.State != omi.AccessKeyActive {
 		return nil, nil, authError("access key is inactive")

@@ -216,7 +216,7 @@ func (s *Service) UnlinkInternetService(ctx context.Context, c *omi.Caller, in *
 func netMappedPublicIP(tx omi.Tx, account, netID string) (string, error) {
 	var ips []*omi.PublicIp
 	err := omi.Scan(tx, omi.Query{Owners: []string{account}}, func(p *omi.PublicIp) (bool, error) {
-		if p.VmId != "" {
+		if p.VmId != "" || p.NicId != "" {
 			ips = append(ips, p)
 		}
 		return true, nil
@@ -225,6 +225,22 @@ func netMappedPublicIP(tx omi.Tx, account, netID string) (string, error) {
 		return "", err
 	}
 	for _, p := range ips {
+		if err := liveLink(tx, p); err != nil {
+			return "", err
+		}
+		if p.NicId != "" {
+			n, err := omi.Get[omi.Nic](tx, p.NicId)
+			if err != nil {
+				return "", err
+			}
+			if n.NetId == netID {
+				return p.PublicIp, nil
+			}
+			continue
+		}
+		if p.VmId == "" {
+			continue
+		}
 		vm, err := omi.Get[omi.Vm](tx, p.VmId)
 		if isNotFound(err) {
 			continue

@@ -1,53 +1,51 @@
 package service
 
-// NETGW TEMPORARY LOOKUPS — to reconcile with the net branch.
-//
-// The gateway and routing calls need to find the caller's Nets, subnets and
-// NICs. The net branch turns Nets and subnets into stored records with its
-// own lookups; until it is merged these minimal ones read the omi.Net and
-// omi.Subnet records directly. The lead replaces them by the net branch's
-// helpers (same contract: the caller's resource, or the kind's not-found
-// error, another account's resource being reported exactly like a missing
-// one).
+// Lookups the gateway and routing calls make into the Nets, subnets and
+// NICs of nets.go, networks.go and nics.go.
 
 import (
 	"github.com/omiproject/omi"
 )
 
 // gwNet loads a Net the caller owns.
-func gwNet(tx omi.Tx, c *omi.Caller, id string) (*omi.Net, error) {
-	return gwNetOf(tx, c.AccountID(), id)
-}
+func gwNet(tx omi.Tx, c *omi.Caller, id string) (*omi.Net, error) { return ownNet(tx, c, id) }
 
 // gwNetOf loads a Net owned by account (the accepter of a Net peering may
 // be another account).
-func gwNetOf(tx omi.Tx, account, id string) (*omi.Net, error) {
-	n, err := omi.Get[omi.Net](tx, id)
-	if isNotFound(err) || (err == nil && n.AccountId != account) {
-		return nil, omi.NotFound(codeNoSuchNet, "The NetId '%s' doesn't exist.", id)
-	}
-	return n, err
-}
+func gwNetOf(tx omi.Tx, account, id string) (*omi.Net, error) { return netOf(tx, account, id) }
 
 // gwSubnet loads a subnet the caller owns.
-func gwSubnet(tx omi.Tx, c *omi.Caller, id string) (*omi.Subnet, error) {
-	sn, err := omi.Get[omi.Subnet](tx, id)
-	if isNotFound(err) || (err == nil && sn.AccountId != c.AccountID()) {
-		return nil, omi.NotFound(codeNoSuchSubnet, "The SubnetId '%s' doesn't exist.", id)
-	}
-	return sn, err
-}
+func gwSubnet(tx omi.Tx, c *omi.Caller, id string) (*omi.Subnet, error) { return ownSubnet(tx, c, id) }
 
 // gwNic finds a NIC the caller owns and tells its Net and the VM it is
-// linked to ("" when unlinked). Without stored NICs every id is unknown.
+// linked to ("" when unlinked).
 func gwNic(tx omi.Tx, c *omi.Caller, id string) (netID, vmID string, err error) {
-	return "", "", omi.NotFound(codeNoSuchNic, "The NicId '%s' doesn't exist.", id)
+	n, err := ownNic(tx, c, id)
+	if err != nil {
+		return "", "", err
+	}
+	if n.LinkNic != nil {
+		vmID = n.LinkNic.VmId
+	}
+	return n.NetId, vmID, nil
 }
 
 // gwVmNic is the primary NIC of a VM, shown beside VmId in a route to a VM
-// ("" when unknown).
-func gwVmNic(tx omi.Tx, vm *omi.Vm) string { return "" }
+// ("" when it has none).
+func gwVmNic(tx omi.Tx, vm *omi.Vm) string {
+	nics, err := vmNics(tx, vm)
+	if err != nil || len(nics) == 0 || nics[0].LinkNic.DeviceNumber != 0 {
+		return ""
+	}
+	return nics[0].NicId
+}
 
 // gwNicExists tells whether a NIC is still there (routes to a deleted NIC
 // are blackholes).
-func gwNicExists(tx omi.Tx, id string) (bool, error) { return false, nil }
+func gwNicExists(tx omi.Tx, id string) (bool, error) {
+	_, err := omi.Get[omi.Nic](tx, id)
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -54,35 +54,28 @@ func newGwEnv(t *testing.T) *gwEnv {
 	return g
 }
 
-// net puts a Net of c in place, as CreateNet does, with its main route
-// table and default DHCP options.
+// net creates a Net of c, with its main route table and default DHCP
+// options.
 func (g *gwEnv) net(c *omi.Caller, ipRange string) *omi.Net {
 	g.t.Helper()
-	n := &omi.Net{AccountId: c.AccountID(), NetId: omi.NewID(omi.PrefixNet), IpRange: ipRange, State: omi.NetAvailable, Tenancy: "default", Tags: []omi.Tag{}}
-	err := g.store.Update(context.Background(), func(tx omi.Tx) error {
-		if err := g.svc.NetgwCreateNet(tx, c.AccountID(), n); err != nil {
-			return err
-		}
-		return omi.Insert(tx, n)
-	})
+	out, err := g.svc.CreateNet(context.Background(), c, &service.CreateNetRequest{IpRange: ipRange})
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	return n
+	return out.Net
 }
 
-// subnet puts a subnet of a Net in place.
+// subnet creates a subnet of a Net.
 func (g *gwEnv) subnet(c *omi.Caller, n *omi.Net, ipRange string) *omi.Subnet {
 	g.t.Helper()
-	sn := &omi.Subnet{AccountId: c.AccountID(), SubnetId: omi.NewID(omi.PrefixSubnet), NetId: n.NetId, IpRange: ipRange,
-		SubregionName: "eu-west-2a", State: omi.NetAvailable, Tags: []omi.Tag{}}
-	if err := g.store.Update(context.Background(), func(tx omi.Tx) error { return omi.Insert(tx, sn) }); err != nil {
+	out, err := g.svc.CreateSubnet(context.Background(), c, &service.CreateSubnetRequest{NetId: n.NetId, IpRange: ipRange, SubregionName: "eu-west-2a"})
+	if err != nil {
 		g.t.Fatal(err)
 	}
-	return sn
+	return out.Subnet
 }
 
-// vmIn runs a VM of c and places it in a subnet of n.
+// vmIn runs a VM of c in a subnet of n.
 func (g *gwEnv) vmIn(c *omi.Caller, n *omi.Net, sn *omi.Subnet) *omi.Vm {
 	g.t.Helper()
 	img := g.images[c.AccountID()]
@@ -90,25 +83,12 @@ func (g *gwEnv) vmIn(c *omi.Caller, n *omi.Net, sn *omi.Subnet) *omi.Vm {
 		img = g.image(c, "gw-image-"+c.AccountID())
 		g.images[c.AccountID()] = img
 	}
-	out, err := g.svc.CreateVms(context.Background(), c, &service.CreateVmsRequest{ImageId: img.ImageId, VmType: "tinav5.c2r4p2"})
+	out, err := g.svc.CreateVms(context.Background(), c, &service.CreateVmsRequest{ImageId: img.ImageId, VmType: "tinav5.c2r4p2", SubnetId: sn.SubnetId})
 	if err != nil {
 		g.t.Fatal(err)
 	}
 	g.settle()
-	vm := out.Vms[0]
-	err = g.store.Update(context.Background(), func(tx omi.Tx) error {
-		v, err := omi.Get[omi.Vm](tx, vm.VmId)
-		if err != nil {
-			return err
-		}
-		v.NetId, v.SubnetId = n.NetId, sn.SubnetId
-		return omi.Put(tx, v)
-	})
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	vm.NetId, vm.SubnetId = n.NetId, sn.SubnetId
-	return vm
+	return out.Vms[0]
 }
 
 func (g *gwEnv) mainTable(c *omi.Caller, netID string) *omi.RouteTable {

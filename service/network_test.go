@@ -351,6 +351,12 @@ func sgRule(proto string, from, to int, ranges ...string) service.RuleRequest {
 func TestDefaultSecurityGroups(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	// A Net comes with its default group.
+	created, err := e.svc.CreateNet(ctx, e.joe, &service.CreateNetRequest{IpRange: "10.0.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	netID := created.Net.NetId
 	// Concurrent first reads create one set of default groups.
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
@@ -368,8 +374,6 @@ func TestDefaultSecurityGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	nwValid(t, "ReadSecurityGroups", out)
-	nets, _ := e.svc.ReadNets(ctx, e.joe, &service.ReadNetsRequest{})
-	netID := nets.Nets[0].NetId
 	if len(out.SecurityGroups) != 2 {
 		t.Fatalf("%d groups, want the public Cloud and the Net default groups: %+v", len(out.SecurityGroups), out.SecurityGroups)
 	}
@@ -413,8 +417,11 @@ func TestDefaultSecurityGroups(t *testing.T) {
 func TestSecurityGroupsAndRules(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	nets, _ := e.svc.ReadNets(ctx, e.joe, &service.ReadNetsRequest{})
-	netID := nets.Nets[0].NetId
+	created, err := e.svc.CreateNet(ctx, e.joe, &service.CreateNetRequest{IpRange: "10.0.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	netID := created.Net.NetId
 	create := func(c *omi.Caller, name, desc, net string) (*service.CreateSecurityGroupResponse, error) {
 		return e.svc.CreateSecurityGroup(ctx, c, &service.CreateSecurityGroupRequest{SecurityGroupName: name, Description: desc, NetId: net})
 	}
@@ -431,7 +438,7 @@ func TestSecurityGroupsAndRules(t *testing.T) {
 		_, err := create(e.joe, b.name, b.desc, b.net)
 		nwCode(t, b.what, err, b.code)
 	}
-	_, err := create(e.bob, "n", "d", netID)
+	_, err = create(e.bob, "n", "d", netID)
 	nwCode(t, "bob uses joe's net", err, "5065")
 	if _, err := create(e.joe, "dry", "d", ""); err != nil {
 		t.Fatal(err)
@@ -631,100 +638,6 @@ func TestSecurityGroupsAndRules(t *testing.T) {
 	rd, _ = e.svc.ReadSecurityGroups(ctx, e.joe, &service.ReadSecurityGroupsRequest{Filters: &service.FiltersSecurityGroup{SecurityGroupNames: []string{"ghost"}}})
 	if len(rd.SecurityGroups) != 0 {
 		t.Errorf("a dry-run create left %+v", rd.SecurityGroups)
-	}
-}
-
-func TestNetsAndSubnets(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	jn, err := e.svc.ReadNets(ctx, e.joe, &service.ReadNetsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nwValid(t, "ReadNets", jn)
-	if len(jn.Nets) != 1 {
-		t.Fatalf("joe has %d nets", len(jn.Nets))
-	}
-	n := jn.Nets[0]
-	if !omi.ValidID(n.NetId, "vpc") || !omi.ValidID(n.DhcpOptionsSetId, "dopt") || n.IpRange != "10.0.0.0/16" || n.State != "available" || n.Tenancy != "default" {
-		t.Errorf("net %+v", n)
-	}
-	again, _ := e.svc.ReadNets(ctx, e.joe, &service.ReadNetsRequest{Filters: &service.FiltersNet{IsDefault: ptr(true), NetIds: []string{n.NetId}, States: []string{"available"}}})
-	if len(again.Nets) != 1 || again.Nets[0].NetId != n.NetId {
-		t.Errorf("net id not stable or filters wrong: %+v", again.Nets)
-	}
-	bn, _ := e.svc.ReadNets(ctx, e.bob, &service.ReadNetsRequest{})
-	if len(bn.Nets) != 1 || bn.Nets[0].NetId == n.NetId {
-		t.Errorf("bob's net %+v, joe's %s", bn.Nets, n.NetId)
-	}
-	var tagged service.FiltersNet
-	if err := json.Unmarshal([]byte(`{"TagKeys":["k"]}`), &tagged); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []*service.FiltersNet{{NetIds: []string{n.NetId}}, {IsDefault: ptr(false)}} {
-		out, _ := e.svc.ReadNets(ctx, e.bob, &service.ReadNetsRequest{Filters: f})
-		if len(out.Nets) != 0 {
-			t.Errorf("bob with %+v reads %+v", f, out.Nets)
-		}
-	}
-	if out, _ := e.svc.ReadNets(ctx, e.joe, &service.ReadNetsRequest{Filters: &tagged}); len(out.Nets) != 0 {
-		t.Errorf("a tag filter matched the untagged net: %+v", out.Nets)
-	}
-	if d, err := e.svc.ReadNets(dry(), e.joe, &service.ReadNetsRequest{}); err != nil || len(d.Nets) != 0 {
-		t.Errorf("dry-run ReadNets: %+v %v", d, err)
-	}
-
-	js, err := e.svc.ReadSubnets(ctx, e.joe, &service.ReadSubnetsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nwValid(t, "ReadSubnets", js)
-	subs, _ := e.svc.ReadSubregions(ctx, e.joe, &service.ReadSubregionsRequest{})
-	if len(js.Subnets) != len(subs.Subregions) {
-		t.Fatalf("%d subnets for %d subregions", len(js.Subnets), len(subs.Subregions))
-	}
-	netRange := netip.MustParsePrefix(n.IpRange)
-	var ranges []netip.Prefix
-	for i, s := range js.Subnets {
-		p, err := netip.ParsePrefix(s.IpRange)
-		if err != nil || !netRange.Contains(p.Addr()) || p.Bits() != 18 || p.Masked() != p {
-			t.Errorf("subnet range %s", s.IpRange)
-		}
-		for _, q := range ranges {
-			if q.Overlaps(p) {
-				t.Errorf("subnets %s and %s overlap", q, p)
-			}
-		}
-		ranges = append(ranges, p)
-		if s.NetId != n.NetId || s.SubregionName != subs.Subregions[i].SubregionName || s.AvailableIpsCount != 16379 ||
-			!omi.ValidID(s.SubnetId, "subnet") || s.State != "available" {
-			t.Errorf("subnet %+v", s)
-		}
-	}
-	// Packer's lookups: by net and subregion, by subnet id.
-	one, _ := e.svc.ReadSubnets(ctx, e.joe, &service.ReadSubnetsRequest{Filters: &service.FiltersSubnet{
-		NetIds: []string{n.NetId}, SubregionNames: []string{"eu-west-2b"}, States: []string{"available"}}})
-	if len(one.Subnets) != 1 || one.Subnets[0].SubregionName != "eu-west-2b" {
-		t.Errorf("subnet of eu-west-2b: %+v", one.Subnets)
-	}
-	bs, _ := e.svc.ReadSubnets(ctx, e.bob, &service.ReadSubnetsRequest{Filters: &service.FiltersSubnet{SubnetIds: []string{js.Subnets[0].SubnetId}}})
-	if len(bs.Subnets) != 0 {
-		t.Errorf("bob reads joe's subnet: %+v", bs.Subnets)
-	}
-	// Paging.
-	p1, err := e.svc.ReadSubnets(ctx, e.joe, &service.ReadSubnetsRequest{Paging: service.Paging{ResultsPerPage: ptr(1)}})
-	if err != nil || len(p1.Subnets) != 1 || p1.NextPageToken == "" {
-		t.Fatalf("page 1: %+v %v", p1, err)
-	}
-	nwValid(t, "ReadSubnets", p1)
-	p2, err := e.svc.ReadSubnets(ctx, e.joe, &service.ReadSubnetsRequest{Paging: service.Paging{ResultsPerPage: ptr(1), NextPageToken: p1.NextPageToken}})
-	if err != nil || len(p2.Subnets) != 1 || p2.Subnets[0].SubnetId == p1.Subnets[0].SubnetId {
-		t.Errorf("page 2: %+v %v", p2, err)
-	}
-	_, err = e.svc.ReadSubnets(ctx, e.joe, &service.ReadSubnetsRequest{Paging: service.Paging{ResultsPerPage: ptr(1001)}})
-	nwCode(t, "ResultsPerPage 1001", err, omi.CodeInvalidValue)
-	if d, err := e.svc.ReadSubnets(dry(), e.joe, &service.ReadSubnetsRequest{}); err != nil || len(d.Subnets) != 0 {
-		t.Errorf("dry-run ReadSubnets: %+v %v", d, err)
 	}
 }
 

@@ -36,9 +36,9 @@ type OfficialSpec struct {
 	Tags []omi.Tag
 }
 
-// OfficialSourceTag records where an official OMI's disk came from
-// ("generated", or "built:" and the SHA-256 of a built image file), so that
-// omi serve publishes a new version when a different disk is available.
+// OfficialSourceTag records, on an official OMI published from a built
+// image file, "built:" and the file's SHA-256, so that omi serve publishes
+// a new version only when a different file is available.
 const OfficialSourceTag = "omi:source"
 
 // provider returns the account that owns official OMIs.

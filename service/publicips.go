@@ -6,13 +6,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/omiproject/omi"
 )
 
 // Error codes of the public IP calls (2019 gateway error catalogue).
 const (
-	codeNoSuchNic         = "5036" // no-such-nic: omi has no NICs
+	codeNoSuchNic         = "5036" // no-such-nic
 	codeNoSuchIP          = "5025" // no-such-ip
 	codeNoSuchIPLink      = "5026" // no-such-ip-association
 	codeLockedAddress     = "9031" // locked-address: linked elsewhere, relink not allowed
@@ -61,10 +62,27 @@ func ipTaken(tx omi.Tx, ip string) (bool, error) {
 	return taken, err
 }
 
-// liveLink clears the link of an address whose VM is gone or terminated:
-// a terminated VM releases its public IP. The VM record is the truth, so
-// the link is corrected when read rather than by the VM calls.
+// liveLink brings the link of an address up to date: the address of a
+// VM that is gone or terminated is released, and an address linked to a
+// NIC follows the NIC (its VM, or nothing once the NIC or its private IP
+// is gone). The VM and NIC records are the truth, so the link is corrected
+// when read rather than by every VM and NIC call.
 func liveLink(tx omi.Tx, p *omi.PublicIp) error {
+	if p.NicId != "" {
+		n, err := omi.Get[omi.Nic](tx, p.NicId)
+		if isNotFound(err) || (err == nil && !slices.ContainsFunc(n.PrivateIps, func(x omi.NicPrivateIp) bool { return x.PrivateIp == p.PrivateIp })) {
+			p.Unlink()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p.VmId = ""
+		if n.LinkNic != nil {
+			p.VmId = n.LinkNic.VmId
+		}
+		return nil
+	}
 	if p.VmId == "" {
 		return nil
 	}
@@ -159,22 +177,19 @@ type LinkPublicIpResponse struct {
 	LinkPublicIpId string `json:"LinkPublicIpId"`
 }
 
-// LinkPublicIp links one of the caller's addresses to one of its VMs. A VM
-// has one public IP: linking another unlinks the previous one. An address
-// linked to another VM moves only with AllowRelink. omi has no NICs, so a
-// NicId is always unknown.
+// LinkPublicIp links one of the caller's addresses to one of its VMs or
+// NICs. A VM of a Net, or a private IP of a NIC, has one public IP: linking
+// another unlinks the previous one. An address linked elsewhere moves only
+// with AllowRelink. Linking to a VM of a Net links its primary NIC.
 func (s *Service) LinkPublicIp(ctx context.Context, c *omi.Caller, in *LinkPublicIpRequest) (*LinkPublicIpResponse, error) {
 	if in.PublicIp == "" && in.PublicIpId == "" {
 		return nil, omi.Invalid(omi.CodeInvalidParameter, "PublicIp or PublicIpId is required")
 	}
-	if in.NicId != "" {
-		if in.VmId != "" {
-			return nil, omi.Invalid(omi.CodeInvalidParamSet, "give VmId or NicId, not both")
-		}
-		return nil, omi.NotFound(codeNoSuchNic, "The NicId '%s' doesn't exist.", in.NicId)
+	if in.NicId != "" && in.VmId != "" {
+		return nil, omi.Invalid(omi.CodeInvalidParamSet, "give VmId or NicId, not both")
 	}
-	if in.VmId == "" {
-		return nil, omi.Invalid(omi.CodeInvalidParameter, "VmId is required")
+	if in.VmId == "" && in.NicId == "" {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "VmId or NicId is required")
 	}
 	var link string
 	err := s.update(ctx, func(tx omi.Tx) error {
@@ -185,27 +200,66 @@ func (s *Service) LinkPublicIp(ctx context.Context, c *omi.Caller, in *LinkPubli
 		if err := PublicIPUsedByNat(tx, c.AccountID(), p); err != nil {
 			return err
 		}
-		vm, err := s.ownVm(tx, c, in.VmId)
-		if err != nil {
-			return err
+		// Where the address goes: a VM of the public Cloud (vmID, with
+		// its private IP), or a private IP of a NIC (nic).
+		var vmID, privateIp string
+		var nic *omi.Nic
+		if in.VmId != "" {
+			vm, err := s.ownVm(tx, c, in.VmId)
+			if err != nil {
+				return err
+			}
+			if vm.State == omi.VmTerminated || vm.State == omi.VmShuttingDown {
+				return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s", vm.VmId, vm.State)
+			}
+			vmID, privateIp = vm.VmId, vm.PrivateIp
+			if vm.NetId != "" {
+				nics, err := vmNics(tx, vm)
+				if err != nil {
+					return err
+				}
+				if len(nics) == 0 || nics[0].LinkNic.DeviceNumber != 0 {
+					return omi.BadState(omi.CodeInvalidVmState, "VM %s has no primary NIC", vm.VmId)
+				}
+				nic = nics[0]
+			}
+		} else {
+			if nic, err = ownNic(tx, c, in.NicId); err != nil {
+				return err
+			}
 		}
-		if vm.State == omi.VmTerminated || vm.State == omi.VmShuttingDown {
-			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s", vm.VmId, vm.State)
+		if nic != nil {
+			privateIp = nic.PrimaryIp().PrivateIp
+			if in.PrivateIp != "" {
+				if !slices.ContainsFunc(nic.PrivateIps, func(x omi.NicPrivateIp) bool { return x.PrivateIp == in.PrivateIp }) {
+					return omi.Invalid(omi.CodeInvalidValue, "PrivateIp %s is not an address of the NIC %s", in.PrivateIp, nic.NicId)
+				}
+				privateIp = in.PrivateIp
+			}
+			vmID = ""
+			if nic.LinkNic != nil {
+				vmID = nic.LinkNic.VmId
+			}
+		} else if in.PrivateIp != "" && in.PrivateIp != privateIp {
+			return omi.Invalid(omi.CodeInvalidValue, "PrivateIp %s is not an address of VM %s", in.PrivateIp, vmID)
 		}
-		if in.PrivateIp != "" && in.PrivateIp != vm.PrivateIp {
-			return omi.Invalid(omi.CodeInvalidValue, "PrivateIp %s is not an address of VM %s", in.PrivateIp, vm.VmId)
+		same := func(o *omi.PublicIp) bool {
+			if nic != nil {
+				return o.NicId == nic.NicId && o.PrivateIp == privateIp
+			}
+			return o.NicId == "" && o.VmId == vmID
 		}
-		if p.VmId == vm.VmId {
+		if same(p) {
 			link = p.LinkPublicIpId
 			return nil
 		}
-		if p.VmId != "" && !in.AllowRelink {
-			return omi.Conflict(codeLockedAddress, "The public IP %s is linked to VM %s; set AllowRelink to move it.", p.PublicIp, p.VmId)
+		if (p.VmId != "" || p.NicId != "") && !in.AllowRelink {
+			return omi.Conflict(codeLockedAddress, "The public IP %s is linked to %s; set AllowRelink to move it.", p.PublicIp, p.VmId+p.NicId)
 		}
-		// The VM's previous address, if any, comes off.
+		// The target's previous address, if any, comes off.
 		var prev []*omi.PublicIp
 		err = omi.Scan(tx, omi.Query{Owners: []string{c.AccountID()}}, func(o *omi.PublicIp) (bool, error) {
-			if o.VmId == vm.VmId && o.PublicIpId != p.PublicIpId {
+			if o.PublicIpId != p.PublicIpId && (o.VmId != "" || o.NicId != "") && same(o) {
 				prev = append(prev, o)
 			}
 			return true, nil
@@ -219,7 +273,10 @@ func (s *Service) LinkPublicIp(ctx context.Context, c *omi.Caller, in *LinkPubli
 				return err
 			}
 		}
-		p.VmId, p.PrivateIp = vm.VmId, vm.PrivateIp
+		p.VmId, p.PrivateIp, p.NicId, p.NicAccountId = vmID, privateIp, "", ""
+		if nic != nil {
+			p.NicId, p.NicAccountId = nic.NicId, nic.AccountId
+		}
 		p.LinkPublicIpId = omi.NewID(omi.PrefixLinkPublicIp)
 		link = p.LinkPublicIpId
 		return omi.Put(tx, p)
@@ -326,8 +383,12 @@ type FiltersPublicIp struct {
 }
 
 func (f *FiltersPublicIp) match(p *omi.PublicIp) bool {
+	placement := placementPublicCloud
+	if p.NicId != "" {
+		placement = "vpc"
+	}
 	return anyOf(f.LinkPublicIpIds, p.LinkPublicIpId) && anyOf(f.NicAccountIds, p.NicAccountId) && anyOf(f.NicIds, p.NicId) &&
-		anyOf(f.Placements, placementPublicCloud) && anyOf(f.PrivateIps, p.PrivateIp) && anyOf(f.VmIds, p.VmId) &&
+		anyOf(f.Placements, placement) && anyOf(f.PrivateIps, p.PrivateIp) && anyOf(f.VmIds, p.VmId) &&
 		f.tagFilter.match(p.Tags)
 }
 

@@ -69,10 +69,10 @@ func setDefaultID(g *omi.SecGroup, id string) {
 	g.InboundRules[0].SecurityGroupsMembers[0].SecurityGroupId = id
 }
 
-// missingDefaults lists the scopes (public Cloud "", default Net) whose
-// default group the account lacks.
+// missingDefaults lists the scopes whose default group the account lacks:
+// the public Cloud (""), as a Net gets its own default group at CreateNet.
 func missingDefaults(tx omi.Tx, me string) ([]string, error) {
-	want := []string{"", defaultNetID(me)}
+	want := []string{""}
 	err := omi.Scan(tx, omi.Query{Owners: []string{me}, Names: []string{omi.DefaultSecurityGroupName}}, func(g *omi.SecGroup) (bool, error) {
 		want = slices.DeleteFunc(want, func(n string) bool { return n == g.NetId })
 		return true, nil
@@ -172,9 +172,6 @@ func (s *Service) CreateSecurityGroup(ctx context.Context, c *omi.Caller, in *Cr
 		return nil, omi.Invalid(omi.CodeInvalidValue, "Description must be 1 to %d characters among letters, digits, spaces and _.-:/()#,@[]+=&;{}!$*", omi.MaxSecurityGroupDesc)
 	}
 	me := c.AccountID()
-	if in.NetId != "" && in.NetId != defaultNetID(me) {
-		return nil, omi.NotFound(codeNoSuchVpc, "The NetId '%s' doesn't exist.", in.NetId)
-	}
 	g := &omi.SecGroup{AccountId: me, SecurityGroupId: omi.NewID(omi.PrefixSecurityGroup), SecurityGroupName: in.SecurityGroupName,
 		Description: in.Description, NetId: in.NetId, Tags: []omi.Tag{}}
 	if in.NetId != "" {
@@ -183,6 +180,11 @@ func (s *Service) CreateSecurityGroup(ctx context.Context, c *omi.Caller, in *Cr
 	err := s.update(ctx, func(tx omi.Tx) error {
 		if err := ensureDefaultsTx(tx, me); err != nil {
 			return err
+		}
+		if in.NetId != "" {
+			if _, err := ownNet(tx, c, in.NetId); err != nil {
+				return err
+			}
 		}
 		prev, err := groupInScope(tx, me, in.SecurityGroupName, in.NetId)
 		if err != nil {
@@ -365,11 +367,25 @@ func (s *Service) DeleteSecurityGroup(ctx context.Context, c *omi.Caller, in *De
 	return &DeleteSecurityGroupResponse{}, nil
 }
 
-// groupUnused fails if a live VM of the account is in the group or a rule
-// of another of its groups names it.
+// groupUnused fails if a live VM or a NIC of the account is in the group,
+// or a rule of another of its groups names it.
 func groupUnused(tx omi.Tx, me, id string) error {
+	var nicID string
+	err := omi.Scan(tx, omi.Query{Owners: []string{me}}, func(n *omi.Nic) (bool, error) {
+		if slices.ContainsFunc(n.SecurityGroups, func(sg omi.SecurityGroup) bool { return sg.SecurityGroupId == id }) {
+			nicID = n.NicId
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if nicID != "" {
+		return omi.Conflict(codeBusy, "The security group %s is used by the NIC %s.", id, nicID)
+	}
 	var vmID string
-	err := omi.Scan(tx, omi.Query{Owners: []string{me}}, func(vm *omi.Vm) (bool, error) {
+	err = omi.Scan(tx, omi.Query{Owners: []string{me}}, func(vm *omi.Vm) (bool, error) {
 		if vm.State != omi.VmTerminated && slices.ContainsFunc(vm.SecurityGroups, func(sg omi.SecurityGroup) bool { return sg.SecurityGroupId == id }) {
 			vmID = vm.VmId
 			return false, nil

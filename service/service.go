@@ -53,6 +53,7 @@ type MarketplaceProduct struct {
 // Service implements the API operations over a metadata store.
 type Service struct {
 	store  omi.Store
+	keys   *keyCache
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
@@ -101,7 +102,8 @@ func New(store omi.Store, cfg Config, log *slog.Logger) *Service {
 	if cfg.LoginPolicy != nil {
 		policy = *cfg.LoginPolicy
 	}
-	return &Service{store: store, cfg: cfg, log: log, now: time.Now, guard: authguard.New(policy),
+	keys := &keyCache{}
+	return &Service{store: watchingStore{store, keys}, keys: keys, cfg: cfg, log: log, now: time.Now, guard: authguard.New(policy),
 		region: newRegionFacts(cfg.Region, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2), rescan: 5 * time.Second}
 }
 

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/omiproject/omi"
 )
@@ -283,8 +284,12 @@ func (s *Service) DeleteSnapshot(ctx context.Context, c *omi.Caller, in *DeleteS
 		if err != nil {
 			return err
 		}
-		if len(snap.UsedBy) > 0 {
-			return omi.Conflict(omi.CodeDeviceInUse, "snapshot %s is used by OMI %s; delete the OMI first", snap.SnapshotId, snap.UsedBy[0])
+		user, err := snapshotUser(tx, snap)
+		if err != nil {
+			return err
+		}
+		if user != "" {
+			return omi.Conflict(omi.CodeDeviceInUse, "snapshot %s is used by OMI %s; delete the OMI first", snap.SnapshotId, user)
 		}
 		return retire(tx, omi.KindSnapshot, snap.SnapshotId)
 	})
@@ -295,9 +300,28 @@ func (s *Service) DeleteSnapshot(ctx context.Context, c *omi.Caller, in *DeleteS
 	return &DeleteSnapshotResponse{}, nil
 }
 
-// markUsed records (or forgets) that image uses each of snapshot ids.
+// markUsed records (or forgets) that image uses each of snapshot ids, as
+// one KindSnapshotUse record per pair, so that the cost of registering an
+// OMI does not grow with the number of OMIs of its snapshot. Snapshots
+// written by an older omi list their OMIs in UsedBy; an OMI leaving such
+// a list is removed from it.
 func markUsed(tx omi.Tx, imageID string, snapIDs []string, used bool) error {
 	for _, id := range snapIDs {
+		rec := omi.Record{Kind: omi.KindSnapshotUse, ID: id + "/" + imageID, Doc: []byte("{}")}
+		if used {
+			if _, err := tx.Get(omi.KindSnapshot, id); isNotFound(err) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if err := tx.Put(rec); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := tx.Delete(rec.Kind, rec.ID); err != nil && !isNotFound(err) {
+			return err
+		}
 		snap, err := omi.Get[omi.Snapshot](tx, id)
 		if isNotFound(err) {
 			continue
@@ -305,18 +329,29 @@ func markUsed(tx omi.Tx, imageID string, snapIDs []string, used bool) error {
 		if err != nil {
 			return err
 		}
-		has := slices.Contains(snap.UsedBy, imageID)
-		switch {
-		case used && !has:
-			snap.UsedBy = append(snap.UsedBy, imageID)
-		case !used && has:
+		if slices.Contains(snap.UsedBy, imageID) {
 			snap.UsedBy = slices.DeleteFunc(snap.UsedBy, func(x string) bool { return x == imageID })
-		default:
-			continue
-		}
-		if err := omi.Put(tx, snap); err != nil {
-			return err
+			if err := omi.Put(tx, snap); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// snapshotUser returns an OMI that uses snap, or "" if none does: the
+// first use record in id order after "<snapshot id>/", found by index.
+func snapshotUser(tx omi.Tx, snap *omi.Snapshot) (string, error) {
+	if len(snap.UsedBy) > 0 {
+		return snap.UsedBy[0], nil
+	}
+	prefix := snap.SnapshotId + "/"
+	user := ""
+	err := tx.Scan(omi.Query{Kind: omi.KindSnapshotUse, AfterID: prefix, Limit: 1}, func(r omi.Record) (bool, error) {
+		if img, ok := strings.CutPrefix(r.ID, prefix); ok {
+			user = img
+		}
+		return false, nil
+	})
+	return user, err
 }

@@ -25,26 +25,26 @@ type BDMVmCreation struct {
 
 type CreateVmsRequest struct {
 	Base
-	BlockDeviceMappings         []BDMVmCreation `json:"BlockDeviceMappings"`
-	BootMode                    string          `json:"BootMode"`
-	BootOnCreation              *bool           `json:"BootOnCreation"`
-	ClientToken                 string          `json:"ClientToken"`
-	DeletionProtection          bool            `json:"DeletionProtection"`
-	ImageId                     string          `json:"ImageId"`
-	KeypairName                 string          `json:"KeypairName"`
-	MaxVmsCount                 *int            `json:"MaxVmsCount"`
-	MinVmsCount                 *int            `json:"MinVmsCount"`
-	Performance                 string          `json:"Performance"`
-	Nics                        []any           `json:"Nics"`
-	Placement                   *omi.Placement  `json:"Placement"`
-	PrivateIps                  []string        `json:"PrivateIps"`
-	SecurityGroupIds            []string        `json:"SecurityGroupIds"`
-	SecurityGroups              []string        `json:"SecurityGroups"`
-	SubnetId                    string          `json:"SubnetId"`
-	TpmEnabled                  *bool           `json:"TpmEnabled"`
-	UserData                    string          `json:"UserData"`
-	VmInitiatedShutdownBehavior string          `json:"VmInitiatedShutdownBehavior"`
-	VmType                      string          `json:"VmType"`
+	BlockDeviceMappings         []BDMVmCreation    `json:"BlockDeviceMappings"`
+	BootMode                    string             `json:"BootMode"`
+	BootOnCreation              *bool              `json:"BootOnCreation"`
+	ClientToken                 string             `json:"ClientToken"`
+	DeletionProtection          bool               `json:"DeletionProtection"`
+	ImageId                     string             `json:"ImageId"`
+	KeypairName                 string             `json:"KeypairName"`
+	MaxVmsCount                 *int               `json:"MaxVmsCount"`
+	MinVmsCount                 *int               `json:"MinVmsCount"`
+	Performance                 string             `json:"Performance"`
+	Nics                        []NicForVmCreation `json:"Nics"`
+	Placement                   *omi.Placement     `json:"Placement"`
+	PrivateIps                  []string           `json:"PrivateIps"`
+	SecurityGroupIds            []string           `json:"SecurityGroupIds"`
+	SecurityGroups              []string           `json:"SecurityGroups"`
+	SubnetId                    string             `json:"SubnetId"`
+	TpmEnabled                  *bool              `json:"TpmEnabled"`
+	UserData                    string             `json:"UserData"`
+	VmInitiatedShutdownBehavior string             `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string             `json:"VmType"`
 }
 type CreateVmsResponse struct {
 	Vms []*omi.Vm `json:"Vms"`
@@ -104,8 +104,8 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	if shutdown != "stop" && shutdown != "restart" && shutdown != "terminate" {
 		return nil, omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
 	}
-	if len(in.Nics) > 0 || len(in.PrivateIps) > 0 {
-		return nil, omi.Errorf("8018", omi.TypeNotSupported, "Nics and PrivateIps are not supported by this server: VMs get one private address in their subnet")
+	if (len(in.PrivateIps) > 0 || slices.ContainsFunc(in.Nics, func(n NicForVmCreation) bool { return n.NicId != "" || len(n.PrivateIps) > 0 })) && maxN > 1 {
+		return nil, omi.Invalid(omi.CodeInvalidParamSet, "PrivateIps and existing NICs name one VM's addresses: MaxVmsCount must be 1")
 	}
 	if len(in.UserData) > 500<<10 {
 		return nil, omi.Invalid(omi.CodeValueLength, "UserData must be at most 500 KiB")
@@ -153,9 +153,13 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		if err != nil {
 			return err
 		}
-		netID, subnetID, groups, err := s.vmNetwork(tx, c, in, subregion)
+		where, err := s.vmNetwork(tx, c, in, subregion)
 		if err != nil {
 			return err
+		}
+		netID, subnetID, groups := where.netID, where.subnetID, where.groups
+		if where.subregion != "" {
+			subregion = where.subregion
 		}
 		bootMode := in.BootMode
 		if bootMode == "" {
@@ -192,6 +196,9 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
 				return err
 			}
+			if err := s.createVmNics(tx, c, in, vm); err != nil {
+				return err
+			}
 			for _, p := range plan {
 				v := &omi.Volume{AccountId: vm.AccountId, VolumeId: omi.NewID(omi.PrefixVolume), CreationDate: now,
 					Size: p.size, SnapshotId: p.snapshot, State: omi.VolumeCreating, SubregionName: subregion,
@@ -215,7 +222,7 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 			}
 			vms = append(vms, vm)
 		}
-		return nil
+		return s.showVmNics(tx, c.AccountID(), vms)
 	})
 	if err != nil {
 		return nil, err
@@ -230,67 +237,104 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	return &CreateVmsResponse{Vms: out}, nil
 }
 
+// vmPlace is where a new VM goes: the public Cloud (no Net), or a subnet
+// of one of the caller's Nets, which also decides its subregion.
+type vmPlace struct {
+	netID, subnetID, subregion string
+	groups                     []omi.SecurityGroup
+}
+
 // vmNetwork resolves where a new VM is placed: in the public Cloud, or in
-// the caller's subnet SubnetId (of the default Net), with the security
-// groups given by id or name, else the default group of its scope.
-func (s *Service) vmNetwork(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, subregion string) (netID, subnetID string, groups []omi.SecurityGroup, err error) {
+// the subnet of its primary NIC (SubnetId, or the device 0 entry of Nics),
+// with the security groups given by id or name, else the default group of
+// its scope.
+func (s *Service) vmNetwork(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, subregion string) (vmPlace, error) {
 	me := c.AccountID()
-	if in.SubnetId != "" {
-		for _, sn := range s.defaultSubnets(me) {
-			if sn.SubnetId == in.SubnetId {
-				netID, subnetID = sn.NetId, sn.SubnetId
-				if sn.SubregionName != subregion && in.Placement != nil && in.Placement.SubregionName != "" {
-					return "", "", nil, omi.Invalid(omi.CodeInvalidZone, "subnet %s is in %s, not %s", sn.SubnetId, sn.SubregionName, subregion)
-				}
+	var out vmPlace
+	subnet, groupIDs := in.SubnetId, in.SecurityGroupIds
+	if len(in.Nics) > 0 {
+		if in.SubnetId != "" || len(in.SecurityGroupIds) > 0 || len(in.SecurityGroups) > 0 || len(in.PrivateIps) > 0 {
+			return out, omi.Invalid(omi.CodeInvalidParamSet, "with Nics, the subnet, security groups and private IPs are given in each NIC")
+		}
+		i := slices.IndexFunc(in.Nics, func(n NicForVmCreation) bool { return n.DeviceNumber != nil && *n.DeviceNumber == 0 })
+		if i < 0 {
+			return out, omi.Invalid(omi.CodeInvalidParameter, "one of Nics must be the primary NIC, with DeviceNumber 0")
+		}
+		primary := in.Nics[i]
+		if primary.NicId != "" {
+			n, err := ownNic(tx, c, primary.NicId)
+			if err != nil {
+				return out, err
 			}
+			out.groups = n.SecurityGroups
+			subnet = n.SubnetId
+		} else {
+			if primary.SubnetId == "" {
+				return out, omi.Invalid(omi.CodeInvalidParameter, "a new NIC in Nics needs a SubnetId")
+			}
+			subnet, groupIDs = primary.SubnetId, primary.SecurityGroupIds
 		}
-		if subnetID == "" {
-			return "", "", nil, omi.NotFound("5057", "The SubnetId '%s' doesn't exist.", in.SubnetId)
+	}
+	if subnet == "" {
+		if len(in.PrivateIps) > 0 {
+			return out, omi.Invalid(omi.CodeInvalidParamSet, "PrivateIps needs a SubnetId: VMs of the public Cloud get their address from the cloud")
 		}
+	} else {
+		sn, err := ownSubnet(tx, c, subnet)
+		if err != nil {
+			return out, err
+		}
+		if sn.SubregionName != subregion && in.Placement != nil && in.Placement.SubregionName != "" {
+			return out, omi.Invalid(omi.CodeInvalidZone, "subnet %s is in %s, not %s", sn.SubnetId, sn.SubregionName, subregion)
+		}
+		out.netID, out.subnetID, out.subregion = sn.NetId, sn.SubnetId, sn.SubregionName
+	}
+	if out.groups != nil {
+		return out, nil
 	}
 	if err := ensureDefaultsTx(tx, me); err != nil {
-		return "", "", nil, err
+		return out, err
 	}
 	add := func(g *omi.SecGroup) error {
-		if g.NetId != netID {
+		if g.NetId != out.netID {
 			return omi.Invalid("4086", "security group %s is not in the VM's network", g.SecurityGroupId)
 		}
-		if !slices.ContainsFunc(groups, func(x omi.SecurityGroup) bool { return x.SecurityGroupId == g.SecurityGroupId }) {
-			groups = append(groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
+		if !slices.ContainsFunc(out.groups, func(x omi.SecurityGroup) bool { return x.SecurityGroupId == g.SecurityGroupId }) {
+			out.groups = append(out.groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
 		}
 		return nil
 	}
-	for _, id := range in.SecurityGroupIds {
+	for _, id := range groupIDs {
 		g, err := ownGroup(tx, c, id)
 		if err != nil {
-			return "", "", nil, err
+			return out, err
 		}
 		if err := add(g); err != nil {
-			return "", "", nil, err
+			return out, err
 		}
 	}
 	for _, name := range in.SecurityGroups {
-		g, err := groupInScope(tx, me, name, netID)
+		g, err := groupInScope(tx, me, name, out.netID)
 		if err != nil {
-			return "", "", nil, err
+			return out, err
 		}
 		if g == nil {
-			return "", "", nil, groupNotFound(name)
+			return out, groupNotFound(name)
 		}
 		if err := add(g); err != nil {
-			return "", "", nil, err
+			return out, err
 		}
 	}
-	if len(groups) == 0 {
-		g, err := groupInScope(tx, me, "default", netID)
+	if len(out.groups) == 0 {
+		g, err := groupInScope(tx, me, "default", out.netID)
 		if err != nil {
-			return "", "", nil, err
+			return out, err
 		}
 		if g != nil {
-			groups = append(groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
+			out.groups = append(out.groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
 		}
 	}
-	return netID, subnetID, groups, nil
+	return out, nil
 }
 
 func dashes(ip string) string {
@@ -566,7 +610,7 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 		// the VM, where Packer and Terraform read the address to connect.
 		linked := map[string]string{}
 		err = omi.Scan(tx, omi.Query{Owners: []string{c.AccountID()}}, func(ip *omi.PublicIp) (bool, error) {
-			if ip.VmId != "" {
+			if ip.VmId != "" && ip.NicId == "" {
 				linked[ip.VmId] = ip.PublicIp
 			}
 			return true, nil
@@ -574,10 +618,13 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 		for _, vm := range out {
 			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && vm.PublicIp == "" {
 				vm.PublicIp = addr
-				vm.PublicDnsName = "ec2-" + dashes(addr) + "." + s.cfg.Region + ".compute.outscale.com"
+				vm.PublicDnsName = s.publicDnsName(addr)
 			}
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.showVmNics(tx, c.AccountID(), out)
 	})
 	if err != nil {
 		return nil, err
@@ -703,7 +750,7 @@ func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest
 // DeleteOnVmDeletion go with the VM; the others are detached. Terminating
 // a terminated VM succeeds; a VM with DeletionProtection is refused.
 func (s *Service) DeleteVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
-	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+	return s.changeVms(ctx, c, in.VmIds, func(tx omi.Tx, vm *omi.Vm) error {
 		switch {
 		case vm.State == omi.VmTerminated || vm.State == omi.VmShuttingDown:
 			return nil
@@ -713,7 +760,7 @@ func (s *Service) DeleteVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest
 			return omi.BadState(omi.CodeInvalidVmState, "VM %s is being imaged into %s; delete it once the OMI is created", vm.VmId, vm.ImagingFor)
 		}
 		vm.State = omi.VmShuttingDown
-		return nil
+		return releaseVmNics(tx, vm)
 	})
 }
 

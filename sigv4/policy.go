@@ -16,7 +16,13 @@ func (a *Authorization) UnsignedPayload(h http.Header) bool {
 	if !ok {
 		return false
 	}
-	return payloadHash(h, a.SignedHeaders, f, nil) == UnsignedPayload
+	name := strings.ToLower(f.contentHash)
+	for _, s := range a.SignedHeaders {
+		if s == name {
+			return strings.TrimSpace(h.Get(name)) == UnsignedPayload
+		}
+	}
+	return false
 }
 
 // HostScope returns the region and service that libcurl's --aws-sigv4

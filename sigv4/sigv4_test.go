@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -432,5 +433,76 @@ func BenchmarkVerify(b *testing.B) {
 		if err := Verify(r, CleanPath(r.URL.EscapedPath()), body, auth, vecSK, now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestUnsignedPayloadAndHostScope: UnsignedPayload is true only when the
+// family's content-hash header is signed and says UNSIGNED-PAYLOAD, which
+// is exactly when Verify leaves the body out; HostScope derives curl's
+// scope.
+func TestUnsignedPayloadAndHostScope(t *testing.T) {
+	for _, c := range []struct {
+		alg, header string
+		signed      bool
+		want        bool
+	}{
+		{AlgorithmAWS4, "X-Amz-Content-Sha256", true, true},
+		{AlgorithmAWS4, "X-Amz-Content-Sha256", false, false},
+		{AlgorithmAWS4, "X-Osc-Content-Sha256", true, false},
+		{AlgorithmOSC4, "X-Osc-Content-Sha256", true, true},
+		{AlgorithmOSC4, "X-Amz-Content-Sha256", true, false},
+	} {
+		h := http.Header{}
+		h.Set(c.header, " "+UnsignedPayload+" ")
+		a := &Authorization{Algorithm: c.alg, SignedHeaders: []string{"host"}}
+		if c.signed {
+			a.SignedHeaders = append(a.SignedHeaders, strings.ToLower(c.header))
+		}
+		f, _ := familyOf(c.alg)
+		if got := a.UnsignedPayload(h); got != c.want || (payloadHash(h, a.SignedHeaders, f, []byte("{}")) == UnsignedPayload) != c.want {
+			t.Errorf("%s with %s signed=%v: UnsignedPayload %v, want %v (and Verify must agree)", c.alg, c.header, c.signed, got, c.want)
+		}
+	}
+	for host, want := range map[string][2]string{
+		"127.0.0.1:3000": {"0", "127"}, "127.0.0.1": {"0", "127"}, "api.eu-west-2.outscale.com": {"eu-west-2", "api"},
+		"localhost:3000": {"", ""}, "[::1]:3000": {"", ""}, ".x": {"", ""}, "a.": {"", ""},
+	} {
+		region, service, ok := HostScope(host)
+		if region != want[0] || service != want[1] || ok != (want[0] != "") {
+			t.Errorf("HostScope(%q) = %q, %q, %v; want %q, %q", host, region, service, ok, want[0], want[1])
+		}
+	}
+}
+
+// TestSigningKeyCache checks that a cached signing key is the derived one
+// for its exact scope (no two scopes share an entry) and that the cache
+// stays bounded whatever scopes requests name.
+func TestSigningKeyCache(t *testing.T) {
+	f, _ := familyOf(AlgorithmOSC4)
+	for range 2 { // the second pass reads the cache
+		for _, sc := range [][4]string{
+			{"secret", "20260101", "eu-west-2", "api"},
+			{"secret", "20260101", "eu-west-2", "oapi"},
+			{"secret", "20260102", "eu-west-2", "api"},
+			{"secreu", "20260101", "eu-west-2", "api"},
+			{"secret\x00", "20260101", "eu-west-2", "api"},
+			{"secret", "20260101", "eu-west-2\x00a", "pi"},
+			{"secret", "20260101", "eu-west-2", "\x00api"},
+		} {
+			got := signingKey(f, sc[0], sc[1], sc[2], sc[3])
+			want := deriveSigningKey(f, sc[0], sc[1], sc[2], sc[3])
+			if !bytes.Equal(got, want) {
+				t.Fatalf("scope %q: cached key %x, derived %x", sc, got, want)
+			}
+		}
+	}
+	for i := range 3 * maxCachedKeys {
+		signingKey(f, "secret", "20260101", fmt.Sprint("region-", i), "api")
+	}
+	keyCache.Lock()
+	n := len(keyCache.m)
+	keyCache.Unlock()
+	if n > maxCachedKeys {
+		t.Fatalf("%d cached keys, more than %d", n, maxCachedKeys)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -212,9 +213,48 @@ func payloadHash(h http.Header, signed []string, f family, body []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// signingKey derives the key of one scope: HMAC chain over date, region,
-// service and terminator, seeded with the family prefix and the secret.
+// signingKey returns the key of one scope, from keyCache when it was
+// derived before. Clients derive it once a day per scope and so can we:
+// the four HMACs of the derivation cost about as much as verifying the
+// signature itself.
 func signingKey(f family, secret, date, region, service string) []byte {
+	// Length prefixes keep the id injective whatever bytes the fields hold.
+	id := f.seedPrefix + "\x00" + strconv.Itoa(len(secret)) + ":" + secret + strconv.Itoa(len(date)) + ":" + date +
+		strconv.Itoa(len(region)) + ":" + region + service
+	keyCache.Lock()
+	k, ok := keyCache.m[id]
+	keyCache.Unlock()
+	if ok {
+		return k
+	}
+	k = deriveSigningKey(f, secret, date, region, service)
+	keyCache.Lock()
+	// The scope comes from the request, so bound what it can make us keep:
+	// a full cache starts over (live scopes are a few per key and day).
+	if len(keyCache.m) >= maxCachedKeys {
+		clear(keyCache.m)
+	}
+	keyCache.m[id] = k
+	keyCache.Unlock()
+	return k
+}
+
+// maxCachedKeys bounds keyCache.
+const maxCachedKeys = 4096
+
+// keyCache holds derived signing keys by family, secret, date, region and
+// service. A key is a pure function of those, so an entry never goes
+// stale; a secret that is deleted simply stops being looked up. The cached
+// slices are never written to (hmacSHA256 only reads its key).
+var keyCache = struct {
+	sync.Mutex
+	m map[string][]byte
+}{m: map[string][]byte{}}
+
+// deriveSigningKey derives the key of one scope: HMAC chain over date,
+// region, service and terminator, seeded with the family prefix and the
+// secret.
+func deriveSigningKey(f family, secret, date, region, service string) []byte {
 	k := hmacSHA256([]byte(f.seedPrefix+secret), date)
 	k = hmacSHA256(k, region)
 	k = hmacSHA256(k, service)

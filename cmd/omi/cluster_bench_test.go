@@ -46,6 +46,7 @@ type benchRegion struct {
 	c      *multiNode
 	snaps  []string
 	images []string
+	volume string
 	names  atomic.Int64
 }
 

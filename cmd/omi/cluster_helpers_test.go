@@ -51,6 +51,11 @@ type clusterOpts struct {
 	gcInterval string
 	// leaseTTL is every node's --lease-ttl ("2s" when empty).
 	leaseTTL string
+	// dataDir is the SQLite node's --data (a new temporary directory when
+	// empty), so that a benchmark can restart a node on the same data.
+	dataDir string
+	// extra are more flags for every node.
+	extra []string
 }
 
 // multiNode is a region of several omi nodes.
@@ -86,7 +91,11 @@ func startCluster(tb testing.TB, o clusterOpts) *multiNode {
 		if o.nodes != 1 {
 			tb.Fatalf("a SQLite region has one node, not %d", o.nodes)
 		}
-		c.add(nil, "--data", tb.TempDir(), "--catalog=false", "--gc-interval", o.gcInterval)
+		dir := o.dataDir
+		if dir == "" {
+			dir = tb.TempDir()
+		}
+		c.add(nil, append([]string{"--data", dir, "--catalog=false", "--gc-interval", o.gcInterval}, o.extra...)...)
 		return c
 	}
 	s3, _, _ := c.launch(nil, "--data", tb.TempDir(), "--catalog=false", "--gc-interval", "0")

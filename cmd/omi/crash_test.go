@@ -57,6 +57,8 @@ type proc struct {
 	oos      string
 	// ak and sk sign the calls (joe's keys when empty).
 	ak, sk string
+	// region is the signing region of the calls (eu-west-2 when empty).
+	region string
 }
 
 // as returns a copy of p that signs with another account's keys.
@@ -146,7 +148,11 @@ func (p *proc) do(t *testing.T, name string, in any) *http.Response {
 	if ak == "" {
 		ak, sk = "11112211111110000000", "0000001111112222223333334444445555555666"
 	}
-	s := sigv4.Signer{Algorithm: "OSC4-HMAC-SHA256", AccessKey: ak, SecretKey: sk, Region: "eu-west-2", Service: "api"}
+	region := p.region
+	if region == "" {
+		region = "eu-west-2"
+	}
+	s := sigv4.Signer{Algorithm: "OSC4-HMAC-SHA256", AccessKey: ak, SecretKey: sk, Region: region, Service: "api"}
 	if err := s.Sign(req, body, time.Now()); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omiproject/omi/osimage"
 	"github.com/omiproject/omi/osimage/osimagetest"
@@ -58,12 +60,17 @@ func TestBuiltOfficialImages(t *testing.T) {
 	small := osimagetest.Small(t)
 	bin := buildOmi(t)
 	data := t.TempDir()
-	dst := filepath.Join(data, "images", "small.qcow2")
-	os.MkdirAll(filepath.Dir(dst), 0o755)
-	for _, pair := range [][2]string{{small, dst}, {osimage.ManifestPath(small), osimage.ManifestPath(dst)}} {
-		if err := copyAtomic(pair[0], pair[1]); err != nil {
-			t.Fatal(err)
-		}
+	// omi image build finds the image osimagetest built in the same cache
+	// and copies it where omi serve looks: <data>/images/small.qcow2.
+	out, err := exec.Command(bin, "image", "build", "small", "--data", data, "--cache", osimage.DefaultCacheDir()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "built small: "+filepath.Join(data, "images", "small.qcow2")) {
+		t.Fatalf("omi image build small: %v\n%s", err, out)
+	}
+	if cmp, err := exec.Command("cmp", small, filepath.Join(data, "images", "small.qcow2")).CombinedOutput(); err != nil {
+		t.Fatalf("omi image build wrote another file than the cached image: %v %s", err, cmp)
+	}
+	if _, err := osimage.ReadManifest(filepath.Join(data, "images", "small.qcow2")); err != nil {
+		t.Fatal(err)
 	}
 	p := startOmi(t, bin, data)
 	id := waitOfficial(t, p, osimage.SmallFamily+"-")
@@ -75,6 +82,29 @@ func TestBuiltOfficialImages(t *testing.T) {
 	}
 	waitOfficial(t, p, "Debian-12-") // the generated catalogue is still published
 	rootMatches(t, p, id, small)
+	// Its hygiene inspection is clean: no SSH keys, no root password, no
+	// host keys in the published disk.
+	for i := 0; ; i++ {
+		var out struct {
+			ImageInspection struct {
+				State  string
+				Clean  bool
+				Report json.RawMessage
+			}
+		}
+		p.call(t, "ReadImageInspection", map[string]any{"ImageId": id}, &out)
+		if out.ImageInspection.State == "done" {
+			if !out.ImageInspection.Clean {
+				t.Errorf("the small official OMI is not clean: %s", out.ImageInspection.Report)
+			}
+			t.Logf("inspection: %s", out.ImageInspection.Report)
+			break
+		}
+		if i == 300 {
+			t.Fatalf("inspection still %s", out.ImageInspection.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// A restart with the same file (here through --official-images and
 	// symbolic links into the cache) publishes nothing new.
@@ -97,9 +127,9 @@ func TestBuiltOfficialImages(t *testing.T) {
 	}
 	p.cmd.Process.Signal(os.Interrupt)
 	p.cmd.Wait()
-	out, err := imp(small, "--name", "mine", "--account", "123456789012", "--boot-modes", "uefi")
-	if err != nil || !strings.Contains(out, "imported") {
-		t.Fatalf("omi image import: %v\n%s", err, out)
+	imported, err := imp(small, "--name", "mine", "--account", "123456789012", "--boot-modes", "uefi")
+	if err != nil || !strings.Contains(imported, "imported") {
+		t.Fatalf("omi image import: %v\n%s", err, imported)
 	}
 	if out, err := imp(small, "--name", "mine", "--account", "123456789012"); err == nil || !strings.Contains(out, "already exists") {
 		t.Fatalf("import under a taken name: %v\n%s", err, out)

@@ -21,7 +21,7 @@ type securityFlags struct {
 	lockout         string
 	lockoutMax      string
 	sigRegions      string
-	sigHostScope    string
+	sigClientScopes string
 }
 
 func addSecurityFlags(fs *flag.FlagSet, f *securityFlags) {
@@ -36,8 +36,8 @@ func addSecurityFlags(fs *flag.FlagSet, f *securityFlags) {
 		fmt.Sprintf("longest lockout (env OMI_LOGIN_LOCKOUT_MAX; config login_lockout.max_delay; default %s)", d.MaxLockout))
 	fs.StringVar(&f.sigRegions, "signature-regions", envOr("OMI_SIGNATURE_REGIONS", ""),
 		"comma-separated credential-scope regions the API accepts (env OMI_SIGNATURE_REGIONS; config signature.regions; default: --region)")
-	fs.StringVar(&f.sigHostScope, "signature-host-scope", envOr("OMI_SIGNATURE_HOST_SCOPE", ""),
-		"accept the region and service libcurl derives from the host name, as oapi-cli sends (env OMI_SIGNATURE_HOST_SCOPE; config signature.host_scope; default true)")
+	fs.StringVar(&f.sigClientScopes, "signature-client-scopes", envOr("OMI_SIGNATURE_CLIENT_SCOPES", ""),
+		"also accept the scopes clients derive themselves: libcurl's from the host name (oapi-cli) and osc-sdk-go v2's eu-west-2/oapi (env OMI_SIGNATURE_CLIENT_SCOPES; config signature.client_scopes; default true)")
 }
 
 // loginPolicy merges the defaults, the file and the flags.
@@ -90,9 +90,9 @@ func (f *securityFlags) loginPolicy(file config.LoginLockout) (authguard.Policy,
 // signaturePolicy merges the defaults, the file and the flags. No region
 // means the region served (oapi's default).
 func (f *securityFlags) signaturePolicy(file config.Signature) (oapi.SignaturePolicy, error) {
-	p := oapi.SignaturePolicy{Regions: file.Regions, HostScope: true}
-	if file.HostScope != nil {
-		p.HostScope = *file.HostScope
+	p := oapi.SignaturePolicy{Regions: file.Regions, ClientScopes: true}
+	if file.ClientScopes != nil {
+		p.ClientScopes = *file.ClientScopes
 	}
 	if f.sigRegions != "" {
 		p.Regions = nil
@@ -102,12 +102,12 @@ func (f *securityFlags) signaturePolicy(file config.Signature) (oapi.SignaturePo
 			}
 		}
 	}
-	if f.sigHostScope != "" {
-		b, err := strconv.ParseBool(f.sigHostScope)
+	if f.sigClientScopes != "" {
+		b, err := strconv.ParseBool(f.sigClientScopes)
 		if err != nil {
-			return p, fmt.Errorf("--signature-host-scope %q: want true or false", f.sigHostScope)
+			return p, fmt.Errorf("--signature-client-scopes %q: want true or false", f.sigClientScopes)
 		}
-		p.HostScope = b
+		p.ClientScopes = b
 	}
 	return p, nil
 }

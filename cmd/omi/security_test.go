@@ -17,13 +17,13 @@ import (
 // TestSecuritySettingsPrecedence: defaults, then the file, then the
 // environment, then the flags.
 func TestSecuritySettingsPrecedence(t *testing.T) {
-	file, err := config.Parse([]byte("login_lockout:\n  login_failures: 6\n  delay: 2m\nsignature:\n  regions: [eu-west-2, cloudgouv-eu-west-1]\n  host_scope: false\n"))
+	file, err := config.Parse([]byte("login_lockout:\n  login_failures: 6\n  delay: 2m\nsignature:\n  regions: [eu-west-2, cloudgouv-eu-west-1]\n  client_scopes: false\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("OMI_ADDRESS_FAILURES", "50")
 	t.Setenv("OMI_LOGIN_LOCKOUT_MAX", "30m")
-	f, err := parseServeFlags([]string{"--login-failures", "0", "--signature-host-scope", "true"})
+	f, err := parseServeFlags([]string{"--login-failures", "0", "--signature-client-scopes", "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestSecuritySettingsPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sp.HostScope || strings.Join(sp.Regions, ",") != "eu-west-2,cloudgouv-eu-west-1" {
+	if !sp.ClientScopes || strings.Join(sp.Regions, ",") != "eu-west-2,cloudgouv-eu-west-1" {
 		t.Errorf("signature policy %+v", sp)
 	}
 	// No file, no flags: the defaults.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,6 +43,7 @@ type serveFlags struct {
 	officialImgs string
 	refusePublic bool
 	metrics      string
+	pprof        bool
 	gcEvery      time.Duration
 	nodeName     string
 	leaseTTL     time.Duration
@@ -89,6 +91,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.refusePublic, "refuse-public-with-findings", envOr("OMI_REFUSE_PUBLIC_WITH_FINDINGS", "") == "true",
 		"refuse to make an OMI public unless its hygiene inspection found it clean (env OMI_REFUSE_PUBLIC_WITH_FINDINGS; config refuse_public_with_findings)")
 	fs.StringVar(&f.metrics, "metrics-listen", envOr("OMI_METRICS_LISTEN", ""), "Prometheus metrics address, e.g. 127.0.0.1:9090 (env OMI_METRICS_LISTEN; empty disables)")
+	fs.BoolVar(&f.pprof, "pprof", envOr("OMI_PPROF", "") == "true", "also serve Go's profiles (/debug/pprof/) on --metrics-listen, for performance work; never on a public address (env OMI_PPROF)")
 	gcDefault, err := time.ParseDuration(envOr("OMI_GC_INTERVAL", "10m"))
 	if err != nil {
 		return nil, fmt.Errorf("OMI_GC_INTERVAL: %w", err)
@@ -253,7 +256,15 @@ func serve(args []string) error {
 		if err != nil {
 			return fmt.Errorf("metrics listen: %w", err)
 		}
-		msrv := &http.Server{Handler: mets.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		var mh http.Handler = mets.Handler()
+		if f.pprof {
+			pm := http.NewServeMux()
+			pm.Handle("/metrics", mh)
+			pm.HandleFunc("/debug/pprof/", pprof.Index)
+			pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mh = pm
+		}
+		msrv := &http.Server{Handler: mh, ReadHeaderTimeout: 10 * time.Second}
 		go msrv.Serve(mln)
 		defer msrv.Close()
 		log.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")

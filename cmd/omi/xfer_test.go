@@ -25,7 +25,9 @@ const (
 // and object storage.
 func startRegion(t *testing.T, bin, region string, extra ...string) *proc {
 	t.Helper()
-	return launch(t, bin, nil, "", nil, append([]string{"--region", region, "--data", t.TempDir(), "--catalog=false"}, extra...)...)
+	p := launch(t, bin, nil, "", nil, append([]string{"--region", region, "--data", t.TempDir(), "--catalog=false"}, extra...)...)
+	p.region = region // requests signed for another region are refused
+	return p
 }
 
 func waitFor(t *testing.T, what string, fn func() bool) {

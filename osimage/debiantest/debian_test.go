@@ -16,7 +16,8 @@ func TestMain(m *testing.M) { osimagetest.Main(m) }
 
 // TestDebianBoots boots the Debian image under SeaBIOS and OVMF: SSH as
 // root and outscale (passwordless sudo) with the metadata key, user data
-// ran, python3 answers (Ansible's requirement), scp works, and the ACPI
+// ran, python3 answers (Ansible's requirement), the root filesystem grew
+// to the volume, scp works, and the ACPI
 // power button powers off through systemd with the uploaded file on a
 // clean filesystem.
 func TestDebianBoots(t *testing.T) {
@@ -27,7 +28,8 @@ func TestDebianBoots(t *testing.T) {
 			mark := fmt.Sprintf("mark-%d", time.Now().UnixNano())
 			g := osimagetest.NewGuest(t, "#!/bin/sh\necho "+mark+" > /root/ud-proof\n")
 			start := time.Now()
-			v := osimagetest.Boot(t, image, mode == "uefi", 512, g)
+			// A 3 GiB volume for a 2 GiB image: the root grows to it.
+			v := osimagetest.BootDisk(t, image, mode == "uefi", 512, 3<<30, g)
 			c := v.Dial(t, "root", g.Signer, 8*time.Minute)
 			defer c.Close()
 			t.Logf("%s: SSH answered %.1f s after QEMU started", mode, time.Since(start).Seconds())
@@ -39,6 +41,11 @@ func TestDebianBoots(t *testing.T) {
 			}
 			if got := strings.TrimSpace(osimagetest.Run(t, c, "hostname")); got != g.Hostname {
 				t.Errorf("hostname = %q, want %q", got, g.Hostname)
+			}
+			var blocks, size int64
+			fmt.Sscan(osimagetest.Run(t, c, "stat -f -c '%b %S' /"), &blocks, &size)
+			if blocks*size < 2900<<20 {
+				t.Errorf("root filesystem of %d MiB on a 3 GiB volume: not grown", blocks*size>>20)
 			}
 			c2 := v.Dial(t, "outscale", g.Signer, time.Minute)
 			if got := strings.TrimSpace(osimagetest.Run(t, c2, "sudo -n id -un")); got != "root" {

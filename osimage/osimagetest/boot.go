@@ -135,10 +135,21 @@ type VM struct {
 // nothing leaves the machine) and the guest's port 22 on a loopback port.
 func Boot(t testing.TB, image string, uefi bool, memory int, g *Guest) *VM {
 	t.Helper()
+	return BootDisk(t, image, uefi, memory, 0, g)
+}
+
+// BootDisk is Boot with a guest disk of size bytes (0: the image's size),
+// as when a VM's root volume is larger than its OMI.
+func BootDisk(t testing.TB, image string, uefi bool, memory int, size int64, g *Guest) *VM {
+	t.Helper()
 	dir := t.TempDir()
 	v := &VM{Console: filepath.Join(dir, "console.log"), Disk: filepath.Join(dir, "disk.qcow2"), qmp: filepath.Join(dir, "qmp.sock"),
 		exited: make(chan error, 1)}
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, v.Disk).CombinedOutput(); err != nil {
+	create := []string{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, v.Disk}
+	if size > 0 {
+		create = append(create, fmt.Sprint(size))
+	}
+	if out, err := exec.Command("qemu-img", create...).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img create: %v: %s", err, out)
 	}
 	self, err := os.Executable()

@@ -1,0 +1,250 @@
+package service
+
+import (
+	"context"
+
+	"github.com/omiproject/omi"
+)
+
+// Quotas as the real cloud names and groups them (its recorded ReadQuotas
+// answers). omi reports the usage of what it serves; the limits are those
+// of a new account, and omi enforces the ones it checks at creation
+// (vpc_limit here, ip_limit and the security group limits where those
+// resources are created).
+
+// quotaDef is one quota: its name, collection, descriptions and limit.
+// perNet quotas are reported once per Net (QuotaType = the Net's id).
+type quotaDef struct {
+	name, collection, short, long string
+	max                           int
+	perNet                        bool
+}
+
+var quotaDefs = []quotaDef{
+	{"vm_limit", "Compute", "VM Limit", "Maximum number of VM this user can own", 20, false},
+	{"core_limit", "Compute", "Core Limit", "Maximum number of total cores (virtual core)", 80, false},
+	{"memory_limit", "Compute", "Memory Limit", "Maximum number of total memory (GiB)", 320, false},
+	{"ip_limit", "Compute", "IP Limit", "Maximum IP addresses the user can allocate", MaxPublicIpsPerAccount, false},
+	{"gpu_limit", "Compute", "GPU Limit", "Maximum number of GPU the user can allocate", 0, false},
+	{"dedicated_server_limit", "Compute", "Dedicated Server Limit", "Maximum number of dedicated servers", 0, false},
+	{"volume_limit", "Storage", "Volume Limit", "Maximum number of BSU volumes", 200, false},
+	{"volume_size_limit", "Storage", "Volume Size Limit", "Maximum cumulated size of BSU volumes (GiB)", 20000, false},
+	{"standard_volume_size_limit", "Storage", "Standard Volume Size Limit", "Maximum cumulated size of standard volumes (GiB)", 20000, false},
+	{"gp2_volume_size_limit", "Storage", "GP2 Volume Size Limit", "Maximum cumulated size of GP2 volumes (GiB)", 20000, false},
+	{"io1_volume_size_limit", "Storage", "IO1 Volume Size Limit", "Maximum cumulated size of IO1 volumes (GiB)", 20000, false},
+	{"iops_limit", "Storage", "Provisioned IOPS Limit", "Maximum number of IOPS delivered by provisioned IOPS volumes", 100000, false},
+	{"snapshot_limit", "Storage", "Snapshot Limit", "Maximum number of snapshots", 500, false},
+	{"image_export_limit", "Storage", "Image Exports Limit", "Maximum number of running image export tasks", 10, false},
+	{"snapshot_export_limit", "Storage", "Snapshot Exports Limit", "Maximum number of running snapshot export tasks", 10, false},
+	{"sg_limit", "Security Groups", "Security Groups Limit", "Maximum number of security groups", MaxSecurityGroups, false},
+	{"sg_rule_limit", "Security Groups", "Security Groups Rules Limit", "Maximum number of rules per security groups", MaxRuleEntries, false},
+	{"vm_sg_limit", "Security Groups", "VM Security Groups Limit", "Maximum number of groups assigned to a VM", 5, false},
+	// A new account may hold 5 Nets on the real cloud; omi allows 10
+	// so that test suites running configurations side by side in one
+	// account fit.
+	{"vpc_limit", "VPC", "VPC Limit", "Maximum number of VPC", 10, false},
+	{"igw_limit", "VPC", "Internet Gateway Limit", "Maximum number of internet gateways", 10, false},
+	{"nat_gateway_limit", "VPC", "Nat Gateway Limit", "Maximum number of NAT gateways", 10, false},
+	{"subnet_limit", "VPC", "Subnet Limit", "Maximum number of subnets per VPC", 50, true},
+	{"rtb_limit", "VPC", "Route Table Limit", "Maximum number of route tables per VPC", 50, true},
+	{"vpc_sg_limit", "Security Groups", "VPC Security Groups Limit", "Maximum number of security groups per VPC", MaxSecurityGroups, true},
+}
+
+// quotaMax is the limit of a quota.
+func quotaMax(name string) int {
+	for _, q := range quotaDefs {
+		if q.name == name {
+			return q.max
+		}
+	}
+	panic("omi: unknown quota " + name) // a typo in this package, caught by its tests
+}
+
+// Quota is one quota of an account with its usage.
+type Quota struct {
+	AccountId        string `json:"AccountId"`
+	Description      string `json:"Description"`
+	MaxValue         int    `json:"MaxValue"`
+	Name             string `json:"Name"`
+	QuotaCollection  string `json:"QuotaCollection"`
+	ShortDescription string `json:"ShortDescription"`
+	UsedValue        int    `json:"UsedValue"`
+}
+
+// QuotaTypes groups the quotas of one scope: "global", or a Net's id.
+type QuotaTypes struct {
+	QuotaType string  `json:"QuotaType"`
+	Quotas    []Quota `json:"Quotas"`
+}
+
+type FiltersQuota struct {
+	Collections       []string `json:"Collections"`
+	QuotaNames        []string `json:"QuotaNames"`
+	QuotaTypes        []string `json:"QuotaTypes"`
+	ShortDescriptions []string `json:"ShortDescriptions"`
+}
+
+type ReadQuotasRequest struct {
+	Base
+	Paging
+	Filters *FiltersQuota `json:"Filters"`
+}
+type ReadQuotasResponse struct {
+	QuotaTypes    []QuotaTypes `json:"QuotaTypes"`
+	NextPageToken string       `json:"NextPageToken,omitempty"`
+}
+
+// usage counts what an account holds, by quota name; per-Net counts are
+// keyed by Net id.
+type usage struct {
+	global map[string]int
+	perNet map[string]map[string]int
+	nets   []string
+}
+
+func (s *Service) usage(tx omi.Tx, account string) (*usage, error) {
+	u := &usage{global: map[string]int{}, perNet: map[string]map[string]int{}}
+	own := omi.Query{Owners: []string{account}}
+	net := func(id string) map[string]int {
+		if u.perNet[id] == nil {
+			u.perNet[id] = map[string]int{}
+		}
+		return u.perNet[id]
+	}
+	if err := omi.Scan(tx, own, func(n *omi.Net) (bool, error) {
+		u.global["vpc_limit"]++
+		u.nets = append(u.nets, n.NetId)
+		net(n.NetId)
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := omi.Scan(tx, own, func(sn *omi.Subnet) (bool, error) {
+		net(sn.NetId)["subnet_limit"]++
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := omi.Scan(tx, own, func(t *omi.RouteTable) (bool, error) {
+		net(t.NetId)["rtb_limit"]++
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := omi.Scan(tx, own, func(g *omi.SecGroup) (bool, error) {
+		if g.NetId != "" {
+			net(g.NetId)["vpc_sg_limit"]++
+		} else {
+			u.global["sg_limit"]++
+		}
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := omi.Scan(tx, own, func(vm *omi.Vm) (bool, error) {
+		if vm.State == omi.VmTerminated || vm.State == omi.VmShuttingDown {
+			return true, nil
+		}
+		u.global["vm_limit"]++
+		if t, err := omi.ParseVmType(vm.VmType); err == nil {
+			u.global["core_limit"] += t.VCores
+			u.global["memory_limit"] += t.MemoryGiB
+		}
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := omi.Scan(tx, own, func(v *omi.Volume) (bool, error) {
+		u.global["volume_limit"]++
+		u.global["volume_size_limit"] += v.Size
+		switch v.VolumeType {
+		case "standard", "gp2", "io1":
+			u.global[v.VolumeType+"_volume_size_limit"] += v.Size
+		}
+		if v.VolumeType == "io1" {
+			u.global["iops_limit"] += v.Iops
+		}
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	counts := []struct {
+		kind omi.Kind
+		name string
+	}{{omi.KindSnapshot, "snapshot_limit"}, {omi.KindPublicIp, "ip_limit"}, {omi.KindInternetService, "igw_limit"}, {omi.KindNatService, "nat_gateway_limit"}}
+	for _, k := range counts {
+		if err := tx.Scan(omi.Query{Kind: k.kind, Owners: []string{account}}, func(omi.Record) (bool, error) {
+			u.global[k.name]++
+			return true, nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := omi.Scan(tx, own, func(t *omi.ExportTask) (bool, error) {
+		if !t.Done() {
+			if t.ImageId != "" {
+				u.global["image_export_limit"]++
+			} else {
+				u.global["snapshot_export_limit"]++
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (f *FiltersQuota) match(q Quota, scope string) bool {
+	return anyOf(f.Collections, q.QuotaCollection) && anyOf(f.QuotaNames, q.Name) && anyOf(f.QuotaTypes, scope) &&
+		anyOf(f.ShortDescriptions, q.ShortDescription)
+}
+
+// ReadQuotas lists the caller's quotas and what it uses of each: the
+// global ones, then those of each of its Nets.
+func (s *Service) ReadQuotas(ctx context.Context, c *omi.Caller, in *ReadQuotasRequest) (*ReadQuotasResponse, error) {
+	f := in.Filters
+	if f == nil {
+		f = &FiltersQuota{}
+	}
+	if _, err := resultsPerPage(in.ResultsPerPage); err != nil {
+		return nil, err
+	}
+	if omi.IsDryRun(ctx) {
+		return &ReadQuotasResponse{QuotaTypes: []QuotaTypes{}}, nil
+	}
+	var u *usage
+	if err := s.view(ctx, func(tx omi.Tx) error {
+		var err error
+		u, err = s.usage(tx, c.AccountID())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	me := c.AccountID()
+	scope := func(name string, used map[string]int, perNet bool) QuotaTypes {
+		qt := QuotaTypes{QuotaType: name, Quotas: []Quota{}}
+		for _, d := range quotaDefs {
+			q := Quota{AccountId: me, Description: d.long, MaxValue: d.max, Name: d.name, QuotaCollection: d.collection,
+				ShortDescription: d.short, UsedValue: used[d.name]}
+			if d.perNet == perNet && f.match(q, name) {
+				qt.Quotas = append(qt.Quotas, q)
+			}
+		}
+		return qt
+	}
+	var all []QuotaTypes
+	if g := scope("global", u.global, false); len(g.Quotas) > 0 {
+		all = append(all, g)
+	}
+	for _, id := range u.nets {
+		if n := scope(id, u.perNet[id], true); len(n.Quotas) > 0 {
+			all = append(all, n)
+		}
+	}
+	out, next, err := page(all, in.NextPageToken, in.ResultsPerPage)
+	if err != nil {
+		return nil, err
+	}
+	return &ReadQuotasResponse{QuotaTypes: nonNil(out), NextPageToken: next}, nil
+}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -262,7 +263,7 @@ func (d *Driver) args(spec service.VmSpec, dir string) ([]string, error) {
 	}
 	if spec.PublicIp != "" {
 		for _, p := range spec.TCPPorts {
-			netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", spec.PublicIp, p, p)
+			netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", spec.PublicIp, ForwardedPort(p), p)
 		}
 	}
 	proxy := strings.ReplaceAll(fmt.Sprintf("%s %s %s", d.opt.ProxyCommand, d.metadataSocket(), spec.VmId), ",", ",,")
@@ -352,7 +353,44 @@ func (d *Driver) Start(ctx context.Context, spec service.VmSpec) error {
 		}
 	}
 	d.track(m, exited)
+	if spec.PublicIp != "" {
+		d.opt.Log.Info("vm machine running", "vm", spec.VmId, "ssh", net.JoinHostPort(spec.PublicIp, strconv.Itoa(ForwardedPort(22))), "pid", m.pid)
+	}
 	return nil
+}
+
+// UnprivilegedPortOffset is added to the guest ports below 1024 when omi
+// may not bind them (not root, no CAP_NET_BIND_SERVICE): SSH is then on
+// PublicIp:10022.
+const UnprivilegedPortOffset = 10000
+
+var (
+	lowPortsOnce sync.Once
+	lowPortsOK   bool
+)
+
+// ForwardedPort is the host port a guest TCP port is forwarded on: the
+// same port, or port+UnprivilegedPortOffset for ports below 1024 when
+// this process may not bind them.
+func ForwardedPort(p int) int {
+	lowPortsOnce.Do(func() {
+		for _, try := range []int{1023, 1022, 1021, 1020, 1019} {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(try)))
+			if err == nil {
+				ln.Close()
+				lowPortsOK = true
+				return
+			}
+			if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+				return
+			}
+		}
+		lowPortsOK = true // in use, so bindable by someone: assume allowed
+	})
+	if p < 1024 && !lowPortsOK {
+		return p + UnprivilegedPortOffset
+	}
+	return p
 }
 
 // track records a running machine and reports its exit.

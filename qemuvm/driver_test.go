@@ -2,6 +2,7 @@ package qemuvm
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -61,7 +62,7 @@ func TestArgs(t *testing.T) {
 		`"export":"vol-aaaaaaaa"`, `"port":"10809"`, `"host":"127.0.0.1"`, `"reconnect-delay":60`,
 		"virtio-blk-pci,drive=d0,bootindex=0", "virtio-blk-pci,drive=d1 ",
 		"restrict=on", "net=169.254.0.0/16",
-		"hostfwd=tcp:127.42.0.9:22-:22", "hostfwd=tcp:127.42.0.9:80-:80",
+		fmt.Sprintf("hostfwd=tcp:127.42.0.9:%d-:22", ForwardedPort(22)), fmt.Sprintf("hostfwd=tcp:127.42.0.9:%d-:80", ForwardedPort(80)),
 		"guestfwd=tcp:169.254.169.254:80-cmd:/bin/true " + d.metadataSocket() + " i-12345678",
 		"mac=aa:ce:01:02:03:04", "hostname=ip-10-0-1-5",
 		"manufacturer=3DS Outscale,product=3DS Outscale VM,uuid=",

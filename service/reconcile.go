@@ -380,8 +380,6 @@ func (s *Service) settleVmUp(ctx context.Context, id string) (bool, error) {
 	if spec != nil {
 		if startErr = s.vmDriver().Start(ctx, *spec); startErr != nil {
 			s.log.Error("start VM", "vm", id, "err", startErr)
-		} else if s.driver != nil {
-			s.log.Info("vm running", "vm", id, "ssh", spec.PublicIp+":22", "driver", s.driver.Name())
 		}
 	}
 	did := false

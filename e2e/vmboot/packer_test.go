@@ -18,6 +18,7 @@ import (
 	"github.com/omiproject/omi/apitest"
 	"github.com/omiproject/omi/osimage"
 	"github.com/omiproject/omi/osimage/osimagetest"
+	"github.com/omiproject/omi/qemuvm"
 )
 
 // packerEnv unpacks the real packer and packer-plugin-outscale from
@@ -53,6 +54,7 @@ source "outscale-bsu" "small" {
   vm_type      = "tinav5.c1r1p2"
   omi_name     = "%s"
   ssh_username = "root"
+  ssh_port     = %d
   ssh_timeout  = "5m"
 }
 
@@ -74,7 +76,7 @@ func TestPackerBuild(t *testing.T) {
 	small := s.image(osimage.SmallFamily)
 	mark := fmt.Sprintf("packer-%d", rand.Int64())
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "build.pkr.hcl"), []byte(fmt.Sprintf(packerTemplate, small, mark, mark)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "build.pkr.hcl"), []byte(fmt.Sprintf(packerTemplate, small, mark, qemuvm.ForwardedPort(22), mark)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

@@ -14,6 +14,7 @@ import (
 	"github.com/omiproject/omi/apitest"
 	"github.com/omiproject/omi/osimage"
 	"github.com/omiproject/omi/osimage/osimagetest"
+	"github.com/omiproject/omi/qemuvm"
 )
 
 const terraformConfig = `
@@ -26,6 +27,7 @@ provider "outscale" {}
 
 variable "image" {}
 variable "mark" {}
+variable "ssh_port" {}
 
 resource "outscale_keypair" "k" {
   keypair_name = "tf-${var.mark}"
@@ -39,6 +41,7 @@ resource "outscale_vm" "vm" {
     type        = "ssh"
     user        = "root"
     host        = self.public_ip
+    port        = var.ssh_port
     private_key = outscale_keypair.k.private_key
     timeout     = "5m"
   }
@@ -80,7 +83,7 @@ func TestTerraformRemoteExec(t *testing.T) {
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir(),
 			"OSC_ACCESS_KEY=" + s.e.Joe.AccessKey, "OSC_SECRET_KEY=" + s.e.Joe.SecretKey, "OSC_REGION=" + apitest.Region,
 			"OSC_ENDPOINT_API=" + s.e.APIURL(), "TF_CLI_CONFIG_FILE=" + vars["TF_CLI_CONFIG_FILE"], "TF_IN_AUTOMATION=1",
-			"TF_VAR_image=" + small, "TF_VAR_mark=" + mark}
+			"TF_VAR_image=" + small, "TF_VAR_mark=" + mark, fmt.Sprintf("TF_VAR_ssh_port=%d", qemuvm.ForwardedPort(22))}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -28,6 +28,7 @@ import (
 	"github.com/omiproject/omi/apitest"
 	"github.com/omiproject/omi/osimage"
 	"github.com/omiproject/omi/osimage/osimagetest"
+	"github.com/omiproject/omi/qemuvm"
 )
 
 // server is an omi serve process with the QEMU driver.
@@ -237,13 +238,13 @@ func dial(t testing.TB, addr string, signer ssh.Signer, within time.Duration) *s
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}
 	var last error
 	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-		c, err := ssh.Dial("tcp", net.JoinHostPort(addr, "22"), cfg)
+		c, err := ssh.Dial("tcp", net.JoinHostPort(addr, strconv.Itoa(qemuvm.ForwardedPort(22))), cfg)
 		if err == nil {
 			return c
 		}
 		last = err
 	}
-	t.Fatalf("no SSH on %s:22 after %v: %v", addr, within, last)
+	t.Fatalf("no SSH on %s:%d after %v: %v", addr, qemuvm.ForwardedPort(22), within, last)
 	return nil
 }
 

@@ -286,6 +286,6 @@ output "checks" {
     subnets     = length(data.outscale_subnets.main.subnets)
     nics        = length(data.outscale_nics.main.nics)
     route_table = length(data.outscale_route_table.private.routes)
-    peering     = data.outscale_net_peering.peer.state[0].name
+    peering     = [for st in data.outscale_net_peering.peer.state : st.name]
   }
 }

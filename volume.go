@@ -52,8 +52,22 @@ func (v *Volume) Visibility() (bool, []string) { return false, nil }
 // and so is kept by the store beside the document.
 func (v *Volume) SetOwner(id string) { v.AccountId = id }
 
-// Normalize replaces nil slices by empty ones.
+// Normalize replaces nil slices by empty ones and fills in the Iops the
+// API reports for the types whose IOPS are not chosen: the provider's
+// recorded states (terraform-provider-outscale tests/data/oapi/volume*)
+// show 150 for every standard volume and, for gp2, 3 per GiB within
+// 100..16000 (100 for 12 GiB). The spec calls Iops io1-only; the real API
+// reports it for all types. It is called on the way out only: the stored
+// record keeps 0 for them, so a change of size or type recomputes it.
 func (v *Volume) Normalize() {
+	if v.Iops == 0 {
+		switch v.VolumeType {
+		case VolumeStandard:
+			v.Iops = 150
+		case VolumeGP2:
+			v.Iops = min(max(3*v.Size, 100), 16000)
+		}
+	}
 	if v.Tags == nil {
 		v.Tags = []Tag{}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -38,6 +39,31 @@ type File struct {
 	LoginLockout LoginLockout `yaml:"login_lockout"`
 	// Signature restricts the signatures the API accepts.
 	Signature Signature `yaml:"signature"`
+	// Regions lists the regions of the deployment (one omi process, or
+	// cluster, per region) and their API endpoints, so that ReadRegions
+	// describes the deployment as the real cloud describes its own.
+	// Default: only the region this process serves.
+	Regions []Region `yaml:"regions"`
+	// Subregions are the letters of the served region's subregions
+	// (default a, b, c, as eu-west-2 on the real cloud).
+	Subregions []string `yaml:"subregions"`
+}
+
+// Region is one entry of the regions section.
+type Region struct {
+	Name string `yaml:"name"`
+	// Endpoint is the API host name clients use for the region, as
+	// ReadRegions gives it (the real cloud: api.eu-west-2.outscale.com).
+	Endpoint string `yaml:"endpoint"`
+}
+
+// ServiceRegions converts the regions section for the service.
+func (f *File) ServiceRegions() []service.Region {
+	var out []service.Region
+	for _, r := range f.Regions {
+		out = append(out, service.Region{RegionName: r.Name, Endpoint: r.Endpoint})
+	}
+	return out
 }
 
 // LoginLockout is the login_lockout section: how many failed logins (Basic
@@ -97,6 +123,10 @@ type AccessKey struct {
 // OMIs and has no access key unless the file gives it one.
 var DefaultProvider = Account{AccountID: "000000000001", Alias: "Outscale", Email: "provider@omi.invalid"}
 
+// regionName is the form of OUTSCALE region names (eu-west-2,
+// cloudgouv-eu-west-1).
+var regionName = regexp.MustCompile(`^[a-z]+(-[a-z]+)*-[0-9]+$`)
+
 // Load reads and validates a configuration file. Unknown keys are errors,
 // so a typo does not silently drop an account.
 func Load(path string) (*File, error) {
@@ -138,6 +168,23 @@ func (f *File) Validate() error {
 	}
 	if l := f.LoginLockout; (l.LoginFailures != nil && *l.LoginFailures < 0) || (l.AddressFailures != nil && *l.AddressFailures < 0) || l.Delay < 0 || l.MaxDelay < 0 {
 		return fmt.Errorf("config: login_lockout: failures and delays must not be negative")
+	}
+	seen := map[string]bool{}
+	for i, r := range f.Regions {
+		if !regionName.MatchString(r.Name) || r.Endpoint == "" {
+			return fmt.Errorf("config: regions[%d]: name (like eu-west-2) and endpoint are required, got %q and %q", i, r.Name, r.Endpoint)
+		}
+		if seen[r.Name] {
+			return fmt.Errorf("config: regions[%d]: %s is listed twice", i, r.Name)
+		}
+		seen[r.Name] = true
+	}
+	seen = map[string]bool{}
+	for i, l := range f.Subregions {
+		if len(l) != 1 || l[0] < 'a' || l[0] > 'z' || seen[l] {
+			return fmt.Errorf("config: subregions[%d]: %q must be one letter a to z, listed once", i, l)
+		}
+		seen[l] = true
 	}
 	for i, r := range f.Signature.Regions {
 		if r == "" {

@@ -194,7 +194,8 @@ func TestCreateKeypairImports(t *testing.T) {
 		}
 	}
 	bad := []struct{ what, key, code string }{
-		{"not base64", authorized, "4083"},
+		{"neither base64 nor a key", "not a key!", "4083"},
+		{"plain key cut short", "ssh-ed25519 AAAA", "4083"},
 		{"base64 of garbage", b64("ssh-ed25519 AAAAnotakey"), "4083"},
 		{"empty after decoding", b64("   "), "4083"},
 		{"options", b64(`command="/bin/sh" ` + authorized), "4083"},
@@ -524,7 +525,7 @@ func TestSecurityGroupsAndRules(t *testing.T) {
 		{"rules and flat", service.CreateSecurityGroupRuleRequest{IpRange: "1.2.3.4/32", Rules: []service.RuleRequest{ssh22}}, omi.CodeInvalidParamSet},
 		{"unknown protocol", service.CreateSecurityGroupRuleRequest{IpProtocol: "tcpx", IpRange: "1.2.3.4/32"}, "4053"},
 		{"protocol number in the public Cloud", service.CreateSecurityGroupRuleRequest{IpProtocol: "47", IpRange: "1.2.3.4/32"}, "4053"},
-		{"tcp without ports", service.CreateSecurityGroupRuleRequest{IpProtocol: "tcp", IpRange: "1.2.3.4/32"}, "4051"},
+		{"tcp from a port without ToPortRange (taken as 0)", service.CreateSecurityGroupRuleRequest{IpProtocol: "tcp", FromPortRange: ptr(22), IpRange: "1.2.3.4/32"}, "4051"},
 		{"from port too large", service.CreateSecurityGroupRuleRequest{IpProtocol: "udp", FromPortRange: ptr(70000), ToPortRange: ptr(70000), IpRange: "1.2.3.4/32"}, "4064"},
 		{"negative to port", service.CreateSecurityGroupRuleRequest{IpProtocol: "udp", FromPortRange: ptr(1), ToPortRange: ptr(-5), IpRange: "1.2.3.4/32"}, "4021"},
 		{"reversed ports", service.CreateSecurityGroupRuleRequest{IpProtocol: "tcp", FromPortRange: ptr(90), ToPortRange: ptr(80), IpRange: "1.2.3.4/32"}, "4051"},

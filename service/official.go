@@ -30,7 +30,7 @@ type OfficialSpec struct {
 	// disk's size in bytes.
 	Import func(ctx context.Context, snapshotID string) (int64, error)
 	// BootModes are the firmware the disk boots with (legacy, uefi); empty
-	// means legacy, the generated disks' only mode.
+	// means both, as the real cloud's official OMIs list.
 	BootModes []string
 	// Tags are set on the published OMI, e.g. OfficialSourceTag.
 	Tags []omi.Tag
@@ -148,7 +148,11 @@ func (s *Service) PublishOfficial(ctx context.Context, spec OfficialSpec) (*omi.
 		img = s.newImage(caller, &CreateImageRequest{ImageName: fmt.Sprintf("%s-%s-%d", spec.Family, date, build),
 			Description: spec.Description, ProductCodes: spec.ProductCodes})
 		img.State = omi.ImageAvailable
-		img.BootModes = []string{"legacy"}
+		// The real cloud's official OMIs accept uefi (their BootModes list
+		// it, alone or with legacy: the provider's recorded states), and
+		// users write boot_mode = "uefi" against them; legacy stays first
+		// so that a VM without BootMode keeps booting legacy.
+		img.BootModes = []string{"legacy", "uefi"}
 		if len(spec.BootModes) > 0 {
 			img.BootModes = append([]string(nil), spec.BootModes...)
 		}

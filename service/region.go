@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/omiproject/omi"
 )
@@ -36,12 +37,16 @@ func IsWindows(codes []string) bool {
 	return false
 }
 
-func newRegionFacts(region string, market []MarketplaceProduct) regionFacts {
+// locationCodes are eu-west-2's data centres by subregion letter, as the
+// real cloud lists them (the provider's recorded ReadSubregions: a PAR1,
+// b PAR4, c PAR7). Other letters get no code.
+var locationCodes = map[string]string{"a": "PAR1", "b": "PAR4", "c": "PAR7"}
+
+func newRegionFacts(region string, letters []string, market []MarketplaceProduct) regionFacts {
+	if len(letters) == 0 {
+		letters = []string{"a", "b", "c"}
+	}
 	f := regionFacts{
-		subregions: []Subregion{
-			{SubregionName: region + "a", RegionName: region, State: "available", LocationCode: "PAR1"},
-			{SubregionName: region + "b", RegionName: region, State: "available", LocationCode: "PAR4"},
-		},
 		productTypes: []ProductType{
 			{ProductTypeId: "0001", Description: "Linux", Vendor: "Outscale"},
 			{ProductTypeId: "0002", Description: "Windows Server", Vendor: "Microsoft"},
@@ -49,6 +54,9 @@ func newRegionFacts(region string, market []MarketplaceProduct) regionFacts {
 			{ProductTypeId: "0004", Description: "Red Hat Enterprise Linux", Vendor: "Red Hat"},
 			{ProductTypeId: "0006", Description: "Linux (other distributions)", Vendor: "Outscale"},
 		},
+	}
+	for _, l := range letters {
+		f.subregions = append(f.subregions, Subregion{SubregionName: region + l, RegionName: region, State: "available", LocationCode: locationCodes[l]})
 	}
 	for _, m := range market {
 		f.productTypes = append(f.productTypes, ProductType{ProductTypeId: m.ProductTypeId, Description: m.Description, Vendor: m.Vendor})
@@ -112,6 +120,7 @@ type Paging struct {
 	ResultsPerPage *int   `json:"ResultsPerPage"`
 }
 
+// Region is an entry of ReadRegions.
 type Region struct {
 	Endpoint   string `json:"Endpoint"`
 	RegionName string `json:"RegionName"`
@@ -121,11 +130,20 @@ type ReadRegionsResponse struct {
 	Regions []Region `json:"Regions"`
 }
 
-// ReadRegions lists the region this process serves. One omi process serves
-// one region; listing regions it does not serve would send clients to
-// endpoints that are not there.
+// ReadRegions lists the regions of the deployment, by name, as the real
+// cloud lists all of its own (the provider's recorded state shows
+// eu-west-2, us-east-2 and us-west-1 with their api.<region>.outscale.com
+// endpoints). One omi process serves one region: the others are other omi
+// processes, given by the configuration's regions section; without it only
+// the served region is listed, so that no client is sent to an endpoint
+// that is not there.
 func (s *Service) ReadRegions(ctx context.Context, c *omi.Caller, in *ReadRegionsRequest) (*ReadRegionsResponse, error) {
-	return &ReadRegionsResponse{Regions: []Region{{RegionName: s.cfg.Region, Endpoint: s.cfg.Endpoint}}}, nil
+	out := slices.Clone(s.cfg.Regions)
+	if !slices.ContainsFunc(out, func(r Region) bool { return r.RegionName == s.cfg.Region }) {
+		out = append(out, Region{RegionName: s.cfg.Region, Endpoint: s.cfg.Endpoint})
+	}
+	slices.SortFunc(out, func(a, b Region) int { return strings.Compare(a.RegionName, b.RegionName) })
+	return &ReadRegionsResponse{Regions: out}, nil
 }
 
 type Subregion struct {
@@ -149,7 +167,8 @@ type ReadSubregionsResponse struct {
 	NextPageToken string      `json:"NextPageToken,omitempty"`
 }
 
-// ReadSubregions lists subregions a and b of the region.
+// ReadSubregions lists the subregions of the served region (a, b and c
+// unless configured otherwise).
 func (s *Service) ReadSubregions(ctx context.Context, c *omi.Caller, in *ReadSubregionsRequest) (*ReadSubregionsResponse, error) {
 	f := in.Filters
 	if f == nil {

@@ -649,8 +649,18 @@ func checkProtocolPorts(proto string, from, to *int, inNet bool) (string, int, i
 	}
 	switch proto {
 	case "tcp", "udp":
-		if from == nil || to == nil {
-			return "", 0, 0, omi.Invalid(codeInvalidPortSpec, "%s rules need FromPortRange and ToPortRange", proto)
+		// An absent port is port 0, as the real API takes it: the SDKs
+		// (osc-sdk-go v3 before rc.4, used by packer-plugin-outscale
+		// 1.6.1) declare the ports `int` with omitempty, so port 0 is
+		// never sent, and the plugin's temporary security group for
+		// communicator "none" asks for port 0 that way. The spec marks
+		// neither port as required.
+		zero := 0
+		if from == nil {
+			from = &zero
+		}
+		if to == nil {
+			to = &zero
 		}
 		if *from < 0 || *from > 65535 {
 			return "", 0, 0, omi.Invalid(codeInvalidStartPort, "FromPortRange must be a port from 0 to 65535, not %d", *from)

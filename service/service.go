@@ -38,6 +38,11 @@ type Config struct {
 	Marketplace []MarketplaceProduct
 	// LoginPolicy limits password guessing (nil: authguard.DefaultPolicy).
 	LoginPolicy *authguard.Policy
+	// Regions are the deployment's regions for ReadRegions (nil: only
+	// Region, at Endpoint). Region is added when the list lacks it.
+	Regions []Region
+	// Subregions are the letters of Region's subregions (nil: a, b, c).
+	Subregions []string
 }
 
 // MarketplaceProduct is a product type of a marketplace seller: only the
@@ -104,7 +109,7 @@ func New(store omi.Store, cfg Config, log *slog.Logger) *Service {
 	}
 	keys := &keyCache{}
 	return &Service{store: watchingStore{store, keys}, keys: keys, cfg: cfg, log: log, now: time.Now, guard: authguard.New(policy),
-		region: newRegionFacts(cfg.Region, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2), rescan: 5 * time.Second}
+		region: newRegionFacts(cfg.Region, cfg.Subregions, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2), rescan: 5 * time.Second}
 }
 
 // Region returns the region the service serves.

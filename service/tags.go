@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 
 	"github.com/omiproject/omi"
@@ -115,7 +116,33 @@ type CreateTagsRequest struct {
 	Base
 	ResourceIds []string  `json:"ResourceIds"`
 	Tags        []omi.Tag `json:"Tags"`
+
+	// noValue is the index+1 of the first tag sent without Value.
+	noValue int
 }
+
+// UnmarshalJSON notes a tag sent without Value: the spec requires it
+// (ResourceTag: required Key and Value) and the real API refuses such a
+// tag, where an empty Value is a valid tag.
+func (r *CreateTagsRequest) UnmarshalJSON(b []byte) error {
+	type plain CreateTagsRequest
+	if err := json.Unmarshal(b, (*plain)(r)); err != nil {
+		return err
+	}
+	var raw struct {
+		Tags []map[string]json.RawMessage `json:"Tags"`
+	}
+	if json.Unmarshal(b, &raw) == nil {
+		for i, t := range raw.Tags {
+			if v, ok := t["Value"]; !ok || string(v) == "null" {
+				r.noValue = i + 1
+				break
+			}
+		}
+	}
+	return nil
+}
+
 type CreateTagsResponse struct{}
 
 // CreateTags adds or replaces tags on resources the caller owns. It changes
@@ -123,6 +150,9 @@ type CreateTagsResponse struct{}
 func (s *Service) CreateTags(ctx context.Context, c *omi.Caller, in *CreateTagsRequest) (*CreateTagsResponse, error) {
 	if len(in.ResourceIds) == 0 || len(in.Tags) == 0 {
 		return nil, omi.Invalid(omi.CodeInvalidParameter, "ResourceIds and Tags are required")
+	}
+	if in.noValue > 0 {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "Tags[%d] has no Value (it is required, and may be empty)", in.noValue-1)
 	}
 	for _, t := range in.Tags {
 		if e := omi.CheckTag(t); e != nil {

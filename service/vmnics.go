@@ -168,3 +168,14 @@ func (s *Service) showVmNics(tx omi.Tx, account string, vms []*omi.Vm) error {
 	}
 	return nil
 }
+
+// setPrimaryNicGroups gives a VM's primary NIC the VM's security groups:
+// in a Net, the groups of a VM are those of its primary NIC.
+func setPrimaryNicGroups(tx omi.Tx, vm *omi.Vm) error {
+	nics, err := vmNics(tx, vm)
+	if err != nil || len(nics) == 0 || nics[0].LinkNic.DeviceNumber != 0 {
+		return err
+	}
+	nics[0].SecurityGroups = slices.Clone(vm.SecurityGroups)
+	return omi.Put(tx, nics[0])
+}

@@ -25,9 +25,12 @@ type BDMVmCreation struct {
 
 type CreateVmsRequest struct {
 	Base
+	ActionsOnNextBoot           *ActionsOnNextBoot `json:"ActionsOnNextBoot"`
 	BlockDeviceMappings         []BDMVmCreation    `json:"BlockDeviceMappings"`
 	BootMode                    string             `json:"BootMode"`
 	BootOnCreation              *bool              `json:"BootOnCreation"`
+	BsuOptimized                *bool              `json:"BsuOptimized"`
+	NestedVirtualization        *bool              `json:"NestedVirtualization"`
 	ClientToken                 string             `json:"ClientToken"`
 	DeletionProtection          bool               `json:"DeletionProtection"`
 	ImageId                     string             `json:"ImageId"`
@@ -83,6 +86,9 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		maxN = *in.MaxVmsCount
 	} else if minN > maxN {
 		maxN = minN
+	}
+	if err := in.ActionsOnNextBoot.check(); err != nil {
+		return nil, err
 	}
 	if minN < 1 || maxN < minN || maxN > MaxVmsPerCall {
 		return nil, omi.Invalid(omi.CodeInvalidValue, "MinVmsCount and MaxVmsCount must satisfy 1 <= MinVmsCount <= MaxVmsCount <= %d", MaxVmsPerCall)
@@ -170,6 +176,10 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		} else if len(img.BootModes) > 0 && !slices.Contains(img.BootModes, bootMode) {
 			return omi.Invalid(omi.CodeInvalidValue, "OMI %s does not support boot mode %s", img.ImageId, bootMode)
 		}
+		// IsSourceDestChecked is false below: the provider's recorded
+		// states show false for VMs outside a Net and for VMs created
+		// with SubnetId; only VMs created with Nics show true. They show
+		// BsuOptimized false for tina types.
 		taken, err := s.takenAddresses(tx)
 		if err != nil {
 			return err
@@ -186,7 +196,10 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				PrivateIp: ip, PrivateDnsName: fmt.Sprintf("ip-%s.%s.compute.internal", dashes(ip), s.cfg.Region),
 				ProductCodes: slices.Clone(img.ProductCodes), ReservationId: reservation, RootDeviceName: img.RootDeviceName,
 				RootDeviceType: "ebs", TpmEnabled: tpm, UserData: in.UserData, VmInitiatedShutdownBehavior: shutdown,
-				IsSourceDestChecked: true, BsuOptimized: true, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
+				IsSourceDestChecked: false, BsuOptimized: false, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
+			in.ActionsOnNextBoot.apply(vm)
+			vm.BsuOptimized = in.BsuOptimized != nil && *in.BsuOptimized
+			vm.NestedVirtualization = in.NestedVirtualization != nil && *in.NestedVirtualization
 			// With a driver that runs machines, the public address is
 			// the loopback address the VM's ports are forwarded on.
 			if vm.PublicIp, err = s.poolAddress(tx, taken); err != nil {
@@ -335,6 +348,28 @@ func (s *Service) vmNetwork(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, subr
 		}
 	}
 	return out, nil
+}
+
+// vmGroups resolves the SecurityGroupIds of UpdateVm: groups of the
+// caller, in the VM's Net (or outside any Net, as the VM), at least one.
+func (s *Service) vmGroups(tx omi.Tx, c *omi.Caller, netID string, ids []string) ([]omi.SecurityGroup, error) {
+	if len(ids) == 0 {
+		return nil, omi.Invalid(omi.CodeInvalidParameter, "SecurityGroupIds must name at least one security group")
+	}
+	var groups []omi.SecurityGroup
+	for _, id := range ids {
+		g, err := ownGroup(tx, c, id)
+		if err != nil {
+			return nil, err
+		}
+		if g.NetId != netID {
+			return nil, omi.Invalid("4086", "security group %s is not in the VM's network", g.SecurityGroupId)
+		}
+		if !slices.ContainsFunc(groups, func(x omi.SecurityGroup) bool { return x.SecurityGroupId == g.SecurityGroupId }) {
+			groups = append(groups, omi.SecurityGroup{SecurityGroupId: g.SecurityGroupId, SecurityGroupName: g.SecurityGroupName})
+		}
+	}
+	return groups, nil
 }
 
 func dashes(ip string) string {
@@ -538,21 +573,35 @@ func (f *FiltersVm) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	for k, v := range raw {
-		if !vmFilterNoData[k] {
+		if !vmFilterNoData[k] || string(v) == "null" {
 			continue
 		}
-		var list []any
-		var flag bool
-		switch {
-		case string(v) == "null":
-		case json.Unmarshal(v, &list) == nil:
-			if len(list) > 0 {
-				f.unsupported = append(f.unsupported, k)
+		// Each is decoded as the spec types it (booleans, lists of
+		// integers, lists of strings), so a wrong type of item is a 4108
+		// as for the filters omi implements.
+		var n int
+		switch k {
+		case "IsSourceDestChecked", "NicIsSourceDestChecked", "NicLinkNicDeleteOnVmDeletion", "NicPrivateIpsPrimaryIp":
+			var flag bool
+			if json.Unmarshal(v, &flag) != nil {
+				return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(flag), Field: "Filters." + k}
 			}
-		case json.Unmarshal(v, &flag) == nil:
-			f.unsupported = append(f.unsupported, k)
+			n = 1
+		case "NicLinkNicDeviceNumbers", "StateReasonCodes":
+			var ints []int
+			if json.Unmarshal(v, &ints) != nil {
+				return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(ints), Field: "Filters." + k}
+			}
+			n = len(ints)
 		default:
-			return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf([]string{}), Field: "Filters." + k}
+			var strs []string
+			if json.Unmarshal(v, &strs) != nil {
+				return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(strs), Field: "Filters." + k}
+			}
+			n = len(strs)
+		}
+		if n > 0 {
+			f.unsupported = append(f.unsupported, k)
 		}
 	}
 	return nil
@@ -772,18 +821,49 @@ type UpdateVmBDM struct {
 	} `json:"Bsu"`
 }
 
+// UpdateVmRequest lists every property of the spec, so that each is
+// type-checked (4108) rather than ignored when unknown.
 type UpdateVmRequest struct {
 	Base
-	BlockDeviceMappings         []UpdateVmBDM `json:"BlockDeviceMappings"`
-	DeletionProtection          *bool         `json:"DeletionProtection"`
-	IsSourceDestChecked         *bool         `json:"IsSourceDestChecked"`
-	KeypairName                 *string       `json:"KeypairName"`
-	Performance                 string        `json:"Performance"`
-	UserData                    *string       `json:"UserData"`
-	VmId                        string        `json:"VmId"`
-	VmInitiatedShutdownBehavior string        `json:"VmInitiatedShutdownBehavior"`
-	VmType                      string        `json:"VmType"`
+	ActionsOnNextBoot           *ActionsOnNextBoot `json:"ActionsOnNextBoot"`
+	BlockDeviceMappings         []UpdateVmBDM      `json:"BlockDeviceMappings"`
+	BsuOptimized                *bool              `json:"BsuOptimized"`
+	DeletionProtection          *bool              `json:"DeletionProtection"`
+	IsSourceDestChecked         *bool              `json:"IsSourceDestChecked"`
+	KeypairName                 *string            `json:"KeypairName"`
+	NestedVirtualization        *bool              `json:"NestedVirtualization"`
+	Performance                 string             `json:"Performance"`
+	SecurityGroupIds            []string           `json:"SecurityGroupIds"`
+	UserData                    *string            `json:"UserData"`
+	VmId                        string             `json:"VmId"`
+	VmInitiatedShutdownBehavior string             `json:"VmInitiatedShutdownBehavior"`
+	VmType                      string             `json:"VmType"`
 }
+
+// ActionsOnNextBoot is the spec's object of the same name.
+type ActionsOnNextBoot struct {
+	SecureBoot string `json:"SecureBoot"`
+}
+
+// check validates SecureBoot against the spec's SecureBootAction enum.
+func (a *ActionsOnNextBoot) check() error {
+	if a == nil {
+		return nil
+	}
+	switch a.SecureBoot {
+	case "", "enable", "disable", "setup-mode", "none":
+		return nil
+	}
+	return omi.Invalid(omi.CodeInvalidValue, "ActionsOnNextBoot.SecureBoot must be enable, disable, setup-mode or none, not %q", a.SecureBoot)
+}
+
+// apply records a secure boot action for the VM's next boot.
+func (a *ActionsOnNextBoot) apply(vm *omi.Vm) {
+	if a != nil && a.SecureBoot != "" {
+		vm.ActionsOnNextBoot = map[string]any{"SecureBoot": a.SecureBoot}
+	}
+}
+
 type UpdateVmResponse struct {
 	Vm *omi.Vm `json:"Vm"`
 }
@@ -844,6 +924,24 @@ func (s *Service) UpdateVm(ctx context.Context, c *omi.Caller, in *UpdateVmReque
 		if in.IsSourceDestChecked != nil {
 			vm.IsSourceDestChecked = *in.IsSourceDestChecked
 		}
+		if err := in.ActionsOnNextBoot.check(); err != nil {
+			return err
+		}
+		in.ActionsOnNextBoot.apply(vm)
+		if in.BsuOptimized != nil {
+			vm.BsuOptimized = *in.BsuOptimized
+		}
+		if in.NestedVirtualization != nil {
+			vm.NestedVirtualization = *in.NestedVirtualization
+		}
+		if in.SecurityGroupIds != nil {
+			if vm.SecurityGroups, err = s.vmGroups(tx, c, vm.NetId, in.SecurityGroupIds); err != nil {
+				return err
+			}
+			if err := setPrimaryNicGroups(tx, vm); err != nil {
+				return err
+			}
+		}
 		if b := in.VmInitiatedShutdownBehavior; b != "" {
 			if b != "stop" && b != "restart" && b != "terminate" {
 				return omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
@@ -882,11 +980,30 @@ func setLinkDelete(tx omi.Tx, volumeID string, del bool) error {
 	return omi.Put(tx, v)
 }
 
+// FiltersVmsState holds every filter of the spec. omi has no maintenance
+// events (MaintenanceEvents is always empty), so a non-empty Maintenance*
+// filter matches no VM; the dates must still be dates.
 type FiltersVmsState struct {
-	SubregionNames []string `json:"SubregionNames"`
-	VmIds          []string `json:"VmIds"`
-	VmStates       []string `json:"VmStates"`
+	MaintenanceEventCodes        []string `json:"MaintenanceEventCodes"`
+	MaintenanceEventDescriptions []string `json:"MaintenanceEventDescriptions"`
+	MaintenanceEventsNotAfter    []string `json:"MaintenanceEventsNotAfter"`
+	MaintenanceEventsNotBefore   []string `json:"MaintenanceEventsNotBefore"`
+	SubregionNames               []string `json:"SubregionNames"`
+	VmIds                        []string `json:"VmIds"`
+	VmStates                     []string `json:"VmStates"`
 }
+
+// maintenance reports whether a Maintenance* filter is given (it then
+// matches nothing), after checking that its dates are dates.
+func (f *FiltersVmsState) maintenance() (bool, error) {
+	for _, d := range append(slices.Clone(f.MaintenanceEventsNotAfter), f.MaintenanceEventsNotBefore...) {
+		if _, err := parseDate(d); err != nil {
+			return false, omi.Invalid(omi.CodeInvalidValue, "MaintenanceEventsNotAfter/NotBefore take dates (YYYY-MM-DD), not %q", d)
+		}
+	}
+	return len(f.MaintenanceEventCodes)+len(f.MaintenanceEventDescriptions)+len(f.MaintenanceEventsNotAfter)+len(f.MaintenanceEventsNotBefore) > 0, nil
+}
+
 type ReadVmsStateRequest struct {
 	Base
 	Paging
@@ -910,12 +1027,16 @@ func (s *Service) ReadVmsState(ctx context.Context, c *omi.Caller, in *ReadVmsSt
 	if f == nil {
 		f = &FiltersVmsState{}
 	}
+	none, err := f.maintenance()
+	if err != nil {
+		return nil, err
+	}
 	var vms []*omi.Vm
 	var next string
-	err := s.view(ctx, func(tx omi.Tx) error {
+	err = s.view(ctx, func(tx omi.Tx) error {
 		var err error
 		vms, next, err = listPage[omi.Vm](tx, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VmIds}, in.Paging, omi.PrefixVm, func(v *omi.Vm) bool {
-			return (in.AllVms || v.State == omi.VmRunning) && anyOf(f.SubregionNames, v.Placement.SubregionName) && anyOf(f.VmStates, v.State)
+			return !none && (in.AllVms || v.State == omi.VmRunning) && anyOf(f.SubregionNames, v.Placement.SubregionName) && anyOf(f.VmStates, v.State)
 		})
 		return err
 	})

@@ -169,7 +169,8 @@ func serve(args []string) error {
 	defer ln.Close()
 	endpoint := "http://" + ln.Addr().String()
 	n, err := openNode(ctx, f.data, f.store, f.blocks, nodeConfig{name: f.nodeName, ttl: f.leaseTTL, addr: endpoint}, service.Config{Region: region, Endpoint: strings.TrimPrefix(endpoint, "http://"),
-		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts(), LoginPolicy: &loginPolicy}, log)
+		RefusePublicWithFindings: f.refusePublic || cfg.RefusePublicWithFindings, Marketplace: cfg.MarketplaceProducts(), LoginPolicy: &loginPolicy,
+		Regions: cfg.ServiceRegions(), Subregions: cfg.Subregions}, log)
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,18 @@
 package realclients
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	oscv3 "github.com/outscale/osc-sdk-go/v3/pkg/osc"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/omiproject/omi/apitest"
@@ -39,6 +42,125 @@ func TestRealClients(t *testing.T) {
 		})
 		s.checkNothingLeft(t, res)
 	})
+
+	t.Run("packer/bsu", func(t *testing.T) {
+		t.Parallel()
+		s.packerBuild(t, suffix)
+	})
+
+	t.Run("terraform/net", func(t *testing.T) {
+		t.Parallel()
+		s.needCalls(t, "CreateNet", "CreateSubnet", "ReadNics", "CreateNic", "CreateInternetService", "CreateNatService",
+			"CreateNetPeering", "CreateDhcpOptions", "CreateRouteTable", "ReadQuotas")
+		r := s.newRun(t, "net", map[string]string{"suffix": suffix})
+		res := r.lifecycle(nil)
+		s.checkNothingLeft(t, res)
+	})
+
+	t.Run("terraform/security", func(t *testing.T) {
+		t.Parallel()
+		// The provider reads the NICs of a security group on refresh
+		// and before deleting it.
+		s.needCalls(t, "ReadNics")
+		r := s.newRun(t, "security", map[string]string{"suffix": suffix})
+		res := r.lifecycle(nil)
+		s.checkNothingLeft(t, res)
+	})
+}
+
+// packerBuild runs a bsu build with a temporary keypair, security group
+// and public IP, then checks with the SDK that the OMI is there as the
+// template says and that the temporary resources are gone.
+func (s *server) packerBuild(t *testing.T, suffix string) {
+	dir := t.TempDir()
+	copyDir(t, filepath.Join("testdata", "packer"), dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.packer, "build", "-machine-readable", "-var", "suffix="+suffix, "bsu.pkr.hcl")
+	cmd.Dir = dir
+	cmd.Env = s.env(nil)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("packer build: %v\n%s", err, out)
+	}
+	// -machine-readable: timestamp,builder,artifact,0,id,eu-west-2:ami-...
+	var imageID string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) >= 6 && f[2] == "artifact" && f[4] == "id" {
+			_, imageID, _ = strings.Cut(f[5], ":")
+		}
+	}
+	if imageID == "" {
+		t.Fatalf("packer printed no artifact id:\n%s", out)
+	}
+	c := s.V3(s.Joe)
+	r, err := c.ReadImages(t.Context(), oscv3.ReadImagesRequest{Filters: &oscv3.FiltersImage{ImageIds: &[]string{imageID}}})
+	if err != nil || r.Images == nil || len(*r.Images) != 1 {
+		t.Fatalf("ReadImages %s: %+v, %v", imageID, r, err)
+	}
+	img := (*r.Images)[0]
+	tags := map[string]string{}
+	for _, tg := range img.Tags {
+		tags[tg.Key] = tg.Value
+	}
+	if img.State != "available" || deref(img.ImageName) != "packer-debian-"+suffix || tags["builder"] != "packer" || tags["suffix"] != suffix {
+		t.Errorf("packer's OMI %s: state %s, name %q, tags %v", imageID, img.State, deref(img.ImageName), tags)
+	}
+	if img.AccountId != s.Joe.AccountID || len(deref(img.BlockDeviceMappings)) == 0 {
+		t.Errorf("packer's OMI %s: owner %s, %d block device mappings", imageID, img.AccountId, len(deref(img.BlockDeviceMappings)))
+	}
+	kps, err := c.ReadKeypairs(t.Context(), oscv3.ReadKeypairsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range deref(kps.Keypairs) {
+		if strings.HasPrefix(deref(k.KeypairName), "packer_") {
+			t.Errorf("packer's temporary keypair %s is left", deref(k.KeypairName))
+		}
+	}
+	sgs, err := c.ReadSecurityGroups(t.Context(), oscv3.ReadSecurityGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range deref(sgs.SecurityGroups) {
+		if strings.HasPrefix(g.SecurityGroupName, "packer_osc_") {
+			t.Errorf("packer's temporary security group %s is left", g.SecurityGroupName)
+		}
+	}
+	vms, err := c.ReadVms(t.Context(), oscv3.ReadVmsRequest{Filters: &oscv3.FiltersVm{TagValues: &[]string{"Packer Builder"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vm := range deref(vms.Vms) {
+		if st := vm.State; st != "terminated" && st != "shutting-down" {
+			t.Errorf("packer's source VM %s is %s after the build", vm.VmId, st)
+		}
+	}
+	if _, err := c.DeleteImage(t.Context(), oscv3.DeleteImageRequest{ImageId: imageID}); err != nil {
+		t.Errorf("DeleteImage %s: %v", imageID, err)
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// needCalls skips a configuration whose provider resources use calls this
+// omi does not serve yet (issue 11's network surface, built in other
+// branches): it then turns on by itself when they are merged.
+func (s *server) needCalls(t *testing.T, calls ...string) {
+	t.Helper()
+	for _, call := range calls {
+		r := s.Call(t, s.Joe, call, map[string]any{"DryRun": true})
+		if strings.Contains(string(r.Body), "is not an operation of this API") {
+			t.Skipf("needs %s: issue 11 network surface", call)
+		}
+	}
 }
 
 // bucket creates a bucket of joe's in omi's object storage.

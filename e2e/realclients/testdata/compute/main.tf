@@ -32,48 +32,13 @@ resource "outscale_keypair" "imported" {
   public_key   = file("${path.module}/key.pub")
 }
 
-resource "outscale_security_group" "web" {
-  security_group_name = "tf-web-${var.suffix}"
-  description         = "web servers"
-  tags {
-    key   = "role"
-    value = "web"
-  }
-}
-
-resource "outscale_security_group" "admin" {
-  security_group_name = "tf-admin-${var.suffix}"
-  description         = "admin hosts"
-}
-
-resource "outscale_security_group_rule" "http" {
-  flow              = "Inbound"
-  security_group_id = outscale_security_group.web.security_group_id
-  from_port_range   = 80
-  to_port_range     = 80
-  ip_protocol       = "tcp"
-  ip_range          = "0.0.0.0/0"
-}
-
-resource "outscale_security_group_rule" "ssh_from_admin" {
-  flow              = "Inbound"
-  security_group_id = outscale_security_group.web.security_group_id
-  rules {
-    from_port_range = 22
-    to_port_range   = 22
-    ip_protocol     = "tcp"
-    security_groups_members {
-      security_group_id = outscale_security_group.admin.security_group_id
-    }
-  }
-}
-
 resource "outscale_vm" "web" {
   image_id                 = data.outscale_images.official.images[0].image_id
   vm_type                  = "tinav5.c1r1p2"
   keypair_name             = outscale_keypair.created.keypair_name
-  security_group_ids       = [outscale_security_group.web.security_group_id]
   placement_subregion_name = "eu-west-2a"
+  # the official OMIs list legacy and uefi, as on the real cloud
+  boot_mode = "uefi"
   tags {
     key   = "name"
     value = "web-${var.suffix}"
@@ -226,7 +191,7 @@ data "outscale_vms" "tagged" {
   }
   depends_on = [outscale_vm.web]
 }
-data "outscale_vm_state" "web" { 
+data "outscale_vm_state" "web" {
   vm_id = outscale_vm.web.vm_id
 }
 data "outscale_vm_states" "all" {
@@ -278,18 +243,6 @@ data "outscale_keypairs" "all" {
     values = [outscale_keypair.created.keypair_name, outscale_keypair.imported.keypair_name]
   }
 }
-data "outscale_security_group" "web" {
-  filter {
-    name   = "security_group_ids"
-    values = [outscale_security_group.web.security_group_id]
-  }
-}
-data "outscale_security_groups" "all" {
-  filter {
-    name   = "security_group_ids"
-    values = [outscale_security_group.web.security_group_id, outscale_security_group.admin.security_group_id]
-  }
-}
 data "outscale_public_ip" "web" {
   filter {
     name   = "public_ips"
@@ -300,6 +253,13 @@ data "outscale_public_ips" "all" {
   depends_on = [outscale_public_ip.web]
 }
 
+data "outscale_quotas" "compute" {
+  filter {
+    name   = "collections"
+    values = ["Compute"]
+  }
+  depends_on = [outscale_vm.web]
+}
 data "outscale_regions" "all" {}
 data "outscale_subregions" "all" {}
 data "outscale_vm_types" "small" {
@@ -329,12 +289,11 @@ data "outscale_tags" "web" {
 
 output "checks" {
   value = {
-    vm_state     = data.outscale_vm_state.web.vm_state
-    regions      = length(data.outscale_regions.all.regions)
-    subregions   = length(data.outscale_subregions.all.subregions)
-    volumes      = length(data.outscale_volumes.all.volumes)
-    keypairs     = length(data.outscale_keypairs.all.keypairs)
-    images       = length(data.outscale_images.mine.images)
-    sgs          = length(data.outscale_security_groups.all.security_groups)
+    vm_state   = data.outscale_vm_state.web.vm_state
+    regions    = length(data.outscale_regions.all.regions)
+    subregions = length(data.outscale_subregions.all.subregions)
+    volumes    = length(data.outscale_volumes.all.volumes)
+    keypairs   = length(data.outscale_keypairs.all.keypairs)
+    images     = length(data.outscale_images.mine.images)
   }
 }

@@ -1,0 +1,115 @@
+terraform {
+  required_providers {
+    outscale = {
+      source = "outscale/outscale"
+    }
+  }
+}
+
+provider "outscale" {}
+
+variable "suffix" {}
+
+data "outscale_images" "official" {
+  filter {
+    name   = "account_aliases"
+    values = ["Outscale"]
+  }
+  filter {
+    name   = "image_names"
+    values = ["Debian*"]
+  }
+}
+
+resource "outscale_keypair" "admin" {
+  keypair_name = "tf-admin-${var.suffix}"
+}
+
+resource "outscale_security_group" "web" {
+  security_group_name = "tf-web-${var.suffix}"
+  description         = "web servers"
+  tags {
+    key   = "role"
+    value = "web"
+  }
+}
+
+resource "outscale_security_group" "admin" {
+  security_group_name = "tf-admin-${var.suffix}"
+  description         = "admin hosts"
+}
+
+resource "outscale_security_group_rule" "http" {
+  flow              = "Inbound"
+  security_group_id = outscale_security_group.web.security_group_id
+  from_port_range   = 80
+  to_port_range     = 80
+  ip_protocol       = "tcp"
+  ip_range          = "0.0.0.0/0"
+}
+
+resource "outscale_security_group_rule" "ssh_from_admin" {
+  flow              = "Inbound"
+  security_group_id = outscale_security_group.web.security_group_id
+  rules {
+    from_port_range = 22
+    to_port_range   = 22
+    ip_protocol     = "tcp"
+    security_groups_members {
+      security_group_id = outscale_security_group.admin.security_group_id
+    }
+  }
+}
+
+resource "outscale_security_group_rule" "https_and_icmp" {
+  flow              = "Inbound"
+  security_group_id = outscale_security_group.admin.security_group_id
+  rules {
+    from_port_range = 443
+    to_port_range   = 443
+    ip_protocol     = "tcp"
+    ip_ranges       = ["10.0.0.0/8", "192.168.0.0/16"]
+  }
+  rules {
+    from_port_range = -1
+    to_port_range   = -1
+    ip_protocol     = "icmp"
+    ip_ranges       = ["0.0.0.0/0"]
+  }
+}
+
+resource "outscale_vm" "web" {
+  image_id           = data.outscale_images.official.images[0].image_id
+  vm_type            = "tinav6.c2r4p2"
+  keypair_name       = outscale_keypair.admin.keypair_name
+  security_group_ids = [outscale_security_group.web.security_group_id, outscale_security_group.admin.security_group_id]
+  tags {
+    key   = "name"
+    value = "sg-vm-${var.suffix}"
+  }
+}
+
+resource "outscale_public_ip" "web" {}
+
+resource "outscale_public_ip_link" "web" {
+  vm_id     = outscale_vm.web.vm_id
+  public_ip = outscale_public_ip.web.public_ip
+}
+
+data "outscale_security_group" "web" {
+  filter {
+    name   = "security_group_ids"
+    values = [outscale_security_group.web.security_group_id]
+  }
+}
+
+data "outscale_security_groups" "all" {
+  filter {
+    name   = "security_group_names"
+    values = [outscale_security_group.web.security_group_name, outscale_security_group.admin.security_group_name]
+  }
+}
+
+output "rules" {
+  value = length(data.outscale_security_group.web.inbound_rules)
+}

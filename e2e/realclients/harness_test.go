@@ -409,7 +409,11 @@ func (s *server) checkNothingLeft(t *testing.T, res []stateResource) {
 			items, _ := out[k[2]].([]any)
 			for _, it := range items {
 				m, _ := it.(map[string]any)
-				if st := str(m["State"]); !goneStates[st] {
+				st := str(m["State"])
+				if sm, ok := m["State"].(map[string]any); ok {
+					st = str(sm["Name"]) // a Net peering's State is {Name, Message}
+				}
+				if !goneStates[st] {
 					t.Errorf("%s (%s) is still there after terraform destroy: %s %v", x.Address, id, k[0], m)
 				}
 			}

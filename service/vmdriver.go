@@ -203,7 +203,9 @@ func (s *Service) volumeVmStopping(tx omi.Tx, volumeID string) (bool, error) {
 // machine died it is stopped with a StateReason. VMs that were being
 // stopped or deleted are settled by the reconciler, woken here.
 func (s *Service) vmExited(id string, guest bool) {
+	s.jobs.mu.Lock()
 	ctx := s.jobCtx
+	s.jobs.mu.Unlock()
 	if ctx == nil {
 		ctx = context.Background()
 	}

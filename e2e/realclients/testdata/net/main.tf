@@ -275,8 +275,8 @@ data "outscale_net_peering" "peer" {
 }
 data "outscale_net_peerings" "all" {
   filter {
-    name   = "state_names"
-    values = ["active"]
+    name   = "source_net_net_ids"
+    values = [outscale_net.main.net_id]
   }
   depends_on = [outscale_net_peering_acceptation.peer]
 }
@@ -288,8 +288,8 @@ data "outscale_dhcp_option" "corp" {
 }
 data "outscale_dhcp_options" "all" {
   filter {
-    name   = "default"
-    values = ["false"]
+    name   = "domain_names"
+    values = ["corp.example.com"]
   }
   depends_on = [outscale_dhcp_option.corp]
 }

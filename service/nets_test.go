@@ -234,7 +234,12 @@ func TestNicsAndVmsInNets(t *testing.T) {
 		t.Fatal(err)
 	}
 	rn := readNics(t, e, e.joe, &service.FiltersNic{NicIds: []string{nic.NicId, c2.Nic.NicId}})
-	if len(rn) != 2 || len(rn[0].PrivateIps) != 1 || len(rn[1].PrivateIps) != 3 {
+	// ReadNics answers in id order, and ids are random: find each by id.
+	ipsOf := map[string]int{}
+	for _, x := range rn {
+		ipsOf[x.NicId] = len(x.PrivateIps)
+	}
+	if len(rn) != 2 || ipsOf[nic.NicId] != 1 || ipsOf[c2.Nic.NicId] != 3 {
 		t.Errorf("NICs after private IP changes: %+v", rn)
 	}
 	if out, _ := e.svc.ReadSubnets(ctx, e.joe, &service.ReadSubnetsRequest{Filters: &service.FiltersSubnet{SubnetIds: []string{sn.SubnetId}}}); out.Subnets[0].AvailableIpsCount != 251-4 {

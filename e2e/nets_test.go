@@ -160,6 +160,8 @@ func TestNetWithVm(t *testing.T) {
 	if _, err := joe.DeleteVms(ctx, oscv3.DeleteVmsRequest{VmIds: []string{vm.VmId}}); err != nil {
 		t.Fatalf("DeleteVms: %v", err)
 	}
+	// terraform waits for the VM to be terminated before the next deletes.
+	waitVm(t, joe, vm.VmId, "terminated")
 	left, err := joe.ReadNics(ctx, oscv3.ReadNicsRequest{Filters: &oscv3.FiltersNic{NetIds: &[]string{netID}}})
 	if err != nil || len(deref(left.Nics)) != 0 {
 		t.Errorf("NICs left after DeleteVms: %v %+v", err, left)

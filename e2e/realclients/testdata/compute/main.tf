@@ -253,6 +253,13 @@ data "outscale_public_ips" "all" {
   depends_on = [outscale_public_ip.web]
 }
 
+data "outscale_quotas" "compute" {
+  filter {
+    name   = "collections"
+    values = ["Compute"]
+  }
+  depends_on = [outscale_vm.web]
+}
 data "outscale_regions" "all" {}
 data "outscale_subregions" "all" {}
 data "outscale_vm_types" "small" {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 
@@ -137,5 +138,99 @@ func TestReadNicsPublicIpAndTagFilters(t *testing.T) {
 	pubs, _ = e.svc.ReadPublicIps(ctx, e.joe, &service.ReadPublicIpsRequest{Filters: &service.FiltersPublicIp{PublicIpIds: []string{p1.PublicIp.PublicIpId}}})
 	if len(pubs.PublicIps) != 1 || pubs.PublicIps[0].NicId != "" || pubs.PublicIps[0].LinkPublicIpId != "" || pubs.PublicIps[0].PrivateIp != "" {
 		t.Errorf("public IP of a deleted NIC: %+v", pubs.PublicIps)
+	}
+}
+
+// TestReadVmsNicFilters covers the Nic* and VmSecurityGroup* filters of
+// ReadVms: a VM matches when one of its NICs does; a VM of the public
+// Cloud has no NIC and never matches; another account matches nothing.
+func TestReadVmsNicFilters(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	n := mustNet(t, e, e.joe, "10.0.0.0/16")
+	sn := mustSubnet(t, e, e.joe, n.NetId, "10.0.1.0/24", "eu-west-2a")
+	web, err := e.svc.CreateSecurityGroup(ctx, e.joe, &service.CreateSecurityGroupRequest{SecurityGroupName: "web", Description: "d", NetId: n.NetId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := e.image(e.joe, "nicfilter-image")
+	inNet, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, SubnetId: sn.SubnetId,
+		SecurityGroupIds: []string{web.SecurityGroup.SecurityGroupId}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId}); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	vmID := inNet.Vms[0].VmId
+	nics := readNics(t, e, e.joe, &service.FiltersNic{LinkNicVmIds: []string{vmID}})
+	if len(nics) != 1 {
+		t.Fatalf("NICs of the VM: %+v", nics)
+	}
+	nic := nics[0]
+	ip, err := e.svc.CreatePublicIp(ctx, e.joe, &service.CreatePublicIpRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.LinkPublicIp(ctx, e.joe, &service.LinkPublicIpRequest{PublicIpId: ip.PublicIp.PublicIpId, NicId: nic.NicId}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(c *omi.Caller, filters string) []string {
+		t.Helper()
+		var req service.ReadVmsRequest
+		if err := json.Unmarshal([]byte(`{"Filters":`+filters+`}`), &req); err != nil {
+			t.Fatalf("%s: %v", filters, err)
+		}
+		out, err := e.svc.ReadVms(ctx, c, &req)
+		if err != nil {
+			t.Fatalf("%s: %v", filters, err)
+		}
+		ids := []string{}
+		for _, v := range out.Vms {
+			ids = append(ids, v.VmId)
+		}
+		return ids
+	}
+	q := func(v any) string {
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	for _, f := range []string{
+		`{"NicSubnetIds":` + q([]string{sn.SubnetId}) + `}`,
+		`{"NicNetIds":` + q([]string{n.NetId}) + `}`,
+		`{"NicNicIds":` + q([]string{nic.NicId}) + `}`,
+		`{"NicMacAddresses":` + q([]string{nic.MacAddress}) + `}`,
+		`{"NicPrivateIpsPrivateIps":` + q([]string{nic.PrimaryIp().PrivateIp}) + `,"NicPrivateIpsPrimaryIp":true}`,
+		`{"NicLinkNicDeviceNumbers":[0],"NicLinkNicDeleteOnVmDeletion":true,"NicLinkNicStates":["attached"]}`,
+		`{"NicStates":["in-use"],"NicSubregionNames":["eu-west-2a"],"NicIsSourceDestChecked":true}`,
+		`{"NicSecurityGroupNames":["web"]}`,
+		`{"NicAccountIds":` + q([]string{e.joe.AccountID()}) + `}`,
+		`{"NicLinkPublicIpPublicIps":` + q([]string{ip.PublicIp.PublicIp}) + `}`,
+		`{"NicLinkPublicIpPublicIpIds":` + q([]string{ip.PublicIp.PublicIpId}) + `}`,
+		`{"VmSecurityGroupIds":` + q([]string{web.SecurityGroup.SecurityGroupId}) + `}`,
+		`{"VmSecurityGroupNames":["web"]}`,
+	} {
+		if got := read(e.joe, f); len(got) != 1 || got[0] != vmID {
+			t.Errorf("ReadVms %s: %v, want [%s]", f, got, vmID)
+		}
+	}
+	for _, f := range []string{
+		`{"NicSubnetIds":["subnet-00000000"]}`,
+		`{"NicLinkNicDeviceNumbers":[1]}`,
+		`{"NicLinkPublicIpPublicIps":["100.64.0.1"]}`,
+		`{"VmSecurityGroupNames":["nope"]}`,
+		`{"NicSubnetIds":` + q([]string{sn.SubnetId}) + `,"NicStates":["available"]}`,
+	} {
+		if got := read(e.joe, f); len(got) != 0 {
+			t.Errorf("ReadVms %s: %v, want none", f, got)
+		}
+	}
+	if got := read(e.bob, `{"NicSubnetIds":`+q([]string{sn.SubnetId})+`}`); len(got) != 0 {
+		t.Errorf("bob reads joe's VM through its NIC: %v", got)
+	}
+	var bad service.ReadVmsRequest
+	if err := json.Unmarshal([]byte(`{"Filters":{"NicLinkNicDeviceNumbers":["zero"]}}`), &bad); err == nil {
+		t.Error("a wrong-typed Nic filter was accepted")
 	}
 }

@@ -232,3 +232,15 @@ func TestFidelityRuleWithoutPorts(t *testing.T) {
 	wantError(t, "tcp from 22 without ToPortRange (22 > 0)", e.Call(t, e.Joe, "CreateSecurityGroupRule", map[string]any{"SecurityGroupId": sg.SecurityGroup.SecurityGroupId,
 		"Flow": "Inbound", "IpProtocol": "tcp", "FromPortRange": 22, "IpRange": "10.0.0.0/8"}), "4051")
 }
+
+// ReadLoadBalancers answers an empty list (omi serves no load balancer):
+// terraform reads it before deleting any security group.
+func TestFidelityReadLoadBalancers(t *testing.T) {
+	e := apitest.Start(t)
+	var out struct{ LoadBalancers []json.RawMessage }
+	e.MustCall(t, e.Joe, "ReadLoadBalancers", map[string]any{"Filters": map[string]any{"LoadBalancerNames": []string{"web"}}}, &out)
+	if out.LoadBalancers == nil || len(out.LoadBalancers) != 0 {
+		t.Errorf("ReadLoadBalancers = %v, want []", out.LoadBalancers)
+	}
+	wantError(t, "LoadBalancerNames as a string", e.Call(t, e.Joe, "ReadLoadBalancers", map[string]any{"Filters": map[string]any{"LoadBalancerNames": "web"}}), "4108")
+}

@@ -238,7 +238,7 @@ func (r *tfRun) planActions(dir, plan string) map[string]string {
 			continue
 		}
 		actions := strings.Join(c.Change.Actions, ",")
-		if actions == "update" && onlyRequestArguments(c.Type, c.Change.Before, c.Change.After) {
+		if (actions == "update" || actions == "delete,create") && onlyRequestArguments(c.Type, c.Change.Before, c.Change.After) {
 			actions = "no-op"
 		}
 		m[c.Address] = actions
@@ -253,17 +253,21 @@ func (r *tfRun) planActions(dir, plan string) map[string]string {
 // the provider's own import tests ignore them (ImportStateVerifyIgnore).
 var requestArguments = map[string][]string{
 	"outscale_image": {"vm_id", "no_reboot", "source_image_id", "source_region_name"},
+	// A request flag of CreateSecurityGroup; the provider forces a
+	// replacement when it is null after import.
+	"outscale_security_group": {"remove_default_outbound_rule"},
 }
 
 // onlyRequestArguments reports whether before and after differ only in
-// request arguments of the type.
+// request arguments of the type (values known only after apply, null in
+// the plan's after, are not differences).
 func onlyRequestArguments(typ string, before, after map[string]any) bool {
 	skip := map[string]bool{"request_id": true, "timeouts": true}
 	for _, a := range requestArguments[typ] {
 		skip[a] = true
 	}
 	for k, v := range after {
-		if !skip[k] && fmt.Sprint(v) != fmt.Sprint(before[k]) {
+		if v != nil && !skip[k] && fmt.Sprint(v) != fmt.Sprint(before[k]) {
 			return false
 		}
 	}
@@ -409,7 +413,11 @@ func (s *server) checkNothingLeft(t *testing.T, res []stateResource) {
 			items, _ := out[k[2]].([]any)
 			for _, it := range items {
 				m, _ := it.(map[string]any)
-				if st := str(m["State"]); !goneStates[st] {
+				st := str(m["State"])
+				if obj, ok := m["State"].(map[string]any); ok { // Net peerings: State{Name, Message}
+					st = str(obj["Name"])
+				}
+				if !goneStates[st] {
 					t.Errorf("%s (%s) is still there after terraform destroy: %s %v", x.Address, id, k[0], m)
 				}
 			}

@@ -233,6 +233,10 @@ data "outscale_internet_service" "igw" {
   depends_on = [outscale_internet_service_link.igw]
 }
 data "outscale_internet_services" "all" {
+  filter {
+    name   = "link_net_ids"
+    values = [outscale_net.main.net_id]
+  }
   depends_on = [outscale_internet_service_link.igw]
 }
 data "outscale_route_table" "private" {
@@ -256,6 +260,10 @@ data "outscale_nat_service" "nat" {
   }
 }
 data "outscale_nat_services" "all" {
+  filter {
+    name   = "net_ids"
+    values = [outscale_net.main.net_id]
+  }
   depends_on = [outscale_nat_service.nat]
 }
 data "outscale_net_peering" "peer" {
@@ -266,6 +274,10 @@ data "outscale_net_peering" "peer" {
   depends_on = [outscale_net_peering_acceptation.peer]
 }
 data "outscale_net_peerings" "all" {
+  filter {
+    name   = "source_net_net_ids"
+    values = [outscale_net.main.net_id]
+  }
   depends_on = [outscale_net_peering_acceptation.peer]
 }
 data "outscale_dhcp_option" "corp" {
@@ -275,6 +287,10 @@ data "outscale_dhcp_option" "corp" {
   }
 }
 data "outscale_dhcp_options" "all" {
+  filter {
+    name   = "domain_names"
+    values = ["corp.example.com"]
+  }
   depends_on = [outscale_dhcp_option.corp]
 }
 data "outscale_quotas" "all" {
@@ -286,6 +302,6 @@ output "checks" {
     subnets     = length(data.outscale_subnets.main.subnets)
     nics        = length(data.outscale_nics.main.nics)
     route_table = length(data.outscale_route_table.private.routes)
-    peering     = data.outscale_net_peering.peer.state[0].name
+    peering     = [for st in data.outscale_net_peering.peer.state : st.name]
   }
 }

@@ -101,6 +101,7 @@ data "outscale_security_group" "web" {
     name   = "security_group_ids"
     values = [outscale_security_group.web.security_group_id]
   }
+  depends_on = [outscale_security_group_rule.http, outscale_security_group_rule.ssh_from_admin]
 }
 
 data "outscale_security_groups" "all" {

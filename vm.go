@@ -73,19 +73,43 @@ func (v *Vm) ForWire() *Vm {
 // VmNic is a NIC as a VM shows it (the API's NicLight). It is derived from
 // the NIC records when a VM is read, not stored with the VM.
 type VmNic struct {
-	AccountId           string          `json:"AccountId"`
-	Description         string          `json:"Description"`
-	IsSourceDestChecked bool            `json:"IsSourceDestChecked"`
-	LinkNic             VmNicLink       `json:"LinkNic"`
-	LinkPublicIp        *LinkPublicIp   `json:"LinkPublicIp,omitempty"`
-	MacAddress          string          `json:"MacAddress"`
-	NetId               string          `json:"NetId"`
-	NicId               string          `json:"NicId"`
-	PrivateDnsName      string          `json:"PrivateDnsName"`
-	PrivateIps          []NicPrivateIp  `json:"PrivateIps"`
-	SecurityGroups      []SecurityGroup `json:"SecurityGroups"`
-	State               string          `json:"State"`
-	SubnetId            string          `json:"SubnetId"`
+	AccountId           string             `json:"AccountId"`
+	Description         string             `json:"Description"`
+	IsSourceDestChecked bool               `json:"IsSourceDestChecked"`
+	LinkNic             VmNicLink          `json:"LinkNic"`
+	LinkPublicIp        *LinkPublicIpLight `json:"LinkPublicIp,omitempty"`
+	MacAddress          string             `json:"MacAddress"`
+	NetId               string             `json:"NetId"`
+	NicId               string             `json:"NicId"`
+	PrivateDnsName      string             `json:"PrivateDnsName"`
+	PrivateIps          []VmNicPrivateIp   `json:"PrivateIps"`
+	SecurityGroups      []SecurityGroup    `json:"SecurityGroups"`
+	State               string             `json:"State"`
+	SubnetId            string             `json:"SubnetId"`
+}
+
+// LinkPublicIpLight is the public IP of a NIC as a VM shows it
+// (LinkPublicIpLightForVm): no link or allocation ids.
+type LinkPublicIpLight struct {
+	PublicDnsName     string `json:"PublicDnsName"`
+	PublicIp          string `json:"PublicIp"`
+	PublicIpAccountId string `json:"PublicIpAccountId"`
+}
+
+func lightLink(l *LinkPublicIp) *LinkPublicIpLight {
+	if l == nil {
+		return nil
+	}
+	return &LinkPublicIpLight{PublicDnsName: l.PublicDnsName, PublicIp: l.PublicIp, PublicIpAccountId: l.PublicIpAccountId}
+}
+
+// VmNicPrivateIp is a private IP of a NIC as a VM shows it
+// (PrivateIpLightForVm).
+type VmNicPrivateIp struct {
+	IsPrimary      bool               `json:"IsPrimary"`
+	LinkPublicIp   *LinkPublicIpLight `json:"LinkPublicIp,omitempty"`
+	PrivateDnsName string             `json:"PrivateDnsName"`
+	PrivateIp      string             `json:"PrivateIp"`
 }
 
 // VmNicLink is the link of a NIC as a VM shows it (LinkNicLight).
@@ -99,8 +123,12 @@ type VmNicLink struct {
 // LightForVm returns the NIC as the VM it is linked to shows it.
 func (n *Nic) LightForVm() VmNic {
 	out := VmNic{AccountId: n.AccountId, Description: n.Description, IsSourceDestChecked: n.IsSourceDestChecked,
-		LinkPublicIp: n.LinkPublicIp, MacAddress: n.MacAddress, NetId: n.NetId, NicId: n.NicId,
-		PrivateDnsName: n.PrivateDnsName, PrivateIps: n.PrivateIps, SecurityGroups: n.SecurityGroups, State: n.State, SubnetId: n.SubnetId}
+		LinkPublicIp: lightLink(n.LinkPublicIp), MacAddress: n.MacAddress, NetId: n.NetId, NicId: n.NicId,
+		PrivateDnsName: n.PrivateDnsName, PrivateIps: []VmNicPrivateIp{}, SecurityGroups: n.SecurityGroups, State: n.State, SubnetId: n.SubnetId}
+	for _, p := range n.PrivateIps {
+		out.PrivateIps = append(out.PrivateIps, VmNicPrivateIp{IsPrimary: p.IsPrimary, LinkPublicIp: lightLink(p.LinkPublicIp),
+			PrivateDnsName: p.PrivateDnsName, PrivateIp: p.PrivateIp})
+	}
 	if n.LinkNic != nil {
 		out.LinkNic = VmNicLink{DeleteOnVmDeletion: n.LinkNic.DeleteOnVmDeletion, DeviceNumber: n.LinkNic.DeviceNumber,
 			LinkNicId: n.LinkNic.LinkNicId, State: n.LinkNic.State}

@@ -80,7 +80,7 @@ type OmiProc struct {
 func StartOmi(t testing.TB, bin, data string, args ...string) *OmiProc {
 	t.Helper()
 	addr := FreePort(t)
-	args = append([]string{"serve", "--listen", addr, "--data", data, "--nbd-listen", "", "--log-level", "warn"}, args...)
+	args = append([]string{"serve", "--listen", addr, "--data", data, "--nbd-listen", "", "--vm-driver", "sim", "--log-level", "warn"}, args...)
 	p := &OmiProc{Cmd: exec.Command(bin, args...), Stdout: &SyncBuffer{}, Stderr: &SyncBuffer{}, URL: "http://" + addr, done: make(chan error, 1)}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Stdout, p.Stderr
 	p.Cmd.Env = append(os.Environ(), "OMI_CONFIG=")

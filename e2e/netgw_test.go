@@ -6,33 +6,23 @@ import (
 
 	oscv3 "github.com/outscale/osc-sdk-go/v3/pkg/osc"
 
-	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/apitest"
 )
 
-// gwNet puts a Net and a subnet of account a in place the way CreateNet and
-// CreateSubnet do (white-box, through the service's Net hook), and returns
-// their ids.
-// NETGW TEMPORARY: replace by CreateNet/CreateSubnet through the SDK once
-// the net branch is merged.
+// gwNet creates a Net and a subnet of account a through the v3 SDK and
+// returns their ids.
 func gwNet(t *testing.T, e *apitest.Env, a apitest.Account, ipRange, subnetRange string) (string, string) {
 	t.Helper()
-	n := &omi.Net{AccountId: a.AccountID, NetId: omi.NewID(omi.PrefixNet), IpRange: ipRange, State: omi.NetAvailable, Tenancy: "default", Tags: []omi.Tag{}}
-	sn := &omi.Subnet{AccountId: a.AccountID, SubnetId: omi.NewID(omi.PrefixSubnet), NetId: n.NetId, IpRange: subnetRange,
-		SubregionName: apitest.Region + "a", State: omi.NetAvailable, Tags: []omi.Tag{}}
-	err := e.Store.Update(t.Context(), func(tx omi.Tx) error {
-		if err := e.Service.NetgwCreateNet(tx, a.AccountID, n); err != nil {
-			return err
-		}
-		if err := omi.Insert(tx, n); err != nil {
-			return err
-		}
-		return omi.Insert(tx, sn)
-	})
+	c := e.V3(a)
+	n, err := c.CreateNet(t.Context(), oscv3.CreateNetRequest{IpRange: ipRange})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("CreateNet: %v", err)
 	}
-	return n.NetId, sn.SubnetId
+	sn, err := c.CreateSubnet(t.Context(), oscv3.CreateSubnetRequest{NetId: n.Net.NetId, IpRange: subnetRange, SubregionName: ptr(apitest.Region + "a")})
+	if err != nil {
+		t.Fatalf("CreateSubnet: %v", err)
+	}
+	return n.Net.NetId, sn.Subnet.SubnetId
 }
 
 // TestNetGateways drives a public and a private subnet through the v3 SDK

@@ -37,7 +37,7 @@ func startRealServer(t *testing.T) *realServer {
 	}
 	api, nbd, oos := loopbackPort(t), loopbackPort(t), loopbackPort(t)
 	cmd := exec.Command(bin, "serve", "--listen", api, "--nbd-listen", nbd, "--oos-listen", oos, "--data", t.TempDir(),
-		"--config", apitest.ExampleAccountsFile(), "--catalog=false", "--log-level", "warn")
+		"--config", apitest.ExampleAccountsFile(), "--catalog=false", "--vm-driver", "sim", "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start omi serve: %v", err)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/base64"
 
 	"github.com/omiproject/omi"
 )
@@ -16,10 +17,10 @@ type ReadConsoleOutputResponse struct {
 	VmId          string `json:"VmId"`
 }
 
-// ReadConsoleOutput returns the console output of one of the caller's VMs.
-// omi runs no guest, so no VM ever writes to a console: the output is
-// always empty, which is also what the real API returns before a VM has
-// printed anything (and for Windows VMs after their first boot).
+// ReadConsoleOutput returns the console output of one of the caller's VMs:
+// the last 64 KiB of its serial console under the QEMU driver. Under the
+// simulated driver no guest runs, so the output is empty, which is also
+// what the real API returns before a VM has printed anything.
 func (s *Service) ReadConsoleOutput(ctx context.Context, c *omi.Caller, in *ReadConsoleOutputRequest) (*ReadConsoleOutputResponse, error) {
 	vm, err := s.consoleVm(ctx, c, in.VmId)
 	if err != nil {
@@ -28,7 +29,7 @@ func (s *Service) ReadConsoleOutput(ctx context.Context, c *omi.Caller, in *Read
 	if omi.IsDryRun(ctx) {
 		return &ReadConsoleOutputResponse{}, nil
 	}
-	return &ReadConsoleOutputResponse{VmId: vm.VmId, ConsoleOutput: ""}, nil
+	return &ReadConsoleOutputResponse{VmId: vm.VmId, ConsoleOutput: base64.StdEncoding.EncodeToString(s.vmDriver().Console(vm.VmId))}, nil
 }
 
 type ReadAdminPasswordRequest struct {

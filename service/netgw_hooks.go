@@ -5,7 +5,11 @@ import (
 )
 
 // Hooks of the Net calls into the gateways and routing of a Net. CreateNet,
-// DeleteNet and DeleteSubnet call them inside their own transaction.
+// DeleteNet and DeleteSubnet call them inside their own transaction. Their
+// shape follows the net branch's NetHook (Created, Dependent, Deleted) and
+// SubnetHook (Dependent, Deleted): the checks that may refuse a deletion
+// come apart from the cleanup, so that every hook checks before any
+// deletes.
 
 // codeNetHasDependencies refuses DeleteNet while gateways or route tables
 // of the Net remain (vpc-is-associated).
@@ -33,6 +37,15 @@ func (s *Service) NetgwCreateNet(tx omi.Tx, account string, n *omi.Net) error {
 // left but its main route table, then deletes that table and ends the Net
 // peerings of the Net (as deleted).
 func (s *Service) NetgwDeleteNet(tx omi.Tx, account, netID string) error {
+	if err := s.NetgwNetDependents(tx, account, netID); err != nil {
+		return err
+	}
+	return s.NetgwNetDeleted(tx, account, netID)
+}
+
+// NetgwNetDependents refuses the deletion of a Net that has an internet
+// service linked, a NAT service, or a route table besides its main one.
+func (s *Service) NetgwNetDependents(tx omi.Tx, account, netID string) error {
 	g, err := netInternetService(tx, account, netID)
 	if err != nil {
 		return err
@@ -55,6 +68,16 @@ func (s *Service) NetgwDeleteNet(tx omi.Tx, account, netID string) error {
 		if t.MainLink() == nil {
 			return omi.Conflict(codeNetHasDependencies, "The Net '%s' has the route table '%s': delete it first.", netID, t.RouteTableId)
 		}
+	}
+	return nil
+}
+
+// NetgwNetDeleted deletes the main route table of a Net that goes, and
+// ends its live Net peerings (as deleted, by the Net's deletion).
+func (s *Service) NetgwNetDeleted(tx omi.Tx, account, netID string) error {
+	tables, err := accountRouteTables(tx, account, netID)
+	if err != nil {
+		return err
 	}
 	for _, t := range tables {
 		if err := retire(tx, omi.KindRouteTable, t.RouteTableId); err != nil {
@@ -85,6 +108,15 @@ func (s *Service) NetgwDeleteNet(tx omi.Tx, account, netID string) error {
 // NetgwDeleteSubnet refuses to delete a subnet that holds a NAT service,
 // and removes the subnet's route table link.
 func (s *Service) NetgwDeleteSubnet(tx omi.Tx, account string, sn *omi.Subnet) error {
+	if err := s.NetgwSubnetDependents(tx, account, sn); err != nil {
+		return err
+	}
+	return s.NetgwSubnetDeleted(tx, account, sn)
+}
+
+// NetgwSubnetDependents refuses the deletion of a subnet holding a NAT
+// service.
+func (s *Service) NetgwSubnetDependents(tx omi.Tx, account string, sn *omi.Subnet) error {
 	var nat *omi.NatService
 	err := omi.Scan(tx, omi.Query{Owners: []string{account}, Names: []string{sn.SubnetId}}, func(n *omi.NatService) (bool, error) {
 		nat = n
@@ -96,6 +128,11 @@ func (s *Service) NetgwDeleteSubnet(tx omi.Tx, account string, sn *omi.Subnet) e
 	if nat != nil {
 		return omi.Conflict(codeSubnetInUse, "The subnet '%s' holds the NAT service '%s': delete it first.", sn.SubnetId, nat.NatServiceId)
 	}
+	return nil
+}
+
+// NetgwSubnetDeleted removes the route table link of a subnet that goes.
+func (s *Service) NetgwSubnetDeleted(tx omi.Tx, account string, sn *omi.Subnet) error {
 	tables, err := accountRouteTables(tx, account, sn.NetId)
 	if err != nil {
 		return err

@@ -22,10 +22,12 @@ const (
 	codeSubnetConflict  = "9058" // subnet-conflict: overlapping subnets
 )
 
-// Prefix lengths a Net or subnet may have.
+// Prefix lengths a Net may have; a subnet may be as small as a /29 (the
+// API's documentation of CreateSubnet).
 const (
-	minNetPrefix = 16
-	maxNetPrefix = 28
+	minNetPrefix    = 16
+	maxNetPrefix    = 28
+	maxSubnetPrefix = 29
 	// subnetReserved is how many addresses of a subnet the cloud keeps:
 	// the network address, the next three (gateway, DNS, future use) and
 	// the broadcast address.
@@ -53,8 +55,8 @@ func derivedID(prefix, seed string) string {
 
 // parseRange parses an IPv4 range in CIDR notation, as written by the
 // caller: the address must be the range's first one (10.0.0.0/16, not
-// 10.0.0.1/16), and its prefix between /16 and /28.
-func parseRange(field, s string) (netip.Prefix, error) {
+// 10.0.0.1/16), and its prefix between /16 and maxBits.
+func parseRange(field, s string, maxBits int) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil || !p.Addr().Is4() {
 		return netip.Prefix{}, omi.Invalid(codeInvalidIPAddress, "%s %q is not an IPv4 range in CIDR notation", field, s)
@@ -62,8 +64,8 @@ func parseRange(field, s string) (netip.Prefix, error) {
 	if p.Masked() != p {
 		return netip.Prefix{}, omi.Invalid(codeInvalidIPAddress, "%s %q is not the first address of its range (%s)", field, s, p.Masked())
 	}
-	if p.Bits() < minNetPrefix || p.Bits() > maxNetPrefix {
-		return netip.Prefix{}, omi.Invalid(codeInvalidCidrSize, "%s %q must have a prefix between /%d and /%d", field, s, minNetPrefix, maxNetPrefix)
+	if p.Bits() < minNetPrefix || p.Bits() > maxBits {
+		return netip.Prefix{}, omi.Invalid(codeInvalidCidrSize, "%s %q must have a prefix between /%d and /%d", field, s, minNetPrefix, maxBits)
 	}
 	return p, nil
 }
@@ -125,7 +127,7 @@ func (s *Service) CreateNet(ctx context.Context, c *omi.Caller, in *CreateNetReq
 	if in.IpRange == "" {
 		return nil, omi.Invalid(omi.CodeInvalidParameter, "IpRange is required")
 	}
-	p, err := parseRange("IpRange", in.IpRange)
+	p, err := parseRange("IpRange", in.IpRange, maxNetPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +324,7 @@ func (s *Service) CreateSubnet(ctx context.Context, c *omi.Caller, in *CreateSub
 	if err := required("NetId", in.NetId, "IpRange", in.IpRange); err != nil {
 		return nil, err
 	}
-	p, err := parseRange("IpRange", in.IpRange)
+	p, err := parseRange("IpRange", in.IpRange, maxSubnetPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,11 @@ func (s *Service) Start(ctx context.Context) {
 	s.jobs.mu.Lock()
 	s.jobCtx = ctx
 	s.jobs.mu.Unlock()
+	if s.driver != nil {
+		if err := s.recoverVms(ctx); err != nil {
+			s.log.Error("recover VMs after start", "err", err)
+		}
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -296,8 +301,16 @@ func (s *Service) settleVmDown(ctx context.Context, id string) (bool, error) {
 		}
 		switch vm.State {
 		case omi.VmStopping:
+			if d := s.vmDriver(); d.Running(id) {
+				// Its machine powers off (or is killed after the
+				// driver's timeout); its exit wakes the reconciler.
+				return d.Stop(id, false)
+			}
 			vm.State, did = omi.VmStopped, true
 		case omi.VmShuttingDown:
+			if d := s.vmDriver(); d.Running(id) {
+				return d.Stop(id, true)
+			}
 			for _, m := range vm.BlockDeviceMappings {
 				v, err := omi.Get[omi.Volume](tx, m.Bsu.VolumeId)
 				if isNotFound(err) {
@@ -338,8 +351,37 @@ func (s *Service) settleVmDown(ctx context.Context, id string) (bool, error) {
 }
 
 // settleVmUp starts a pending VM once its volumes are ready, and restarts a
-// VM stopped for an image once the image's snapshots are taken.
+// VM stopped for an image once the image's snapshots are taken. The VM is
+// running once the driver runs its machine; a machine that fails to start
+// leaves the VM stopped, with the reason.
 func (s *Service) settleVmUp(ctx context.Context, id string) (bool, error) {
+	var spec *VmSpec
+	if err := s.store.View(ctx, func(tx omi.Tx) error {
+		vm, err := omi.Get[omi.Vm](tx, id)
+		if err != nil || vm.State != omi.VmPending {
+			return err
+		}
+		for _, m := range vm.BlockDeviceMappings {
+			v, err := omi.Get[omi.Volume](tx, m.Bsu.VolumeId)
+			if err != nil && !isNotFound(err) {
+				return err
+			}
+			if err == nil && v.State == omi.VolumeCreating {
+				return nil
+			}
+		}
+		sp, err := s.vmSpec(tx, vm)
+		spec = &sp
+		return err
+	}); err != nil {
+		return false, ignoreMissing(err)
+	}
+	var startErr error
+	if spec != nil {
+		if startErr = s.vmDriver().Start(ctx, *spec); startErr != nil {
+			s.log.Error("start VM", "vm", id, "err", startErr)
+		}
+	}
 	did := false
 	err := s.transition(ctx, func(tx omi.Tx) error {
 		vm, err := omi.Get[omi.Vm](tx, id)
@@ -369,7 +411,14 @@ func (s *Service) settleVmUp(ctx context.Context, id string) (bool, error) {
 					return nil
 				}
 			}
-			vm.State = omi.VmRunning
+			switch {
+			case spec == nil:
+				return nil // its volumes were not ready when looked at
+			case startErr != nil:
+				vm.State, vm.StateReason = omi.VmStopped, "Server.InternalError: the VM could not start: "+startErr.Error()
+			default:
+				vm.State, vm.StateReason = omi.VmRunning, ""
+			}
 		default:
 			return nil
 		}
@@ -411,11 +460,20 @@ func (s *Service) completeVolume(ctx context.Context, id string) (bool, error) {
 
 func (s *Service) completeSnapshot(ctx context.Context, id string) (bool, error) {
 	var sn *omi.Snapshot
+	wait := false
 	if err := s.store.View(ctx, func(tx omi.Tx) (err error) {
-		sn, err = omi.Get[omi.Snapshot](tx, id)
+		if sn, err = omi.Get[omi.Snapshot](tx, id); err != nil {
+			return err
+		}
+		wait, err = s.volumeVmStopping(tx, sn.VolumeId)
 		return err
 	}); err != nil {
 		return false, ignoreMissing(err)
+	}
+	if wait {
+		// CreateImage stops the VM first: its guest is still powering
+		// off, and the snapshot is taken once its machine has exited.
+		return false, nil
 	}
 	state, msg := omi.SnapshotCompleted, ""
 	if s.data != nil {

@@ -65,6 +65,8 @@ type Service struct {
 	region regionFacts
 	data   DataPlane
 	xfer   Transfers
+	// driver runs the VMs (nil: SimDriver); see vmdriver.go.
+	driver VmDriver
 	// inspector checks the root disk of every OMI that becomes available.
 	inspector Inspector
 	// taskObserver is told about finished tasks (metrics).

@@ -180,6 +180,10 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		// states show false for VMs outside a Net and for VMs created
 		// with SubnetId; only VMs created with Nics show true. They show
 		// BsuOptimized false for tina types.
+		taken, err := s.takenAddresses(tx)
+		if err != nil {
+			return err
+		}
 		reservation := omi.NewID(omi.PrefixReservation)
 		now := s.nowString()
 		perf := map[int]string{1: "highest", 2: "high", 3: "medium"}[vt.Performance]
@@ -196,6 +200,12 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 			in.ActionsOnNextBoot.apply(vm)
 			vm.BsuOptimized = in.BsuOptimized != nil && *in.BsuOptimized
 			vm.NestedVirtualization = in.NestedVirtualization != nil && *in.NestedVirtualization
+			// With a driver that runs machines, the public address is
+			// the loopback address the VM's ports are forwarded on.
+			if vm.PublicIp, err = s.poolAddress(tx, taken); err != nil {
+				return err
+			}
+			vm.PublicDnsName = vm.PublicIp
 			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
 				return err
 			}
@@ -655,7 +665,7 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 			return true, nil
 		})
 		for _, vm := range out {
-			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated {
+			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && vm.PublicIp == "" {
 				vm.PublicIp = addr
 				vm.PublicDnsName = s.publicDnsName(addr)
 			}
@@ -722,9 +732,11 @@ func (s *Service) changeVms(ctx context.Context, c *omi.Caller, ids []string, fn
 	return &VmStatesResponse{Vms: nonNil(out)}, nil
 }
 
-// StopVms stops running VMs (stopping, then stopped).
+// StopVms stops running VMs (stopping, then stopped once their machine
+// has exited: the guest is asked to power off, and with ForceStop, or
+// after the driver's timeout, the machine is killed).
 func (s *Service) StopVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
-	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+	out, err := s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
 		switch vm.State {
 		case omi.VmRunning, omi.VmPending:
 			vm.State = omi.VmStopping
@@ -734,6 +746,15 @@ func (s *Service) StopVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) 
 		}
 		return nil
 	})
+	if err == nil && !omi.IsDryRun(ctx) {
+		d := s.vmDriver()
+		for _, ch := range out.Vms {
+			if d.Running(ch.VmId) {
+				d.Stop(ch.VmId, in.ForceStop)
+			}
+		}
+	}
+	return out, err
 }
 
 // StartVms starts stopped VMs (pending, then running).
@@ -752,7 +773,8 @@ func (s *Service) StartVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest)
 
 type RebootVmsResponse struct{}
 
-// RebootVms reboots running VMs; with no hypervisor this only checks state.
+// RebootVms reboots running VMs: their machines are reset (the simulated
+// driver only checks the states).
 func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*RebootVmsResponse, error) {
 	_, err := s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
 		if vm.State != omi.VmRunning {
@@ -762,6 +784,13 @@ func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !omi.IsDryRun(ctx) {
+		for _, id := range in.VmIds {
+			if err := s.vmDriver().Reboot(id); err != nil {
+				s.log.Warn("reboot VM", "vm", id, "err", err)
+			}
+		}
 	}
 	return &RebootVmsResponse{}, nil
 }

@@ -140,7 +140,7 @@ func (c *multiNode) launch(env []string, args ...string) (*proc, chan struct{}, 
 	tb.Helper()
 	p := &proc{api: freePort(tb), nbd: freePort(tb), oos: freePort(tb)}
 	all := append([]string{"serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos,
-		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn"}, args...)
+		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--vm-driver", "sim", "--log-level", "warn"}, args...)
 	p.cmd = exec.Command(c.bin, all...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = os.Stderr

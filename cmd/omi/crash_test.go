@@ -85,7 +85,7 @@ func launch(t *testing.T, bin string, prev *proc, dir string, env []string, args
 		p.api, p.nbd, p.oos = prev.api, prev.nbd, prev.oos
 	}
 	all := append([]string{"serve", "--listen", p.api, "--nbd-listen", p.nbd, "--oos-listen", p.oos,
-		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--log-level", "warn"}, args...)
+		"--config", filepath.Join(repoRoot(), "examples", "accounts.yaml"), "--vm-driver", "sim", "--log-level", "warn"}, args...)
 	p.cmd = exec.Command(bin, all...)
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)

@@ -209,3 +209,28 @@ func TestPublishBuiltVersions(t *testing.T) {
 		t.Fatalf("a changed file gave %+v", second)
 	}
 }
+
+// TestImageCommandUsage: wrong arguments give the usage and touch nothing.
+func TestImageCommandUsage(t *testing.T) {
+	data := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"build"}, "usage: omi image build small|debian"},
+		{[]string{"build", "ubuntu"}, "usage: omi image build small|debian"},
+		{[]string{"build", "small", "extra"}, "usage: omi image build small|debian"},
+		{[]string{"import"}, "usage: omi image import FILE"},
+		{[]string{"import", "disk.qcow2", "--data", data}, "--name is required"},
+		{[]string{"import", filepath.Join(data, "missing.qcow2"), "--name", "x", "--data", data}, "no such file"},
+		{[]string{"import", "a", "b", "--name", "x"}, "usage: omi image import FILE"},
+	} {
+		err := imageCmd(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("omi image %s: %v, want %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	if entries, _ := os.ReadDir(data); len(entries) != 0 {
+		t.Errorf("the data directory got %d entries", len(entries))
+	}
+}

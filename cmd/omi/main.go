@@ -29,6 +29,8 @@ func main() {
 		err = imageCmd(os.Args[2:])
 	case "catalog":
 		err = catalogCmd(os.Args[2:])
+	case "imds-proxy":
+		os.Exit(imdsProxy(os.Args[2:]))
 	case "version", "--version", "-v":
 		fmt.Println("omi", version)
 	case "help", "-h", "--help":

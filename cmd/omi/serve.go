@@ -52,6 +52,7 @@ type serveFlags struct {
 	region       string
 	logLevel     string
 	security     securityFlags
+	vm           vmFlags
 }
 
 func envOr(name, def string) string {
@@ -107,6 +108,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.region, "region", envOr("OMI_REGION", ""), "region name; default: the config's, else eu-west-2 (env OMI_REGION)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("OMI_LOG_LEVEL", "info"), "debug, info, warn or error (env OMI_LOG_LEVEL)")
 	addSecurityFlags(fs, &f.security)
+	f.vm.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -186,6 +188,14 @@ func serve(args []string) error {
 		return err
 	}
 	defer n.stopObjectStorage()
+	drv, err := f.vm.vmDriver(svc, f.data, f.nbdListen, n.member != nil, log)
+	if err != nil {
+		return err
+	}
+	if drv != nil {
+		defer drv.Close()
+		svc.SetVmDriver(drv)
+	}
 	svc.Start(ctx)
 	defer svc.Close()
 	if f.catalog {

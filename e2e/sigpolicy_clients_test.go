@@ -82,7 +82,9 @@ output "image" { value = data.outscale_images.mine.images[0].image_id }
 	if !strings.Contains(out, `image = "`+img.ImageId+`"`) {
 		t.Errorf("terraform apply did not find the OMI:\n%s", out)
 	}
-	var kp struct{ Keypairs []struct{ KeypairName string } }
+	var kp struct {
+		Keypairs []struct{ KeypairName string }
+	}
 	e.MustCall(t, e.Joe, "ReadKeypairs", map[string]any{"Filters": map[string]any{"KeypairNames": []string{"real-terraform-key"}}}, &kp)
 	if len(kp.Keypairs) != 1 {
 		t.Errorf("terraform's keypair: %+v", kp.Keypairs)

@@ -325,7 +325,9 @@ func (s *Service) UnlinkPublicIp(ctx context.Context, c *omi.Caller, in *UnlinkP
 				}
 			}
 		}
-		if p == nil || p.VmId == "" || in.LinkPublicIpId != "" && p.LinkPublicIpId != in.LinkPublicIpId {
+		// An address linked to a NIC that no VM holds has a NicId and no
+		// VmId: it is linked all the same.
+		if p == nil || (p.VmId == "" && p.NicId == "") || in.LinkPublicIpId != "" && p.LinkPublicIpId != in.LinkPublicIpId {
 			what := in.LinkPublicIpId
 			if what == "" {
 				what = in.PublicIp

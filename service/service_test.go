@@ -474,7 +474,7 @@ func TestVmNetworkAndStrictFilters(t *testing.T) {
 		t.Errorf("SecurityGroupNames filter: %d VMs, %v", len(vms), err)
 	}
 	if vms, err := read(`{"NicNicIds":["eni-12345678"]}`); err != nil || len(vms) != 0 {
-		t.Errorf("a filter on NICs (which omi VMs have none of) matched %d VMs, %v", len(vms), err)
+		t.Errorf("a filter on an unknown NIC matched %d VMs, %v", len(vms), err)
 	}
 	if _, err := read(`{"NicNicIds":{"x":1}}`); err == nil {
 		t.Error("a wrong-typed filter was accepted")

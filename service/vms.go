@@ -540,12 +540,36 @@ type FiltersVm struct {
 	SecurityGroupNames                   []string `json:"SecurityGroupNames"`
 
 	// unsupported names filters of the spec about properties omi VMs
-	// never have (NICs, public IPs...): a non-empty one matches nothing.
+	// never have: a non-empty one matches nothing.
 	unsupported []string
+	// nic holds the Nic* filters, renamed to ReadNics' names: a VM
+	// matches them when one of its NICs does (nicVms, filled by ReadVms).
+	nic    *FiltersNic
+	nicVms map[string]bool
+	// vmGroupIds and vmGroupNames are VmSecurityGroupIds and
+	// VmSecurityGroupNames: the groups of the VM itself.
+	vmGroupIds, vmGroupNames []string
 }
 
-// vmFilterNoData are the FiltersVm keys of the spec that omi VMs have no
-// data for; a VM never matches them.
+// vmNicFilters maps the Nic* filters of ReadVms to the ReadNics filter of
+// the same meaning.
+var vmNicFilters = map[string]string{
+	"NicDescriptions": "Descriptions", "NicIsSourceDestChecked": "IsSourceDestCheck",
+	"NicLinkNicDeleteOnVmDeletion": "LinkNicDeleteOnVmDeletion", "NicLinkNicDeviceNumbers": "LinkNicDeviceNumbers",
+	"NicLinkNicLinkNicIds": "LinkNicLinkNicIds", "NicLinkNicStates": "LinkNicStates",
+	"NicLinkNicVmAccountIds": "LinkNicVmAccountIds", "NicLinkNicVmIds": "LinkNicVmIds",
+	"NicLinkPublicIpAccountIds": "LinkPublicIpAccountIds", "NicLinkPublicIpLinkPublicIpIds": "LinkPublicIpLinkPublicIpIds",
+	"NicLinkPublicIpPublicIpIds": "LinkPublicIpPublicIpIds", "NicLinkPublicIpPublicIps": "LinkPublicIpPublicIps",
+	"NicMacAddresses": "MacAddresses", "NicNetIds": "NetIds", "NicNicIds": "NicIds",
+	"NicPrivateIpsLinkPublicIpAccountIds": "PrivateIpsLinkPublicIpAccountIds", "NicPrivateIpsPrimaryIp": "PrivateIpsPrimaryIp",
+	"NicPrivateIpsPrivateIps": "PrivateIpsPrivateIps", "NicSecurityGroupIds": "SecurityGroupIds",
+	"NicSecurityGroupNames": "SecurityGroupNames", "NicStates": "States", "NicSubnetIds": "SubnetIds",
+	"NicSubregionNames": "SubregionNames",
+}
+
+// vmFilterNoData are the FiltersVm keys of the spec decoded by hand: the
+// Nic* ones (matched through the VM's NICs), VmSecurityGroup*, and those
+// omi VMs have no data for, which a VM never matches.
 var vmFilterNoData = map[string]bool{}
 
 func init() {
@@ -572,6 +596,7 @@ func (f *FiltersVm) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
+	nf := map[string]json.RawMessage{}
 	for k, v := range raw {
 		if !vmFilterNoData[k] || string(v) == "null" {
 			continue
@@ -600,14 +625,64 @@ func (f *FiltersVm) UnmarshalJSON(b []byte) error {
 			}
 			n = len(strs)
 		}
-		if n > 0 {
+		if n == 0 {
+			continue
+		}
+		switch {
+		case vmNicFilters[k] != "":
+			nf[vmNicFilters[k]] = v
+		case k == "NicAccountIds":
+			// A NIC of a VM belongs to the VM's owner, the caller.
+			nf["LinkNicVmAccountIds"] = v
+		case k == "VmSecurityGroupIds":
+			_ = json.Unmarshal(v, &f.vmGroupIds)
+		case k == "VmSecurityGroupNames":
+			_ = json.Unmarshal(v, &f.vmGroupNames)
+		default:
 			f.unsupported = append(f.unsupported, k)
+		}
+	}
+	if len(nf) > 0 {
+		b, err := json.Marshal(nf)
+		if err != nil {
+			return err
+		}
+		f.nic = &FiltersNic{}
+		if err := json.Unmarshal(b, f.nic); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// vmsOfNics lists the VMs with a NIC that matches the Nic* filters.
+func (s *Service) vmsOfNics(tx omi.Tx, account string, f *FiltersNic) (map[string]bool, error) {
+	ips, err := nicPublicIps(tx, account)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	err = omi.Scan(tx, omi.Query{Owners: []string{account}}, func(n *omi.Nic) (bool, error) {
+		if n.LinkNic == nil {
+			return true, nil
+		}
+		s.showLinks(n, ips)
+		if f.match(n) {
+			out[n.LinkNic.VmId] = true
+		}
+		return true, nil
+	})
+	return out, err
+}
+
 func (f *FiltersVm) match(v *omi.Vm) bool {
+	if f.nic != nil && !f.nicVms[v.VmId] {
+		return false
+	}
+	if len(f.vmGroupIds) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.vmGroupIds, g.SecurityGroupId) }) ||
+		len(f.vmGroupNames) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.vmGroupNames, g.SecurityGroupName) }) {
+		return false
+	}
 	if len(f.unsupported) > 0 || !anyOf(f.NetIds, v.NetId) || !anyOf(f.SubnetIds, v.SubnetId) ||
 		(len(f.SecurityGroupIds) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.SecurityGroupIds, g.SecurityGroupId) })) ||
 		(len(f.SecurityGroupNames) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.SecurityGroupNames, g.SecurityGroupName) })) {
@@ -651,6 +726,11 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 	var next string
 	err := s.view(ctx, func(tx omi.Tx) error {
 		var err error
+		if f.nic != nil {
+			if f.nicVms, err = s.vmsOfNics(tx, c.AccountID(), f.nic); err != nil {
+				return err
+			}
+		}
 		out, next, err = listPage[omi.Vm](tx, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VmIds}, in.Paging, omi.PrefixVm, f.match)
 		if err != nil || len(out) == 0 {
 			return err

@@ -244,3 +244,23 @@ func TestFidelityReadLoadBalancers(t *testing.T) {
 	}
 	wantError(t, "LoadBalancerNames as a string", e.Call(t, e.Joe, "ReadLoadBalancers", map[string]any{"Filters": map[string]any{"LoadBalancerNames": "web"}}), "4108")
 }
+
+// ReadTags answers ResourceType "vm" for a VM, as the real API (the spec
+// says "instance"); the filter takes both names.
+func TestFidelityTagResourceTypeVm(t *testing.T) {
+	e := apitest.Start(t)
+	vol := newVolume(t, e, e.Joe, 1)
+	img := registerImage(t, e, e.Joe, "tag-base", newSnapshot(t, e, e.Joe, vol)).ImageId
+	waitImage(t, e, e.Joe, img, "available")
+	var vms struct{ Vms []map[string]any }
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img}, &vms)
+	id := vms.Vms[0]["VmId"].(string)
+	e.MustCall(t, e.Joe, "CreateTags", map[string]any{"ResourceIds": []string{id}, "Tags": []map[string]any{{"Key": "Name", "Value": "web"}}}, nil)
+	for _, typ := range []string{"vm", "instance"} {
+		var out struct{ Tags []map[string]any }
+		e.MustCall(t, e.Joe, "ReadTags", map[string]any{"Filters": map[string]any{"ResourceTypes": []string{typ}}}, &out)
+		if len(out.Tags) != 1 || out.Tags[0]["ResourceType"] != "vm" || out.Tags[0]["ResourceId"] != id {
+			t.Errorf("ReadTags ResourceTypes [%s] = %v, want the VM's tag with ResourceType vm", typ, out.Tags)
+		}
+	}
+}

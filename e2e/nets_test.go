@@ -121,7 +121,7 @@ func TestNetWithVm(t *testing.T) {
 		{"DeleteSecurityGroup in use", func() error {
 			_, err := joe.DeleteSecurityGroup(ctx, oscv3.DeleteSecurityGroupRequest{SecurityGroupId: &sgID})
 			return err
-		}, "9002"},
+		}, "9085"},
 		{"DeleteSubnet with NICs", func() error {
 			_, err := joe.DeleteSubnet(ctx, oscv3.DeleteSubnetRequest{SubnetId: subnetID})
 			return err

@@ -357,7 +357,7 @@ func TestNicsAndVmsInNets(t *testing.T) {
 
 	// Groups in use by a NIC stay; the VM's groups follow its primary NIC.
 	_, err = e.svc.DeleteSecurityGroup(ctx, e.joe, &service.DeleteSecurityGroupRequest{SecurityGroupId: web.SecurityGroup.SecurityGroupId})
-	nwCode(t, "DeleteSecurityGroup used by NICs", err, "9002")
+	nwCode(t, "DeleteSecurityGroup used by NICs", err, "9085")
 	def := readNics(t, e, e.joe, &service.FiltersNic{NicIds: []string{c2.Nic.NicId}})[0].SecurityGroups[0].SecurityGroupId
 	if _, err := e.svc.UpdateNic(ctx, e.joe, &service.UpdateNicRequest{NicId: primaryNic, SecurityGroupIds: []string{def}}); err != nil {
 		t.Fatal(err)

@@ -22,10 +22,15 @@ const (
 	codeNoSuchGroup         = "5020" // no-such-group
 	codeNoSuchVpc           = "5065" // no-such-vpc
 	codeBusy                = "9002" // busy: group still used
-	codeDuplicateGroup      = "9008" // duplicate-group: name taken in the scope
-	codeReservedGroup       = "9051" // reserved-group: default groups stay
-	codeTooManyRules        = "10017"
-	codeTooManyGroups       = "10038"
+	// codeGroupInUse is the real API's code for a group still on a VM or
+	// a NIC: terraform-provider-outscale deletes a group, and on 9085
+	// (only) removes it from its VMs and NICs and deletes it again
+	// (resource_security_group.go, Delete).
+	codeGroupInUse     = "9085"
+	codeDuplicateGroup = "9008" // duplicate-group: name taken in the scope
+	codeReservedGroup  = "9051" // reserved-group: default groups stay
+	codeTooManyRules   = "10017"
+	codeTooManyGroups  = "10038"
 )
 
 // Security group limits: the API documents 500 groups in the public Cloud
@@ -382,7 +387,7 @@ func groupUnused(tx omi.Tx, me, id string) error {
 		return err
 	}
 	if nicID != "" {
-		return omi.Conflict(codeBusy, "The security group %s is used by the NIC %s.", id, nicID)
+		return omi.Conflict(codeGroupInUse, "The security group %s is used by the NIC %s.", id, nicID)
 	}
 	var vmID string
 	err = omi.Scan(tx, omi.Query{Owners: []string{me}}, func(vm *omi.Vm) (bool, error) {
@@ -396,7 +401,7 @@ func groupUnused(tx omi.Tx, me, id string) error {
 		return err
 	}
 	if vmID != "" {
-		return omi.Conflict(codeBusy, "The security group %s is used by VM %s.", id, vmID)
+		return omi.Conflict(codeGroupInUse, "The security group %s is used by VM %s.", id, vmID)
 	}
 	var refBy string
 	err = omi.Scan(tx, omi.Query{Owners: []string{me}}, func(g *omi.SecGroup) (bool, error) {

@@ -230,6 +230,18 @@ type ReadTagsResponse struct {
 	NextPageToken string           `json:"NextPageToken,omitempty"`
 }
 
+// tagResourceType is the ResourceType ReadTags answers for a kind. The
+// spec lists "instance" for VMs, and the ResourceTypes filter takes it,
+// but the real API answers "vm" (terraform-provider-outscale's acceptance
+// test TestAccVM_WithTagDataSource expects resource_type "vm"); the filter
+// takes both.
+func tagResourceType(kind omi.Kind) string {
+	if kind == omi.KindVm {
+		return "vm"
+	}
+	return string(kind)
+}
+
 // ReadTags lists the tags of the caller's resources.
 func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsRequest) (*ReadTagsResponse, error) {
 	f := in.Filters
@@ -239,7 +251,8 @@ func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsReque
 	var out []ResourceTagOut
 	err := s.view(ctx, func(tx omi.Tx) error {
 		for _, kind := range taggedKinds {
-			if !anyOf(f.ResourceTypes, string(kind)) {
+			wire := tagResourceType(kind)
+			if !anyOf(f.ResourceTypes, string(kind)) && !anyOf(f.ResourceTypes, wire) {
 				continue
 			}
 			q := omi.Query{Kind: kind, Owners: []string{c.AccountID()}, IDs: f.ResourceIds}
@@ -250,7 +263,7 @@ func (s *Service) ReadTags(ctx context.Context, c *omi.Caller, in *ReadTagsReque
 				}
 				for _, t := range *r.TagList() {
 					if anyOf(f.Keys, t.Key) && anyOf(f.Values, t.Value) {
-						out = append(out, ResourceTagOut{Key: t.Key, Value: t.Value, ResourceId: rec.ID, ResourceType: string(kind)})
+						out = append(out, ResourceTagOut{Key: t.Key, Value: t.Value, ResourceId: rec.ID, ResourceType: wire})
 					}
 				}
 				return true, nil

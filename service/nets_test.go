@@ -404,6 +404,18 @@ func TestNicsAndVmsInNets(t *testing.T) {
 	nwCode(t, "Nics without a primary", err, omi.CodeInvalidParameter)
 	_, err = e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, Nics: []service.NicForVmCreation{{NicId: nic.NicId, DeviceNumber: ptr(0)}}})
 	nwCode(t, "Nics with a linked NIC", err, "9004")
+	_, err = e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, Nics: []service.NicForVmCreation{{NicId: c2.Nic.NicId, DeviceNumber: ptr(0), SubnetId: sn2.SubnetId}}})
+	nwCode(t, "Nics with an existing NIC of another subnet", err, omi.CodeInvalidParamSet)
+	// What the provider sends for an existing NIC: every field of its
+	// block, empty, and DeleteOnVmDeletion.
+	cv3, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, Nics: []service.NicForVmCreation{
+		{NicId: c2.Nic.NicId, DeviceNumber: ptr(0), SubnetId: "", PrivateIps: []service.PrivateIpLight{}, DeleteOnVmDeletion: ptr(true)}}})
+	if err != nil {
+		t.Fatalf("CreateVms with an existing NIC as terraform sends it: %v", err)
+	}
+	if v := cv3.Vms[0]; len(v.Nics) != 1 || v.Nics[0].NicId != c2.Nic.NicId || !v.Nics[0].LinkNic.DeleteOnVmDeletion {
+		t.Errorf("VM on an existing NIC: %+v", v.Nics)
+	}
 
 	// Quotas count what the account holds.
 	q, err := e.svc.ReadQuotas(ctx, e.joe, &service.ReadQuotasRequest{})
@@ -420,7 +432,7 @@ func TestNicsAndVmsInNets(t *testing.T) {
 			}
 		}
 	}
-	if used["global/vpc_limit"] != 1 || used[n.NetId+"/subnet_limit"] != 2 || used["global/ip_limit"] != 1 || used["global/vm_limit"] != 1 || used[n.NetId+"/vpc_sg_limit"] != 2 {
+	if used["global/vpc_limit"] != 1 || used[n.NetId+"/subnet_limit"] != 2 || used["global/ip_limit"] != 1 || used["global/vm_limit"] != 2 || used[n.NetId+"/vpc_sg_limit"] != 2 {
 		t.Errorf("quota usage %v", used)
 	}
 	f, err := e.svc.ReadQuotas(ctx, e.joe, &service.ReadQuotasRequest{Filters: &service.FiltersQuota{QuotaNames: []string{"subnet_limit"}}})

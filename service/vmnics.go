@@ -50,17 +50,25 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 		devices[dev] = true
 		var n *omi.Nic
 		if e.NicId != "" {
-			if e.SubnetId != "" || len(e.PrivateIps) > 0 || len(e.SecurityGroupIds) > 0 || e.DeleteOnVmDeletion != nil {
-				return omi.Invalid(omi.CodeInvalidParamSet, "an existing NIC (NicId) takes no SubnetId, PrivateIps, SecurityGroupIds or DeleteOnVmDeletion")
+			// terraform-provider-outscale sends every field of the
+			// block for an existing NIC too (an empty SubnetId and
+			// PrivateIps, DeleteOnVmDeletion from its default), and the
+			// real API takes it: only fields that would change the NIC
+			// are refused.
+			if len(e.PrivateIps) > 0 || len(e.SecurityGroupIds) > 0 || e.SecondaryPrivateIpCount != nil && *e.SecondaryPrivateIpCount > 0 {
+				return omi.Invalid(omi.CodeInvalidParamSet, "an existing NIC (NicId) takes no PrivateIps, SecondaryPrivateIpCount or SecurityGroupIds")
 			}
 			var err error
 			if n, err = ownNic(tx, c, e.NicId); err != nil {
 				return err
 			}
+			if e.SubnetId != "" && e.SubnetId != n.SubnetId {
+				return omi.Invalid(omi.CodeInvalidParamSet, "the NIC '%s' is in the subnet '%s', not '%s'", n.NicId, n.SubnetId, e.SubnetId)
+			}
 			if n.LinkNic != nil {
 				return omi.Conflict(omi.CodeDeviceInUse, "The NIC '%s' is already linked to the VM '%s'.", n.NicId, n.LinkNic.VmId)
 			}
-			link(n, vm, dev, false)
+			link(n, vm, dev, e.DeleteOnVmDeletion != nil && *e.DeleteOnVmDeletion)
 		} else {
 			if e.SubnetId == "" {
 				return omi.Invalid(omi.CodeInvalidParameter, "a new NIC in Nics needs a SubnetId")

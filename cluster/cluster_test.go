@@ -21,7 +21,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-const ttl = time.Second
+// ttl is short enough to keep the tests quick and long enough that a
+// renewal is not missed on a loaded 2-core CI machine (QEMU boots run in
+// another package at the same time).
+const ttl = 3 * time.Second
 
 // region is what the nodes of a test share: one database, one block store.
 type region struct {

@@ -119,7 +119,10 @@ func (d deb) version() string {
 	return v
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 returns the hex SHA-256 of a file's content: how packages are
+// checked against their archive and how a published image file is
+// recognised again.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -141,7 +144,7 @@ func download(ctx context.Context, dir string, debs []deb) error {
 	}
 	var missing []deb
 	for _, d := range debs {
-		if sum, err := fileSHA256(filepath.Join(dir, d.File)); err == nil && sum == d.SHA256 {
+		if sum, err := FileSHA256(filepath.Join(dir, d.File)); err == nil && sum == d.SHA256 {
 			continue
 		}
 		missing = append(missing, d)
@@ -164,7 +167,7 @@ func download(ctx context.Context, dir string, debs []deb) error {
 	}
 	for _, d := range missing {
 		got := filepath.Join(tmp, d.File)
-		sum, err := fileSHA256(got)
+		sum, err := FileSHA256(got)
 		if err != nil {
 			return fmt.Errorf("apt-get download left no %s: %w", d.File, err)
 		}

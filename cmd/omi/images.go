@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -261,7 +259,7 @@ func (n *node) publishBuilt(ctx context.Context, dir string, log *slog.Logger) m
 	}
 	for _, b := range built {
 		family := b.manifest.Family
-		sum, err := fileSHA256(b.path)
+		sum, err := osimage.FileSHA256(b.path)
 		if err != nil {
 			log.Error("official images", "file", b.path, "err", err)
 			continue
@@ -298,19 +296,6 @@ func tagValue(tags []omi.Tag, key string) string {
 		}
 	}
 	return ""
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM, so a long build or

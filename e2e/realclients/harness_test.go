@@ -85,6 +85,12 @@ func installClients(t *testing.T) (map[string]string, error) {
 // launch permissions are given to) and its official OMIs.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerWith(t, apitest.ExampleAccountsFile())
+}
+
+// startServerWith is startServer with another configuration file.
+func startServerWith(t *testing.T, config string) *server {
+	t.Helper()
 	tf, err := exec.LookPath("terraform")
 	need(t, "terraform (1.11, /usr/local/bin/terraform on the project's machines)", err)
 	vars, err := installClients(t)
@@ -95,7 +101,7 @@ func startServer(t *testing.T) *server {
 	}
 	bin := apitest.BuildOmi(t)
 	s.OOS = apitest.FreePort(t)
-	s.proc = apitest.StartOmi(t, bin, t.TempDir(), "--config", apitest.ExampleAccountsFile(), "--oos-listen", s.OOS,
+	s.proc = apitest.StartOmi(t, bin, t.TempDir(), "--config", config, "--oos-listen", s.OOS,
 		"--nbd-listen", apitest.FreePort(t))
 	s.Env = apitest.Attach(t, s.proc.URL)
 	return s

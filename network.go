@@ -111,6 +111,10 @@ type LinkNic struct {
 	State              string `json:"State"`
 	VmAccountId        string `json:"VmAccountId"`
 	VmId               string `json:"VmId"`
+	// LinkDate is when the link was made: stored for ReadVms'
+	// NicLinkNicLinkNicDates filter, not part of the API's LinkNic (see
+	// Nic.ForWire).
+	LinkDate string `json:"LinkDate,omitempty"`
 }
 
 // LinkPublicIp is the public IP linked to a NIC or to one of its private
@@ -152,6 +156,19 @@ func (n *Nic) PrimaryIp() *NicPrivateIp {
 		}
 	}
 	return nil
+}
+
+// ForWire returns the NIC as the API shows it: a copy without what omi
+// stores for itself (the link date) and with arrays for nil slices.
+func (n *Nic) ForWire() *Nic {
+	c := *n
+	if c.LinkNic != nil {
+		l := *c.LinkNic
+		l.LinkDate = ""
+		c.LinkNic = &l
+	}
+	c.Normalize()
+	return &c
 }
 
 // Normalize replaces nil slices by empty ones, as clients expect arrays.

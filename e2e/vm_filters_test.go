@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/omiproject/omi/apitest"
@@ -38,5 +39,74 @@ func TestUnsupportedVmFiltersMatchNothing(t *testing.T) {
 	r := e.Call(t, e.Joe, "ReadVms", map[string]any{"Filters": map[string]any{"SubnetIds": map[string]any{"x": 1}}})
 	if r.Status != http.StatusBadRequest || r.ErrorCode() != "4108" {
 		t.Errorf("wrong-typed SubnetIds: %s, want 400 4108", r)
+	}
+}
+
+// ReadVms' filters on the public IP a VM shows, on the public IPs linked
+// to its NICs' private IPs and on the dates its NICs were linked select
+// the VM that has them and no other.
+func TestVmPublicIpAndNicLinkFilters(t *testing.T) {
+	e := apitest.Start(t)
+	vol := newVolume(t, e, e.Joe, 1)
+	img := registerImage(t, e, e.Joe, "vm-base", newSnapshot(t, e, e.Joe, vol)).ImageId
+	waitImage(t, e, e.Joe, img, "available")
+	var net struct{ Net struct{ NetId string } }
+	e.MustCall(t, e.Joe, "CreateNet", map[string]any{"IpRange": "10.0.0.0/16"}, &net)
+	var sub struct{ Subnet struct{ SubnetId string } }
+	e.MustCall(t, e.Joe, "CreateSubnet", map[string]any{"NetId": net.Net.NetId, "IpRange": "10.0.1.0/24"}, &sub)
+	var inNet, outside struct {
+		Vms []struct {
+			VmId, CreationDate string
+			Nics               []struct{ NicId string }
+		}
+	}
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "SubnetId": sub.Subnet.SubnetId}, &inNet)
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img}, &outside)
+	vm := inNet.Vms[0]
+	if len(vm.Nics) != 1 {
+		t.Fatalf("VM in a subnet has %d NICs, want 1", len(vm.Nics))
+	}
+	var ip struct{ PublicIp struct{ PublicIp, PublicIpId string } }
+	e.MustCall(t, e.Joe, "CreatePublicIp", map[string]any{}, &ip)
+	var unlinked struct{ PublicIp struct{ PublicIp, PublicIpId string } }
+	e.MustCall(t, e.Joe, "CreatePublicIp", map[string]any{}, &unlinked)
+	e.MustCall(t, e.Joe, "LinkPublicIp", map[string]any{"PublicIpId": ip.PublicIp.PublicIpId, "NicId": vm.Nics[0].NicId}, nil)
+
+	ids := func(filters map[string]any) []string {
+		var out struct{ Vms []struct{ VmId string } }
+		e.MustCall(t, e.Joe, "ReadVms", map[string]any{"Filters": filters}, &out)
+		var got []string
+		for _, v := range out.Vms {
+			got = append(got, v.VmId)
+		}
+		return got
+	}
+	day := vm.CreationDate[:10]
+	for _, c := range []struct {
+		filters map[string]any
+		want    []string
+	}{
+		{map[string]any{"PublicIps": []string{ip.PublicIp.PublicIp}}, []string{vm.VmId}},
+		{map[string]any{"PublicIps": []string{unlinked.PublicIp.PublicIp}}, nil},
+		{map[string]any{"NicPrivateIpsLinkPublicIpIds": []string{ip.PublicIp.PublicIpId}}, []string{vm.VmId}},
+		{map[string]any{"NicPrivateIpsLinkPublicIpIds": []string{ip.PublicIp.PublicIp}}, []string{vm.VmId}},
+		{map[string]any{"NicPrivateIpsLinkPublicIpIds": []string{unlinked.PublicIp.PublicIpId}}, nil},
+		{map[string]any{"NicLinkNicLinkNicDates": []string{day}}, []string{vm.VmId}},
+		{map[string]any{"NicLinkNicLinkNicDates": []string{vm.CreationDate}}, []string{vm.VmId}},
+		{map[string]any{"NicLinkNicLinkNicDates": []string{"2001-01-01"}}, nil},
+	} {
+		if got := ids(c.filters); !equalStrings(got, c.want) {
+			t.Errorf("ReadVms %v = %v, want %v", c.filters, got, c.want)
+		}
+	}
+	// The link date stays omi's: ReadNics shows the API's LinkNic only.
+	r := e.Call(t, e.Joe, "ReadNics", map[string]any{"Filters": map[string]any{"NicIds": []string{vm.Nics[0].NicId}}})
+	if r.Status != http.StatusOK || strings.Contains(string(r.Body), "LinkDate") {
+		t.Errorf("ReadNics: %s", r)
+	}
+	for _, bad := range []map[string]any{{"PublicIps": []int{1}}, {"NicLinkNicLinkNicDates": "2001-01-01"}} {
+		if r := e.Call(t, e.Joe, "ReadVms", map[string]any{"Filters": bad}); r.Status != http.StatusBadRequest || r.ErrorCode() != "4108" {
+			t.Errorf("ReadVms %v: %s, want 400 4108", bad, r)
+		}
 	}
 }

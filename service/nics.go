@@ -233,9 +233,9 @@ func (s *Service) newNic(tx omi.Tx, c *omi.Caller, spec nicSpec) (*omi.Nic, erro
 }
 
 // link attaches a NIC to a VM on a device.
-func link(n *omi.Nic, vm *omi.Vm, device int, deleteWithVm bool) {
+func link(n *omi.Nic, vm *omi.Vm, device int, deleteWithVm bool, date string) {
 	n.LinkNic = &omi.LinkNic{DeleteOnVmDeletion: deleteWithVm, DeviceNumber: device, LinkNicId: omi.NewID(omi.PrefixLinkNic),
-		State: omi.LinkNicAttached, VmAccountId: vm.AccountId, VmId: vm.VmId}
+		State: omi.LinkNicAttached, VmAccountId: vm.AccountId, VmId: vm.VmId, LinkDate: date}
 	n.State = omi.NicInUse
 }
 
@@ -320,8 +320,7 @@ func (s *Service) CreateNic(ctx context.Context, c *omi.Caller, in *CreateNicReq
 	if err != nil {
 		return nil, err
 	}
-	n.Normalize()
-	return &CreateNicResponse{Nic: n}, nil
+	return &CreateNicResponse{Nic: n.ForWire()}, nil
 }
 
 // LinkNicToUpdate changes whether a linked NIC goes with its VM.
@@ -391,8 +390,7 @@ func (s *Service) UpdateNic(ctx context.Context, c *omi.Caller, in *UpdateNicReq
 	if err != nil {
 		return nil, err
 	}
-	n.Normalize()
-	return &UpdateNicResponse{Nic: n}, nil
+	return &UpdateNicResponse{Nic: n.ForWire()}, nil
 }
 
 type DeleteNicRequest struct {
@@ -497,7 +495,7 @@ func (s *Service) LinkNic(ctx context.Context, c *omi.Caller, in *LinkNicRequest
 				return omi.Conflict(omi.CodeDeviceInUse, "The device %d of the VM '%s' holds the NIC '%s'.", *in.DeviceNumber, vm.VmId, o.NicId)
 			}
 		}
-		link(n, vm, *in.DeviceNumber, false)
+		link(n, vm, *in.DeviceNumber, false, s.nowString())
 		id = n.LinkNic.LinkNicId
 		return omi.Put(tx, n)
 	})
@@ -703,13 +701,18 @@ type FiltersNic struct {
 	States                           []string `json:"States"`
 	SubnetIds                        []string `json:"SubnetIds"`
 	SubregionNames                   []string `json:"SubregionNames"`
+
+	// linkDates and privateIpsLinkPublicIpIds are ReadVms filters that
+	// ReadNics does not have (NicLinkNicLinkNicDates,
+	// NicPrivateIpsLinkPublicIpIds), matched through the VM's NICs.
+	linkDates, privateIpsLinkPublicIpIds []string
 }
 
 // needsLink tells whether a filter reads the NIC's link to a VM: an
 // unlinked NIC matches none of those.
 func (f *FiltersNic) needsLink() bool {
 	return f.LinkNicDeleteOnVmDeletion != nil || len(f.LinkNicDeviceNumbers) > 0 || len(f.LinkNicLinkNicIds) > 0 ||
-		len(f.LinkNicStates) > 0 || len(f.LinkNicVmAccountIds) > 0 || len(f.LinkNicVmIds) > 0
+		len(f.LinkNicStates) > 0 || len(f.LinkNicVmAccountIds) > 0 || len(f.LinkNicVmIds) > 0 || len(f.linkDates) > 0
 }
 
 func (f *FiltersNic) needsPublicIp() bool {
@@ -726,7 +729,7 @@ func (f *FiltersNic) match(n *omi.Nic) bool {
 	}
 	if f.needsLink() {
 		l := n.LinkNic
-		if l == nil || !(anyOf(f.LinkNicDeviceNumbers, l.DeviceNumber) && anyOf(f.LinkNicLinkNicIds, l.LinkNicId) &&
+		if l == nil || len(f.linkDates) > 0 && !matchDates(f.linkDates, l.LinkDate) || !(anyOf(f.LinkNicDeviceNumbers, l.DeviceNumber) && anyOf(f.LinkNicLinkNicIds, l.LinkNicId) &&
 			anyOf(f.LinkNicStates, l.State) && anyOf(f.LinkNicVmAccountIds, l.VmAccountId) && anyOf(f.LinkNicVmIds, l.VmId) &&
 			(f.LinkNicDeleteOnVmDeletion == nil || *f.LinkNicDeleteOnVmDeletion == l.DeleteOnVmDeletion)) {
 			return false
@@ -748,14 +751,16 @@ func (f *FiltersNic) match(n *omi.Nic) bool {
 		}
 	}
 	if f.PrivateIpsPrimaryIp != nil || len(f.PrivateIpsPrivateIps) > 0 || len(f.PrivateIpsLinkPublicIpAccountIds) > 0 ||
-		len(f.PrivateIpsLinkPublicIpPublicIps) > 0 {
+		len(f.PrivateIpsLinkPublicIpPublicIps) > 0 || len(f.privateIpsLinkPublicIpIds) > 0 {
 		return slices.ContainsFunc(n.PrivateIps, func(p omi.NicPrivateIp) bool {
 			if !anyOf(f.PrivateIpsPrivateIps, p.PrivateIp) || (f.PrivateIpsPrimaryIp != nil && *f.PrivateIpsPrimaryIp != p.IsPrimary) {
 				return false
 			}
-			if len(f.PrivateIpsLinkPublicIpAccountIds) > 0 || len(f.PrivateIpsLinkPublicIpPublicIps) > 0 {
+			if len(f.PrivateIpsLinkPublicIpAccountIds) > 0 || len(f.PrivateIpsLinkPublicIpPublicIps) > 0 || len(f.privateIpsLinkPublicIpIds) > 0 {
 				return p.LinkPublicIp != nil && anyOf(f.PrivateIpsLinkPublicIpAccountIds, p.LinkPublicIp.PublicIpAccountId) &&
-					anyOf(f.PrivateIpsLinkPublicIpPublicIps, p.LinkPublicIp.PublicIp)
+					anyOf(f.PrivateIpsLinkPublicIpPublicIps, p.LinkPublicIp.PublicIp) &&
+					(len(f.privateIpsLinkPublicIpIds) == 0 || contains(f.privateIpsLinkPublicIpIds, p.LinkPublicIp.PublicIpId) ||
+						contains(f.privateIpsLinkPublicIpIds, p.LinkPublicIp.PublicIp))
 			}
 			return true
 		})
@@ -804,8 +809,8 @@ func (s *Service) ReadNics(ctx context.Context, c *omi.Caller, in *ReadNicsReque
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range out {
-		n.Normalize()
+	for i, n := range out {
+		out[i] = n.ForWire()
 	}
 	return &ReadNicsResponse{Nics: out, NextPageToken: next}, nil
 }

@@ -68,7 +68,7 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 			if n.LinkNic != nil {
 				return omi.Conflict(omi.CodeDeviceInUse, "The NIC '%s' is already linked to the VM '%s'.", n.NicId, n.LinkNic.VmId)
 			}
-			link(n, vm, dev, e.DeleteOnVmDeletion != nil && *e.DeleteOnVmDeletion)
+			link(n, vm, dev, e.DeleteOnVmDeletion != nil && *e.DeleteOnVmDeletion, vm.CreationDate)
 		} else {
 			if e.SubnetId == "" {
 				return omi.Invalid(omi.CodeInvalidParameter, "a new NIC in Nics needs a SubnetId")
@@ -87,7 +87,7 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 			if e.DeleteOnVmDeletion != nil {
 				del = *e.DeleteOnVmDeletion
 			}
-			link(n, vm, dev, del)
+			link(n, vm, dev, del, vm.CreationDate)
 		}
 		if n.NetId != vm.NetId {
 			return omi.Invalid(codeNetworkMismatch, "The NIC '%s' is in the Net '%s', not in the VM's Net '%s'.", n.NicId, n.NetId, vm.NetId)

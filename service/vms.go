@@ -549,6 +549,10 @@ type FiltersVm struct {
 	// vmGroupIds and vmGroupNames are VmSecurityGroupIds and
 	// VmSecurityGroupNames: the groups of the VM itself.
 	vmGroupIds, vmGroupNames []string
+	// publicIps is PublicIps, matched against the address ReadVms shows
+	// (publicIpOf, filled by ReadVms).
+	publicIps  []string
+	publicIpOf func(*omi.Vm) string
 }
 
 // vmNicFilters maps the Nic* filters of ReadVms to the ReadNics filter of
@@ -638,6 +642,21 @@ func (f *FiltersVm) UnmarshalJSON(b []byte) error {
 			_ = json.Unmarshal(v, &f.vmGroupIds)
 		case k == "VmSecurityGroupNames":
 			_ = json.Unmarshal(v, &f.vmGroupNames)
+		case k == "PublicIps":
+			_ = json.Unmarshal(v, &f.publicIps)
+		case k == "NicLinkNicLinkNicDates":
+			// The spec's name (sic): the dates the VMs' NICs were linked.
+			if f.nic == nil {
+				f.nic = &FiltersNic{}
+			}
+			_ = json.Unmarshal(v, &f.nic.linkDates)
+		case k == "NicPrivateIpsLinkPublicIpIds":
+			// The spec describes them as "the public IPs associated with
+			// the private IPs": a public IP's id or its address matches.
+			if f.nic == nil {
+				f.nic = &FiltersNic{}
+			}
+			_ = json.Unmarshal(v, &f.nic.privateIpsLinkPublicIpIds)
 		default:
 			f.unsupported = append(f.unsupported, k)
 		}
@@ -647,7 +666,9 @@ func (f *FiltersVm) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return err
 		}
-		f.nic = &FiltersNic{}
+		if f.nic == nil {
+			f.nic = &FiltersNic{}
+		}
 		if err := json.Unmarshal(b, f.nic); err != nil {
 			return err
 		}
@@ -679,6 +700,9 @@ func (f *FiltersVm) match(v *omi.Vm) bool {
 	if f.nic != nil && !f.nicVms[v.VmId] {
 		return false
 	}
+	if len(f.publicIps) > 0 && (f.publicIpOf == nil || !contains(f.publicIps, f.publicIpOf(v))) {
+		return false
+	}
 	if len(f.vmGroupIds) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.vmGroupIds, g.SecurityGroupId) }) ||
 		len(f.vmGroupNames) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.vmGroupNames, g.SecurityGroupName) }) {
 		return false
@@ -706,6 +730,46 @@ func (f *FiltersVm) match(v *omi.Vm) bool {
 	})
 }
 
+// vmPublicIps returns what ReadVms shows as a VM's PublicIp: the public
+// IP of its primary NIC, else its own address, else a public IP linked to
+// the VM itself.
+func (s *Service) vmPublicIps(tx omi.Tx, account string) (func(*omi.Vm) string, error) {
+	ips, err := nicPublicIps(tx, account)
+	if err != nil {
+		return nil, err
+	}
+	ofNic, direct := map[string]string{}, map[string]string{}
+	err = omi.Scan(tx, omi.Query{Owners: []string{account}}, func(n *omi.Nic) (bool, error) {
+		if n.LinkNic != nil && n.LinkNic.DeviceNumber == 0 {
+			s.showLinks(n, ips)
+			if n.LinkPublicIp != nil {
+				ofNic[n.LinkNic.VmId] = n.LinkPublicIp.PublicIp
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = omi.Scan(tx, omi.Query{Owners: []string{account}}, func(ip *omi.PublicIp) (bool, error) {
+		if ip.VmId != "" && ip.NicId == "" {
+			direct[ip.VmId] = ip.PublicIp
+		}
+		return true, nil
+	})
+	return func(v *omi.Vm) string {
+		switch {
+		case v.State == omi.VmTerminated:
+			return ""
+		case ofNic[v.VmId] != "":
+			return ofNic[v.VmId]
+		case v.PublicIp != "":
+			return v.PublicIp
+		}
+		return direct[v.VmId]
+	}, err
+}
+
 type ReadVmsRequest struct {
 	Base
 	Paging
@@ -728,6 +792,11 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 		var err error
 		if f.nic != nil {
 			if f.nicVms, err = s.vmsOfNics(tx, c.AccountID(), f.nic); err != nil {
+				return err
+			}
+		}
+		if len(f.publicIps) > 0 {
+			if f.publicIpOf, err = s.vmPublicIps(tx, c.AccountID()); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/omiproject/omi/apitest"
 )
@@ -46,35 +47,21 @@ func TestProviderQA(t *testing.T) {
 	}
 	outDir := os.Getenv("OMI_PROVIDER_QA_OUT")
 	// The deployment the QA was recorded on: ReadRegions lists the real
-	// cloud's regions.
-	accounts, err := os.ReadFile(apitest.ExampleAccountsFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	config := filepath.Join(t.TempDir(), "omi.yaml")
-	regions := "regions:\n" +
-		"  - {name: eu-west-2, endpoint: api.eu-west-2.outscale.com}\n" +
-		"  - {name: us-east-2, endpoint: api.us-east-2.outscale.com}\n" +
-		"  - {name: us-west-1, endpoint: api.us-west-1.outscale.com}\n"
-	if err := os.WriteFile(config, append(accounts, []byte("\n"+regions)...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := startServerWith(t, config)
-	s.MustCall(t, s.Joe, "CreateKeypair", map[string]any{"KeypairName": "terraform-basic"}, nil)
-	var imgs struct {
-		Images []struct{ ImageId, ImageName string }
-	}
-	s.MustCall(t, s.Joe, "ReadImages", map[string]any{"Filters": map[string]any{"AccountAliases": []string{"Outscale"}}}, &imgs)
-	if len(imgs.Images) == 0 {
-		t.Fatal("omi lists no official OMI")
-	}
-	sort.Slice(imgs.Images, func(i, j int) bool { return imgs.Images[i].ImageName < imgs.Images[j].ImageName })
-	vars := map[string]string{
-		"image_id":        imgs.Images[0].ImageId,
-		"region":          "eu-west-2",
-		"account_id":      s.Joe.AccountID,
-		"osu_bucket_name": qaMaskedVars["osu_bucket_name"],
-		"vm_type":         qaMaskedVars["vm_type"],
+	// cloud's regions. Most cases were recorded in eu-west-2, some in
+	// us-east-2: each runs against an omi serving its region.
+	servers := map[string]*server{}
+	vars := map[string]map[string]string{}
+	for _, region := range []string{"eu-west-2", "us-east-2"} {
+		s := startServerWith(t, qaConfig(t, region))
+		s.MustCall(t, s.Joe, "CreateKeypair", map[string]any{"KeypairName": "terraform-basic"}, nil)
+		servers[region] = s
+		vars[region] = map[string]string{
+			"image_id":        s.qaImage(t, region),
+			"region":          region,
+			"account_id":      s.Joe.AccountID,
+			"osu_bucket_name": qaMaskedVars["osu_bucket_name"],
+			"vm_type":         qaMaskedVars["vm_type"],
+		}
 	}
 	var mu sync.Mutex
 	results := map[string]string{}
@@ -100,12 +87,77 @@ func TestProviderQA(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c, func(t *testing.T) {
 			t.Parallel()
-			res := s.runQACase(t, filepath.Join(root, c), vars, outDir, c)
+			region := qaRegion(t, filepath.Join(root, c))
+			res := servers[region].runQACase(t, filepath.Join(root, c), vars[region], outDir, c)
 			mu.Lock()
 			results[c] = res
 			mu.Unlock()
 		})
 	}
+}
+
+// qaConfig writes omi's configuration for one region: the example
+// accounts, and the real cloud's regions for ReadRegions.
+func qaConfig(t *testing.T, region string) string {
+	accounts, err := os.ReadFile(apitest.ExampleAccountsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := regexp.MustCompile(`(?m)^region: .*$`).ReplaceAllString(string(accounts), "region: "+region)
+	body += "\nregions:\n" +
+		"  - {name: eu-west-2, endpoint: api.eu-west-2.outscale.com}\n" +
+		"  - {name: us-east-2, endpoint: api.us-east-2.outscale.com}\n" +
+		"  - {name: us-west-1, endpoint: api.us-west-1.outscale.com}\n" +
+		// The harness signs as eu-west-2 whichever region is served.
+		"signature:\n  regions: [" + region + ", eu-west-2]\n"
+	path := filepath.Join(t.TempDir(), "omi-"+region+".yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// qaRegion is the region a case was recorded in: us-east-2 where its
+// references name it, eu-west-2 otherwise.
+func qaRegion(t *testing.T, caseDir string) string {
+	refs, _ := filepath.Glob(filepath.Join(caseDir, "*.ref"))
+	for _, r := range refs {
+		b, err := os.ReadFile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), `"us-east-2`) {
+			return "us-east-2"
+		}
+	}
+	return "eu-west-2"
+}
+
+// qaImage registers the OMI the cases boot (var.image_id): like the
+// official OMI the recording account used, a 10 GiB root snapshot, UEFI
+// boot only and product code 0001. omi's own official OMIs are smaller
+// and boot both ways, a difference of catalogue, not of the API.
+func (s *server) qaImage(t *testing.T, region string) string {
+	var vol struct{ Volume struct{ VolumeId string } }
+	s.MustCall(t, s.Joe, "CreateVolume", map[string]any{"Size": 10, "SubregionName": region + "a"}, &vol)
+	apitest.WaitFor(t, time.Minute, "the QA image's volume", func() (bool, error) {
+		var r struct{ Volumes []struct{ State string } }
+		s.MustCall(t, s.Joe, "ReadVolumes", map[string]any{"Filters": map[string]any{"VolumeIds": []string{vol.Volume.VolumeId}}}, &r)
+		return len(r.Volumes) == 1 && r.Volumes[0].State == "available", nil
+	})
+	var snap struct{ Snapshot struct{ SnapshotId string } }
+	s.MustCall(t, s.Joe, "CreateSnapshot", map[string]any{"VolumeId": vol.Volume.VolumeId}, &snap)
+	apitest.WaitFor(t, time.Minute, "the QA image's snapshot", func() (bool, error) {
+		var r struct{ Snapshots []struct{ State string } }
+		s.MustCall(t, s.Joe, "ReadSnapshots", map[string]any{"Filters": map[string]any{"SnapshotIds": []string{snap.Snapshot.SnapshotId}}}, &r)
+		return len(r.Snapshots) == 1 && r.Snapshots[0].State == "completed", nil
+	})
+	var img struct{ Image struct{ ImageId string } }
+	s.MustCall(t, s.Joe, "CreateImage", map[string]any{"ImageName": "qa-ubuntu", "RootDeviceName": "/dev/sda1",
+		"BootModes": []string{"uefi"}, "ProductCodes": []string{"0001"},
+		"BlockDeviceMappings": []map[string]any{{"DeviceName": "/dev/sda1", "Bsu": map[string]any{"SnapshotId": snap.Snapshot.SnapshotId, "VolumeSize": 10, "VolumeType": "standard", "DeleteOnVmDeletion": true}}}}, &img)
+	s.MustCall(t, s.Joe, "DeleteVolume", map[string]any{"VolumeId": vol.Volume.VolumeId}, nil)
+	return img.Image.ImageId
 }
 
 // defaultQAResources are the QA resources whose calls omi serves (not

@@ -66,9 +66,13 @@ func TestVmPublicIpAndNicLinkFilters(t *testing.T) {
 	if len(vm.Nics) != 1 {
 		t.Fatalf("VM in a subnet has %d NICs, want 1", len(vm.Nics))
 	}
-	var ip struct{ PublicIp struct{ PublicIp, PublicIpId string } }
+	var ip struct {
+		PublicIp struct{ PublicIp, PublicIpId string }
+	}
 	e.MustCall(t, e.Joe, "CreatePublicIp", map[string]any{}, &ip)
-	var unlinked struct{ PublicIp struct{ PublicIp, PublicIpId string } }
+	var unlinked struct {
+		PublicIp struct{ PublicIp, PublicIpId string }
+	}
 	e.MustCall(t, e.Joe, "CreatePublicIp", map[string]any{}, &unlinked)
 	e.MustCall(t, e.Joe, "LinkPublicIp", map[string]any{"PublicIpId": ip.PublicIp.PublicIpId, "NicId": vm.Nics[0].NicId}, nil)
 

@@ -101,6 +101,12 @@ type Nic struct {
 	SubnetId            string          `json:"SubnetId"`
 	SubregionName       string          `json:"SubregionName"`
 	Tags                []Tag           `json:"Tags"`
+	// MappedPublicIp is the address a subnet with MapPublicIpOnLaunch
+	// gave the NIC its VM was created with: shown as the public IP of
+	// its primary private IP while no public IP of the account is linked
+	// there, gone with the NIC, and not an account's public IP
+	// (ReadPublicIps does not list it). Kept off the wire (ForWire).
+	MappedPublicIp string `json:"MappedPublicIp,omitempty"`
 }
 
 // LinkNic is the link of a NIC to a VM.
@@ -162,6 +168,7 @@ func (n *Nic) PrimaryIp() *NicPrivateIp {
 // stores for itself (the link date) and with arrays for nil slices.
 func (n *Nic) ForWire() *Nic {
 	c := *n
+	c.MappedPublicIp = ""
 	if c.LinkNic != nil {
 		l := *c.LinkNic
 		l.LinkDate = ""

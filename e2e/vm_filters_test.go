@@ -114,3 +114,63 @@ func TestVmPublicIpAndNicLinkFilters(t *testing.T) {
 		}
 	}
 }
+
+// A VM created in a subnet with MapPublicIpOnLaunch gets a public IP on
+// its primary NIC, which it shows as its PublicIp; a VM of a subnet
+// without it gets none. The address is not one of the account's public
+// IPs.
+func TestMapPublicIpOnLaunch(t *testing.T) {
+	e := apitest.Start(t)
+	vol := newVolume(t, e, e.Joe, 1)
+	img := registerImage(t, e, e.Joe, "vm-base", newSnapshot(t, e, e.Joe, vol)).ImageId
+	waitImage(t, e, e.Joe, img, "available")
+	var net struct{ Net struct{ NetId string } }
+	e.MustCall(t, e.Joe, "CreateNet", map[string]any{"IpRange": "10.0.0.0/16"}, &net)
+	subnet := func(cidr string, mapIP bool) string {
+		var sub struct{ Subnet struct{ SubnetId string } }
+		e.MustCall(t, e.Joe, "CreateSubnet", map[string]any{"NetId": net.Net.NetId, "IpRange": cidr}, &sub)
+		if mapIP {
+			e.MustCall(t, e.Joe, "UpdateSubnet", map[string]any{"SubnetId": sub.Subnet.SubnetId, "MapPublicIpOnLaunch": true}, nil)
+		}
+		return sub.Subnet.SubnetId
+	}
+	type vmView struct {
+		VmId, PublicIp, PublicDnsName string
+		Nics                          []struct {
+			NicId        string
+			LinkPublicIp *struct{ PublicIp string }
+		}
+	}
+	create := func(subnetID string) vmView {
+		var out struct{ Vms []vmView }
+		e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "SubnetId": subnetID}, &out)
+		var read struct{ Vms []vmView }
+		e.MustCall(t, e.Joe, "ReadVms", map[string]any{"Filters": map[string]any{"VmIds": []string{out.Vms[0].VmId}}}, &read)
+		if len(read.Vms) != 1 || len(read.Vms[0].Nics) != 1 || out.Vms[0].PublicIp != read.Vms[0].PublicIp {
+			t.Fatalf("CreateVms %+v, ReadVms %+v", out.Vms, read.Vms)
+		}
+		return read.Vms[0]
+	}
+	mapped := create(subnet("10.0.1.0/24", true))
+	plain := create(subnet("10.0.2.0/24", false))
+	if mapped.PublicIp == "" || mapped.PublicDnsName == "" || mapped.Nics[0].LinkPublicIp == nil || mapped.Nics[0].LinkPublicIp.PublicIp != mapped.PublicIp {
+		t.Errorf("VM of a MapPublicIpOnLaunch subnet: %+v, want a public IP on the VM and its primary NIC", mapped)
+	}
+	if plain.PublicIp != "" || plain.Nics[0].LinkPublicIp != nil {
+		t.Errorf("VM of a subnet without MapPublicIpOnLaunch: %+v, want no public IP", plain)
+	}
+	var ips struct{ PublicIps []struct{ PublicIp string } }
+	e.MustCall(t, e.Joe, "ReadPublicIps", map[string]any{}, &ips)
+	if len(ips.PublicIps) != 0 {
+		t.Errorf("ReadPublicIps lists %v: the mapped address is not an account's public IP", ips.PublicIps)
+	}
+	var byIP struct{ Vms []struct{ VmId string } }
+	e.MustCall(t, e.Joe, "ReadVms", map[string]any{"Filters": map[string]any{"PublicIps": []string{mapped.PublicIp}}}, &byIP)
+	if len(byIP.Vms) != 1 || byIP.Vms[0].VmId != mapped.VmId {
+		t.Errorf("ReadVms PublicIps %s = %v, want %s", mapped.PublicIp, byIP.Vms, mapped.VmId)
+	}
+	r := e.Call(t, e.Joe, "ReadNics", map[string]any{"Filters": map[string]any{"NicIds": []string{mapped.Nics[0].NicId}}})
+	if r.Status != http.StatusOK || strings.Contains(string(r.Body), "MappedPublicIp") || !strings.Contains(string(r.Body), mapped.PublicIp) {
+		t.Errorf("ReadNics of the mapped NIC: %s", r)
+	}
+}

@@ -286,6 +286,13 @@ func (s *Service) showLinks(n *omi.Nic, ips []*omi.PublicIp) {
 			}
 		}
 	}
+	if n.MappedPublicIp != "" && n.LinkPublicIp == nil {
+		if p := n.PrimaryIp(); p != nil {
+			p.LinkPublicIp = &omi.LinkPublicIp{PublicIp: n.MappedPublicIp, PublicIpAccountId: n.AccountId,
+				PublicDnsName: s.publicDnsName(n.MappedPublicIp)}
+			n.LinkPublicIp = p.LinkPublicIp
+		}
+	}
 }
 
 // publicDnsName is the DNS name the cloud gives a public IP.

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/omiproject/omi"
@@ -88,6 +89,11 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 				del = *e.DeleteOnVmDeletion
 			}
 			link(n, vm, dev, del, vm.CreationDate)
+			if dev == 0 {
+				if err := mapPublicIp(tx, c, n); err != nil {
+					return err
+				}
+			}
 		}
 		if n.NetId != vm.NetId {
 			return omi.Invalid(codeNetworkMismatch, "The NIC '%s' is in the Net '%s', not in the VM's Net '%s'.", n.NicId, n.NetId, vm.NetId)
@@ -105,6 +111,29 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 		}
 	}
 	return omi.Put(tx, vm)
+}
+
+// mapPublicIp gives the primary NIC a VM is created with a public IP when
+// its subnet has MapPublicIpOnLaunch, as the real cloud does: the VM shows
+// it as its PublicIp (drawn from the pool of CreatePublicIp, away from the
+// accounts' public IPs).
+func mapPublicIp(tx omi.Tx, c *omi.Caller, n *omi.Nic) error {
+	sn, err := ownSubnet(tx, c, n.SubnetId)
+	if err != nil || !sn.MapPublicIpOnLaunch {
+		return err
+	}
+	for i := 0; i < publicIPAllocAttempts; i++ {
+		ip := randomPublicIP()
+		taken, err := ipTaken(tx, ip)
+		if err != nil {
+			return err
+		}
+		if !taken {
+			n.MappedPublicIp = ip
+			return nil
+		}
+	}
+	return fmt.Errorf("no free public IP found in %d draws from %s", publicIPAllocAttempts, publicIPPool)
 }
 
 // releaseVmNics runs when a VM is deleted: its NICs marked

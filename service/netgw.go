@@ -9,8 +9,11 @@ import (
 
 // Error codes of the gateway and routing calls. The 2019 catalogue gives
 // the slugs; where the real cloud's answer is known from the terraform
-// provider (which branches on it), that code is used: 1004, 1007 and 1018
-// on UnlinkInternetService, 9045 on CreateNatService. The others are the
+// provider (which branches on it), that code is used: 1007 and 1018 on
+// UnlinkInternetService, 9045 on CreateNatService. (The provider also
+// handles a 1004, "mapped public IPs", by unlinking the Net's public IPs;
+// its own test of that unlink, which passes on the real cloud, shows the
+// VM's public IP link kept, so omi does not refuse the unlink for it.) The others are the
 // catalogue entries whose slug names the situation.
 const (
 	codeNoSuchDhcpOptions = "5018" // no-such-dhcpoptions
@@ -24,7 +27,6 @@ const (
 	// The catalogue has no slug for a missing Net peering: no-such-resource.
 	codeNoSuchNetPeering = omi.CodeNoSuchResource
 
-	codeNetHasMappedIPs    = "1004" // UnlinkInternetService: VMs of the Net hold public IPs
 	codeGatewayNotLinked   = "1007" // UnlinkInternetService: not linked to that Net
 	codeNetHasNatServices  = "1018" // UnlinkInternetService: the Net has NAT services
 	codeGatewayAttached    = "9024" // gateway-is-already-attached
@@ -170,9 +172,9 @@ type UnlinkInternetServiceRequest struct {
 type UnlinkInternetServiceResponse struct{}
 
 // UnlinkInternetService unlinks an internet service from its Net. The Net
-// must have no NAT service and no VM holding a public IP, as on the real
-// cloud (the terraform provider relies on the codes 1018 and 1004 to clean
-// up before retrying).
+// must have no NAT service, as on the real cloud (the terraform provider
+// retries on 1018 while its NAT services are deleted); public IPs linked
+// to the Net's VMs stay linked.
 func (s *Service) UnlinkInternetService(ctx context.Context, c *omi.Caller, in *UnlinkInternetServiceRequest) (*UnlinkInternetServiceResponse, error) {
 	if err := required("InternetServiceId", in.InternetServiceId, "NetId", in.NetId); err != nil {
 		return nil, err
@@ -195,13 +197,6 @@ func (s *Service) UnlinkInternetService(ctx context.Context, c *omi.Caller, in *
 		if len(nats) > 0 {
 			return omi.Errorf(codeNetHasNatServices, omi.TypeDependencyProblem, "The Net '%s' has the NAT service '%s': delete it first.", in.NetId, nats[0].NatServiceId)
 		}
-		ip, err := netMappedPublicIP(tx, c.AccountID(), in.NetId)
-		if err != nil {
-			return err
-		}
-		if ip != "" {
-			return omi.Errorf(codeNetHasMappedIPs, omi.TypeDependencyProblem, "The Net '%s' has VMs with public IPs (%s): unlink them first.", in.NetId, ip)
-		}
 		g.NetId, g.State = "", ""
 		return omi.Put(tx, g)
 	})
@@ -209,50 +204,6 @@ func (s *Service) UnlinkInternetService(ctx context.Context, c *omi.Caller, in *
 		return nil, err
 	}
 	return &UnlinkInternetServiceResponse{}, nil
-}
-
-// netMappedPublicIP returns a public IP of the account linked to a VM of
-// the Net, or "".
-func netMappedPublicIP(tx omi.Tx, account, netID string) (string, error) {
-	var ips []*omi.PublicIp
-	err := omi.Scan(tx, omi.Query{Owners: []string{account}}, func(p *omi.PublicIp) (bool, error) {
-		if p.VmId != "" || p.NicId != "" {
-			ips = append(ips, p)
-		}
-		return true, nil
-	})
-	if err != nil {
-		return "", err
-	}
-	for _, p := range ips {
-		if err := liveLink(tx, p); err != nil {
-			return "", err
-		}
-		if p.NicId != "" {
-			n, err := omi.Get[omi.Nic](tx, p.NicId)
-			if err != nil {
-				return "", err
-			}
-			if n.NetId == netID {
-				return p.PublicIp, nil
-			}
-			continue
-		}
-		if p.VmId == "" {
-			continue
-		}
-		vm, err := omi.Get[omi.Vm](tx, p.VmId)
-		if isNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		if vm.NetId == netID && vm.State != omi.VmTerminated && vm.State != omi.VmShuttingDown {
-			return p.PublicIp, nil
-		}
-	}
-	return "", nil
 }
 
 type DeleteInternetServiceRequest struct {

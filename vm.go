@@ -53,6 +53,14 @@ type Vm struct {
 	VmId                        string          `json:"VmId"`
 	VmInitiatedShutdownBehavior string          `json:"VmInitiatedShutdownBehavior"`
 	VmType                      string          `json:"VmType"`
+	// ShutdownBehaviorConfiguration is what happens when the guest shuts
+	// the VM down (GuestAction, mirrored by VmInitiatedShutdownBehavior)
+	// and on a host failure (HostAction). The 1.40 spec lacks it; the real
+	// API returns it on every VM ({"GuestAction": "stop", "HostAction":
+	// "stop"} by default, in the provider's recorded states) and
+	// osc-sdk-go v3's spec declares it. Nil on VMs stored before it
+	// existed: Normalize derives it.
+	ShutdownBehaviorConfiguration *ShutdownBehaviorConfiguration `json:"ShutdownBehaviorConfiguration,omitempty"`
 	// TerminatedAt is when a terminated VM was deleted; it stays readable
 	// for a while, as on the real cloud (not in the API).
 	TerminatedAt string `json:"TerminatedAt,omitempty"`
@@ -60,6 +68,12 @@ type Vm struct {
 	// the VM is stopped for the snapshots and started again once they are
 	// taken (not in the API).
 	ImagingFor string `json:"ImagingFor,omitempty"`
+}
+
+// ShutdownBehaviorConfiguration is the API's object of the same name.
+type ShutdownBehaviorConfiguration struct {
+	GuestAction string `json:"GuestAction"` // stop or terminate
+	HostAction  string `json:"HostAction"`  // restart or stop
 }
 
 // ForWire returns a copy without the fields the API's Vm object lacks.
@@ -196,6 +210,13 @@ func (v *Vm) Normalize() {
 	// tests/data/oapi/vm/*.ref: actions_on_next_boot.secure_boot "none").
 	if len(v.ActionsOnNextBoot) == 0 {
 		v.ActionsOnNextBoot = map[string]any{"SecureBoot": "none"}
+	}
+	if v.ShutdownBehaviorConfiguration == nil {
+		guest := "stop"
+		if v.VmInitiatedShutdownBehavior == "terminate" {
+			guest = "terminate"
+		}
+		v.ShutdownBehaviorConfiguration = &ShutdownBehaviorConfiguration{GuestAction: guest, HostAction: "stop"}
 	}
 }
 

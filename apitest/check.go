@@ -236,9 +236,31 @@ func LoadSpec() (*Spec, error) {
 			specErr = errors.New("OpenAPI spec has no ErrorResponse schema")
 			return
 		}
+		addRecordedProperties(doc)
 		spec = &Spec{Doc: doc, errorSchema: ref.Value, StrictDates: !strings.HasSuffix(path, filepath.Join("pkg", "osc", "api.yaml"))}
 	})
 	return spec, specErr
+}
+
+// addRecordedProperties declares what the real API returns and the spec
+// of shared/spec (1.40.1) omits, so that omi may answer it: the Vm's
+// ShutdownBehaviorConfiguration, on every VM of terraform-provider-
+// outscale's recorded states and declared by osc-sdk-go v3's spec.
+func addRecordedProperties(doc *openapi3.T) {
+	vm := doc.Components.Schemas["Vm"]
+	if vm == nil || vm.Value == nil || vm.Value.Properties["ShutdownBehaviorConfiguration"] != nil {
+		return
+	}
+	enum := func(vals ...any) *openapi3.SchemaRef {
+		s := openapi3.NewStringSchema()
+		s.Enum = vals
+		return s.NewRef()
+	}
+	no := false
+	conf := openapi3.NewObjectSchema()
+	conf.Properties = openapi3.Schemas{"GuestAction": enum("stop", "terminate"), "HostAction": enum("restart", "stop")}
+	conf.AdditionalProperties = openapi3.AdditionalProperties{Has: &no}
+	vm.Value.Properties["ShutdownBehaviorConfiguration"] = conf.NewRef()
 }
 
 // ValidateResponse checks body against the schema the specification gives

@@ -174,3 +174,44 @@ func TestMapPublicIpOnLaunch(t *testing.T) {
 		t.Errorf("ReadNics of the mapped NIC: %s", r)
 	}
 }
+
+// ShutdownBehaviorConfiguration is on every VM as the real API shows it
+// (stop/stop by default), set by CreateVms and UpdateVm, and its guest
+// action is mirrored by VmInitiatedShutdownBehavior.
+func TestShutdownBehaviorConfiguration(t *testing.T) {
+	e := apitest.Start(t)
+	vol := newVolume(t, e, e.Joe, 1)
+	img := registerImage(t, e, e.Joe, "vm-base", newSnapshot(t, e, e.Joe, vol)).ImageId
+	waitImage(t, e, e.Joe, img, "available")
+	type conf struct{ GuestAction, HostAction string }
+	type vmView struct {
+		VmId, VmInitiatedShutdownBehavior string
+		ShutdownBehaviorConfiguration     *conf
+	}
+	check := func(what string, v vmView, want conf, behavior string) {
+		t.Helper()
+		if v.ShutdownBehaviorConfiguration == nil || *v.ShutdownBehaviorConfiguration != want || v.VmInitiatedShutdownBehavior != behavior {
+			t.Errorf("%s: %+v %+v, want %+v and %s", what, v, v.ShutdownBehaviorConfiguration, want, behavior)
+		}
+	}
+	var plain, set struct{ Vms []vmView }
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img}, &plain)
+	check("default", plain.Vms[0], conf{"stop", "stop"}, "stop")
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img,
+		"ShutdownBehaviorConfiguration": map[string]any{"GuestAction": "terminate", "HostAction": "restart"}}, &set)
+	check("created with terminate/restart", set.Vms[0], conf{"terminate", "restart"}, "terminate")
+	var upd struct{ Vm vmView }
+	e.MustCall(t, e.Joe, "UpdateVm", map[string]any{"VmId": set.Vms[0].VmId,
+		"ShutdownBehaviorConfiguration": map[string]any{"GuestAction": "stop", "HostAction": "stop"}}, &upd)
+	check("updated to stop/stop", upd.Vm, conf{"stop", "stop"}, "stop")
+	e.MustCall(t, e.Joe, "UpdateVm", map[string]any{"VmId": set.Vms[0].VmId, "VmInitiatedShutdownBehavior": "terminate"}, &upd)
+	check("VmInitiatedShutdownBehavior terminate", upd.Vm, conf{"terminate", "stop"}, "terminate")
+	var read struct{ Vms []vmView }
+	e.MustCall(t, e.Joe, "ReadVms", map[string]any{"Filters": map[string]any{"VmIds": []string{set.Vms[0].VmId}}}, &read)
+	check("read", read.Vms[0], conf{"terminate", "stop"}, "terminate")
+	for _, bad := range []map[string]any{{"GuestAction": "restart"}, {"HostAction": "terminate"}} {
+		if r := e.Call(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "ShutdownBehaviorConfiguration": bad}); r.Status != http.StatusBadRequest {
+			t.Errorf("CreateVms with %v: %s, want 400", bad, r)
+		}
+	}
+}

@@ -48,6 +48,8 @@ type CreateVmsRequest struct {
 	UserData                    string             `json:"UserData"`
 	VmInitiatedShutdownBehavior string             `json:"VmInitiatedShutdownBehavior"`
 	VmType                      string             `json:"VmType"`
+	// ShutdownBehaviorConfiguration: see omi.Vm.
+	ShutdownBehaviorConfiguration *omi.ShutdownBehaviorConfiguration `json:"ShutdownBehaviorConfiguration"`
 }
 type CreateVmsResponse struct {
 	Vms []*omi.Vm `json:"Vms"`
@@ -110,6 +112,11 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 	if shutdown != "stop" && shutdown != "restart" && shutdown != "terminate" {
 		return nil, omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
 	}
+	shutdownConf, err := shutdownConfiguration(in.ShutdownBehaviorConfiguration, nil, shutdown)
+	if err != nil {
+		return nil, err
+	}
+	shutdown = shutdownBehavior(shutdownConf, shutdown)
 	if (len(in.PrivateIps) > 0 || slices.ContainsFunc(in.Nics, func(n NicForVmCreation) bool { return n.NicId != "" || len(n.PrivateIps) > 0 })) && maxN > 1 {
 		return nil, omi.Invalid(omi.CodeInvalidParamSet, "PrivateIps and existing NICs name one VM's addresses: MaxVmsCount must be 1")
 	}
@@ -196,6 +203,7 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				PrivateIp: ip, PrivateDnsName: fmt.Sprintf("ip-%s.%s.compute.internal", dashes(ip), s.cfg.Region),
 				ProductCodes: slices.Clone(img.ProductCodes), ReservationId: reservation, RootDeviceName: img.RootDeviceName,
 				RootDeviceType: "ebs", TpmEnabled: tpm, UserData: in.UserData, VmInitiatedShutdownBehavior: shutdown,
+				ShutdownBehaviorConfiguration: shutdownConf,
 				IsSourceDestChecked: false, BsuOptimized: false, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
 			in.ActionsOnNextBoot.apply(vm)
 			vm.BsuOptimized = in.BsuOptimized != nil && *in.BsuOptimized
@@ -987,6 +995,53 @@ type UpdateVmRequest struct {
 	VmId                        string             `json:"VmId"`
 	VmInitiatedShutdownBehavior string             `json:"VmInitiatedShutdownBehavior"`
 	VmType                      string             `json:"VmType"`
+	// ShutdownBehaviorConfiguration: see omi.Vm.
+	ShutdownBehaviorConfiguration *omi.ShutdownBehaviorConfiguration `json:"ShutdownBehaviorConfiguration"`
+}
+
+// shutdownConfiguration checks a ShutdownBehaviorConfiguration of a
+// request and completes it from the VM's current one (prev, nil on
+// creation) or from VmInitiatedShutdownBehavior: the guest action follows
+// it (terminate, else stop), the host action is stop, as the real API
+// answers for a VM created without one.
+func shutdownConfiguration(in, prev *omi.ShutdownBehaviorConfiguration, behavior string) (*omi.ShutdownBehaviorConfiguration, error) {
+	out := &omi.ShutdownBehaviorConfiguration{GuestAction: "stop", HostAction: "stop"}
+	if prev != nil {
+		*out = *prev
+	}
+	if behavior == "terminate" {
+		out.GuestAction = "terminate"
+	} else if behavior != "" {
+		out.GuestAction = "stop"
+	}
+	if in == nil {
+		return out, nil
+	}
+	switch in.GuestAction {
+	case "":
+	case "stop", "terminate":
+		out.GuestAction = in.GuestAction
+	default:
+		return nil, omi.Invalid(omi.CodeInvalidValue, "ShutdownBehaviorConfiguration.GuestAction must be stop or terminate, not %q", in.GuestAction)
+	}
+	switch in.HostAction {
+	case "":
+	case "restart", "stop":
+		out.HostAction = in.HostAction
+	default:
+		return nil, omi.Invalid(omi.CodeInvalidValue, "ShutdownBehaviorConfiguration.HostAction must be restart or stop, not %q", in.HostAction)
+	}
+	return out, nil
+}
+
+// shutdownBehavior is the VmInitiatedShutdownBehavior that goes with a
+// configuration: its guest action, except restart, which only the older
+// field can say and a guest action of stop keeps.
+func shutdownBehavior(conf *omi.ShutdownBehaviorConfiguration, behavior string) string {
+	if behavior == "restart" && conf.GuestAction == "stop" {
+		return behavior
+	}
+	return conf.GuestAction
 }
 
 // ActionsOnNextBoot is the spec's object of the same name.
@@ -1096,6 +1151,20 @@ func (s *Service) UpdateVm(ctx context.Context, c *omi.Caller, in *UpdateVmReque
 				return omi.Invalid(omi.CodeInvalidValue, "VmInitiatedShutdownBehavior must be stop, restart or terminate")
 			}
 			vm.VmInitiatedShutdownBehavior = b
+		}
+		if in.VmInitiatedShutdownBehavior != "" || in.ShutdownBehaviorConfiguration != nil {
+			prev := vm.ShutdownBehaviorConfiguration
+			if prev == nil {
+				// A VM stored before the field: what it showed.
+				w := vm.ForWire()
+				prev = w.ShutdownBehaviorConfiguration
+			}
+			conf, err := shutdownConfiguration(in.ShutdownBehaviorConfiguration, prev, in.VmInitiatedShutdownBehavior)
+			if err != nil {
+				return err
+			}
+			vm.ShutdownBehaviorConfiguration = conf
+			vm.VmInitiatedShutdownBehavior = shutdownBehavior(conf, vm.VmInitiatedShutdownBehavior)
 		}
 		for _, m := range in.BlockDeviceMappings {
 			if m.Bsu == nil || m.Bsu.DeleteOnVmDeletion == nil {

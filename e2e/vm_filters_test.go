@@ -215,3 +215,37 @@ func TestShutdownBehaviorConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// The primary NIC made for a VM created with SubnetId reads as on the real
+// cloud: "Primary network interface", not source/dest checked; a VM
+// created with Nics is source/dest checked and its NICs keep what was
+// asked.
+func TestPrimaryNicAsRecorded(t *testing.T) {
+	e := apitest.Start(t)
+	vol := newVolume(t, e, e.Joe, 1)
+	img := registerImage(t, e, e.Joe, "vm-base", newSnapshot(t, e, e.Joe, vol)).ImageId
+	waitImage(t, e, e.Joe, img, "available")
+	var net struct{ Net struct{ NetId string } }
+	e.MustCall(t, e.Joe, "CreateNet", map[string]any{"IpRange": "10.0.0.0/16"}, &net)
+	var sub struct{ Subnet struct{ SubnetId string } }
+	e.MustCall(t, e.Joe, "CreateSubnet", map[string]any{"NetId": net.Net.NetId, "IpRange": "10.0.1.0/24"}, &sub)
+	type vmView struct {
+		IsSourceDestChecked bool
+		Nics                []struct {
+			Description         string
+			IsSourceDestChecked bool
+		}
+	}
+	var bySubnet, byNics struct{ Vms []vmView }
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "SubnetId": sub.Subnet.SubnetId}, &bySubnet)
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img,
+		"Nics": []map[string]any{{"SubnetId": sub.Subnet.SubnetId, "DeviceNumber": 0, "Description": "mine"}}}, &byNics)
+	v := bySubnet.Vms[0]
+	if v.IsSourceDestChecked || len(v.Nics) != 1 || v.Nics[0].Description != "Primary network interface" || v.Nics[0].IsSourceDestChecked {
+		t.Errorf("VM created with SubnetId: %+v", v)
+	}
+	v = byNics.Vms[0]
+	if !v.IsSourceDestChecked || len(v.Nics) != 1 || v.Nics[0].Description != "mine" || !v.Nics[0].IsSourceDestChecked {
+		t.Errorf("VM created with Nics: %+v", v)
+	}
+}

@@ -28,9 +28,15 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 		return nil
 	}
 	entries := in.Nics
-	if len(entries) == 0 {
+	// The primary NIC the cloud makes for a VM created with SubnetId is
+	// described "Primary network interface" and not source/dest checked,
+	// and the VM created with Nics is (the provider's recorded states:
+	// tests/data/oapi/vm/TF-147, TF-212 to TF-214).
+	made := len(entries) == 0
+	vm.IsSourceDestChecked = !made
+	if made {
 		zero, yes := 0, true
-		e := NicForVmCreation{DeviceNumber: &zero, DeleteOnVmDeletion: &yes, SubnetId: vm.SubnetId}
+		e := NicForVmCreation{DeviceNumber: &zero, DeleteOnVmDeletion: &yes, SubnetId: vm.SubnetId, Description: primaryNicDescription}
 		for _, g := range vm.SecurityGroups {
 			e.SecurityGroupIds = append(e.SecurityGroupIds, g.SecurityGroupId)
 		}
@@ -84,6 +90,9 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 			if err != nil {
 				return err
 			}
+			if made {
+				n.IsSourceDestChecked = false
+			}
 			del := true
 			if e.DeleteOnVmDeletion != nil {
 				del = *e.DeleteOnVmDeletion
@@ -135,6 +144,10 @@ func mapPublicIp(tx omi.Tx, c *omi.Caller, n *omi.Nic) error {
 	}
 	return fmt.Errorf("no free public IP found in %d draws from %s", publicIPAllocAttempts, publicIPPool)
 }
+
+// primaryNicDescription is the description of the NIC the cloud makes for
+// a VM created in a subnet.
+const primaryNicDescription = "Primary network interface"
 
 // releaseVmNics runs when a VM is deleted: its NICs marked
 // DeleteOnVmDeletion go with it, the others are unlinked and stay.

@@ -185,8 +185,8 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 		}
 		// IsSourceDestChecked is false below: the provider's recorded
 		// states show false for VMs outside a Net and for VMs created
-		// with SubnetId; only VMs created with Nics show true. They show
-		// BsuOptimized false for tina types.
+		// with SubnetId; only VMs created with Nics show true (set by
+		// createVmNics). They show BsuOptimized false for tina types.
 		taken, err := s.takenAddresses(tx)
 		if err != nil {
 			return err

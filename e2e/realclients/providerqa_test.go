@@ -544,12 +544,17 @@ func qaCompare(path string, got, ref any, ids map[string]string) []string {
 		var diffs []string
 		for _, ge := range g {
 			best, bestDiffs, bestIDs := -1, []string(nil), map[string]string(nil)
+			elemPath := path
+			if m, ok := ge.(map[string]any); ok && path == ".resources" {
+				// Name the resource in the differences.
+				elemPath = fmt.Sprintf(".resources[%v.%v]", m["type"], m["name"])
+			}
 			for i, re := range r {
 				if used[i] {
 					continue
 				}
 				cand := copyMap(ids)
-				d := qaCompare(path, ge, re, cand)
+				d := qaCompare(elemPath, ge, re, cand)
 				if best < 0 || len(d) < len(bestDiffs) {
 					best, bestDiffs, bestIDs = i, d, cand
 				}

@@ -204,7 +204,7 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				ProductCodes: slices.Clone(img.ProductCodes), ReservationId: reservation, RootDeviceName: img.RootDeviceName,
 				RootDeviceType: "ebs", TpmEnabled: tpm, UserData: in.UserData, VmInitiatedShutdownBehavior: shutdown,
 				ShutdownBehaviorConfiguration: shutdownConf,
-				IsSourceDestChecked: false, BsuOptimized: false, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
+				IsSourceDestChecked:           false, BsuOptimized: false, NetId: netID, SubnetId: subnetID, SecurityGroups: groups}
 			in.ActionsOnNextBoot.apply(vm)
 			vm.BsuOptimized = in.BsuOptimized != nil && *in.BsuOptimized
 			vm.NestedVirtualization = in.NestedVirtualization != nil && *in.NestedVirtualization

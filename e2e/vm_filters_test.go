@@ -249,3 +249,23 @@ func TestPrimaryNicAsRecorded(t *testing.T) {
 		t.Errorf("VM created with Nics: %+v", v)
 	}
 }
+
+// CreateVms keeps the Performance asked for over the one of the VM type.
+func TestCreateVmsPerformance(t *testing.T) {
+	e := apitest.Start(t)
+	vol := newVolume(t, e, e.Joe, 1)
+	img := registerImage(t, e, e.Joe, "vm-base", newSnapshot(t, e, e.Joe, vol)).ImageId
+	waitImage(t, e, e.Joe, img, "available")
+	var out struct{ Vms []struct{ Performance string } }
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "VmType": "tinav5.c2r2p2"}, &out)
+	if out.Vms[0].Performance != "high" {
+		t.Errorf("tinav5.c2r2p2 without Performance: %s, want high", out.Vms[0].Performance)
+	}
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "VmType": "tinav5.c2r2p2", "Performance": "medium"}, &out)
+	if out.Vms[0].Performance != "medium" {
+		t.Errorf("Performance medium: %s", out.Vms[0].Performance)
+	}
+	if r := e.Call(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "Performance": "fast"}); r.Status != http.StatusBadRequest {
+		t.Errorf("Performance fast: %s, want 400", r)
+	}
+}

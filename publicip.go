@@ -1,5 +1,7 @@
 package omi
 
+import "strings"
+
 // KindPublicIp is the kind of stored public IPs, named as the OUTSCALE tag
 // vocabulary names them.
 const KindPublicIp Kind = "public-ip"
@@ -46,6 +48,19 @@ func (p *PublicIp) Normalize() {
 	if p.Tags == nil {
 		p.Tags = []Tag{}
 	}
+}
+
+// ShownNic is the NIC the API reports for the link: the linked NIC, or,
+// for a VM of the public Cloud (which has no NIC of its own in omi), the
+// one the real cloud reports for it: its public IP links carry a NicId
+// and NicAccountId too (terraform-provider-outscale's recorded TF-116),
+// derived here from the VM id so that it is stable.
+func (p *PublicIp) ShownNic() (nicID, account string) {
+	if p.NicId != "" || p.VmId == "" {
+		return p.NicId, p.NicAccountId
+	}
+	_, hex, _ := strings.Cut(p.VmId, "-")
+	return PrefixNic + "-" + hex, p.AccountId
 }
 
 // Unlink clears the link of the address to a VM.

@@ -269,3 +269,35 @@ func TestCreateVmsPerformance(t *testing.T) {
 		t.Errorf("Performance fast: %s, want 400", r)
 	}
 }
+
+// A public IP linked to a VM of the public Cloud reports a NIC and its
+// account, as the real cloud does, stable across reads and usable as a
+// filter.
+func TestPublicCloudLinkShowsNic(t *testing.T) {
+	e := apitest.Start(t)
+	vol := newVolume(t, e, e.Joe, 1)
+	img := registerImage(t, e, e.Joe, "vm-base", newSnapshot(t, e, e.Joe, vol)).ImageId
+	waitImage(t, e, e.Joe, img, "available")
+	var vms struct{ Vms []struct{ VmId string } }
+	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img}, &vms)
+	var ip struct{ PublicIp struct{ PublicIp, PublicIpId string } }
+	e.MustCall(t, e.Joe, "CreatePublicIp", map[string]any{}, &ip)
+	e.MustCall(t, e.Joe, "LinkPublicIp", map[string]any{"PublicIpId": ip.PublicIp.PublicIpId, "VmId": vms.Vms[0].VmId}, nil)
+	type ipView struct{ NicId, NicAccountId, VmId string }
+	read := func(filters map[string]any) []ipView {
+		var out struct{ PublicIps []ipView }
+		e.MustCall(t, e.Joe, "ReadPublicIps", map[string]any{"Filters": filters}, &out)
+		return out.PublicIps
+	}
+	all := read(map[string]any{})
+	if len(all) != 1 || !strings.HasPrefix(all[0].NicId, "eni-") || all[0].NicAccountId != e.Joe.AccountID || all[0].VmId != vms.Vms[0].VmId {
+		t.Fatalf("ReadPublicIps: %+v", all)
+	}
+	if again := read(map[string]any{"NicIds": []string{all[0].NicId}}); len(again) != 1 || again[0] != all[0] {
+		t.Errorf("ReadPublicIps by NicIds %s: %+v", all[0].NicId, again)
+	}
+	e.MustCall(t, e.Joe, "UnlinkPublicIp", map[string]any{"PublicIp": ip.PublicIp.PublicIp}, nil)
+	if after := read(map[string]any{}); len(after) != 1 || after[0].NicId != "" || after[0].NicAccountId != "" {
+		t.Errorf("after the unlink: %+v", after)
+	}
+}

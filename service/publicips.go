@@ -389,7 +389,8 @@ func (f *FiltersPublicIp) match(p *omi.PublicIp) bool {
 	if p.NicId != "" {
 		placement = "vpc"
 	}
-	return anyOf(f.LinkPublicIpIds, p.LinkPublicIpId) && anyOf(f.NicAccountIds, p.NicAccountId) && anyOf(f.NicIds, p.NicId) &&
+	nicID, nicAccount := p.ShownNic()
+	return anyOf(f.LinkPublicIpIds, p.LinkPublicIpId) && anyOf(f.NicAccountIds, nicAccount) && anyOf(f.NicIds, nicID) &&
 		anyOf(f.Placements, placement) && anyOf(f.PrivateIps, p.PrivateIp) && anyOf(f.VmIds, p.VmId) &&
 		f.tagFilter.match(p.Tags)
 }
@@ -439,6 +440,7 @@ func (s *Service) ReadPublicIps(ctx context.Context, c *omi.Caller, in *ReadPubl
 	}
 	for _, p := range out {
 		p.Normalize()
+		p.NicId, p.NicAccountId = p.ShownNic()
 	}
 	return &ReadPublicIpsResponse{PublicIps: out, NextPageToken: next}, nil
 }

@@ -256,7 +256,9 @@ func TestCreateVmsPerformance(t *testing.T) {
 	vol := newVolume(t, e, e.Joe, 1)
 	img := registerImage(t, e, e.Joe, "vm-base", newSnapshot(t, e, e.Joe, vol)).ImageId
 	waitImage(t, e, e.Joe, img, "available")
-	var out struct{ Vms []struct{ Performance string } }
+	var out struct {
+		Vms []struct{ Performance string }
+	}
 	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "VmType": "tinav5.c2r2p2"}, &out)
 	if out.Vms[0].Performance != "high" {
 		t.Errorf("tinav5.c2r2p2 without Performance: %s, want high", out.Vms[0].Performance)
@@ -280,7 +282,9 @@ func TestPublicCloudLinkShowsNic(t *testing.T) {
 	waitImage(t, e, e.Joe, img, "available")
 	var vms struct{ Vms []struct{ VmId string } }
 	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img}, &vms)
-	var ip struct{ PublicIp struct{ PublicIp, PublicIpId string } }
+	var ip struct {
+		PublicIp struct{ PublicIp, PublicIpId string }
+	}
 	e.MustCall(t, e.Joe, "CreatePublicIp", map[string]any{}, &ip)
 	e.MustCall(t, e.Joe, "LinkPublicIp", map[string]any{"PublicIpId": ip.PublicIp.PublicIpId, "VmId": vms.Vms[0].VmId}, nil)
 	type ipView struct{ NicId, NicAccountId, VmId string }
@@ -299,5 +303,50 @@ func TestPublicCloudLinkShowsNic(t *testing.T) {
 	e.MustCall(t, e.Joe, "UnlinkPublicIp", map[string]any{"PublicIp": ip.PublicIp.PublicIp}, nil)
 	if after := read(map[string]any{}); len(after) != 1 || after[0].NicId != "" || after[0].NicAccountId != "" {
 		t.Errorf("after the unlink: %+v", after)
+	}
+}
+
+// The rule filters on accounts, group ids and group names match the
+// groups a rule grants and, as the real cloud answers, the group holding
+// the rule; not an unrelated group.
+func TestSecurityGroupRuleFiltersAsRecorded(t *testing.T) {
+	e := apitest.Start(t)
+	group := func(name string) string {
+		var out struct {
+			SecurityGroup struct{ SecurityGroupId string }
+		}
+		e.MustCall(t, e.Joe, "CreateSecurityGroup", map[string]any{"SecurityGroupName": name, "Description": name}, &out)
+		return out.SecurityGroup.SecurityGroupId
+	}
+	g1, g2, g3 := group("qa-one"), group("qa-two"), group("qa-three")
+	e.MustCall(t, e.Joe, "CreateSecurityGroupRule", map[string]any{"SecurityGroupId": g1, "Flow": "Inbound",
+		"Rules": []map[string]any{{"IpProtocol": "tcp", "FromPortRange": 22, "ToPortRange": 22,
+			"SecurityGroupsMembers": []map[string]any{{"SecurityGroupId": g2}}}}}, nil)
+	e.MustCall(t, e.Joe, "CreateSecurityGroupRule", map[string]any{"SecurityGroupId": g3, "Flow": "Inbound",
+		"Rules": []map[string]any{{"IpProtocol": "tcp", "FromPortRange": 80, "ToPortRange": 80, "IpRanges": []string{"46.231.147.88/32"}}}}, nil)
+	ids := func(filters map[string]any) []string {
+		var out struct {
+			SecurityGroups []struct{ SecurityGroupId string }
+		}
+		e.MustCall(t, e.Joe, "ReadSecurityGroups", map[string]any{"Filters": filters}, &out)
+		var got []string
+		for _, g := range out.SecurityGroups {
+			got = append(got, g.SecurityGroupId)
+		}
+		return got
+	}
+	for _, c := range []struct {
+		filters map[string]any
+		want    []string
+	}{
+		{map[string]any{"InboundRuleSecurityGroupIds": []string{g1}, "InboundRuleSecurityGroupNames": []string{"qa-one"}, "InboundRuleFromPortRanges": []int{22}}, []string{g1}},
+		{map[string]any{"InboundRuleSecurityGroupIds": []string{g2}}, []string{g1}},
+		{map[string]any{"InboundRuleSecurityGroupIds": []string{g3}, "InboundRuleFromPortRanges": []int{22}}, nil},
+		{map[string]any{"InboundRuleAccountIds": []string{e.Joe.AccountID}, "Descriptions": []string{"qa-three"}}, []string{g3}},
+		{map[string]any{"InboundRuleAccountIds": []string{e.Titi.AccountID}}, nil},
+	} {
+		if got := ids(c.filters); !equalStrings(got, c.want) {
+			t.Errorf("ReadSecurityGroups %v = %v, want %v", c.filters, got, c.want)
+		}
 	}
 }

@@ -252,13 +252,19 @@ func (f ruleFilter) empty() bool {
 	return len(f.accountIDs)+len(f.ipRanges)+len(f.protocols)+len(f.groupIDs)+len(f.groupNames)+len(f.from)+len(f.to) == 0
 }
 
-// match reports whether one rule satisfies every rule filter given.
-func (f ruleFilter) match(rules []omi.SecurityGroupRule) bool {
+// match reports whether one rule of g satisfies every rule filter given.
+// The account, group id and group name filters match the rule's members
+// (as the spec describes them) and also the group that holds the rule:
+// the real cloud answers so (terraform-provider-outscale's recorded
+// TF-125 finds a group by InboundRuleSecurityGroupIds and Names naming the
+// group itself, whose rule grants another group; TF-129 by
+// InboundRuleAccountIds on a rule with only an IP range).
+func (f ruleFilter) match(g *omi.SecGroup, rules []omi.SecurityGroupRule) bool {
 	if f.empty() {
 		return true
 	}
 	return slices.ContainsFunc(rules, func(r omi.SecurityGroupRule) bool {
-		var accts, ids, names []string
+		accts, ids, names := []string{g.AccountId}, []string{g.SecurityGroupId}, []string{g.SecurityGroupName}
 		for _, m := range r.SecurityGroupsMembers {
 			accts, ids, names = append(accts, m.AccountId), append(ids, m.SecurityGroupId), append(names, m.SecurityGroupName)
 		}
@@ -274,7 +280,7 @@ func (f *FiltersSecurityGroup) match(g *omi.SecGroup) bool {
 	out := ruleFilter{f.OutboundRuleAccountIds, f.OutboundRuleIpRanges, f.OutboundRuleProtocols, f.OutboundRuleSecurityGroupIds,
 		f.OutboundRuleSecurityGroupNames, f.OutboundRuleFromPortRanges, f.OutboundRuleToPortRanges}
 	return anyOf(f.Descriptions, g.Description) && anyOf(f.NetIds, g.NetId) && anyOf(f.SecurityGroupNames, g.SecurityGroupName) &&
-		f.tagFilter.match(g.Tags) && in.match(g.InboundRules) && out.match(g.OutboundRules)
+		f.tagFilter.match(g.Tags) && in.match(g, g.InboundRules) && out.match(g, g.OutboundRules)
 }
 
 type ReadSecurityGroupsRequest struct {

@@ -26,7 +26,7 @@ var awsTypes = map[string]VmType{
 	"t2.nano": {3, 1, 1, 2}, "t2.micro": {3, 1, 1, 2}, "t2.small": {3, 1, 2, 2}, "t2.medium": {3, 2, 4, 2},
 	"t2.large": {3, 2, 8, 2}, "m4.large": {3, 2, 8, 2}, "m4.xlarge": {3, 4, 16, 2}, "m4.2xlarge": {3, 8, 32, 2},
 	"m4.4xlarge": {3, 16, 64, 2}, "c4.large": {3, 2, 4, 2}, "c4.xlarge": {3, 4, 8, 2}, "c4.2xlarge": {3, 8, 16, 2},
-	"c4.4xlarge": {3, 16, 32, 2}, "r4.large": {3, 2, 16, 2}, "r4.xlarge": {3, 4, 32, 2}, "r4.2xlarge": {3, 8, 64, 2},
+	"c4.4xlarge": {3, 16, 32, 2}, "m3.large": {3, 2, 8, 2}, "r4.large": {3, 2, 16, 2}, "r4.xlarge": {3, 4, 32, 2}, "r4.2xlarge": {3, 8, 64, 2},
 }
 
 // DefaultVmType is the type of a VM created without one.

@@ -77,6 +77,11 @@ func newRegionFacts(region string, letters []string, market []MarketplaceProduct
 			}
 		}
 	}
+	// A legacy type the real cloud still lists, as it describes it (the
+	// provider's recorded TF-171: 2 vCores, 8 GiB, 10 private IPs, one
+	// 32 GiB local volume, not BSU-optimized).
+	f.vmTypes = append(f.vmTypes, VmTypeOut{VmTypeName: "m3.large", VcoreCount: 2, MemorySize: 8, MaxPrivateIps: 10,
+		Eth: 8, BsuOptimized: false, VolumeCount: 1, VolumeSize: 32})
 	return f
 }
 

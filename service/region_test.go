@@ -62,3 +62,16 @@ func TestRegionsOfTheDeployment(t *testing.T) {
 		t.Errorf("configured ReadSubregions = %+v, %v; want us-east-2a and b", sr, err)
 	}
 }
+
+// ReadVmTypes lists m3.large as the real cloud describes it.
+func TestLegacyVmTypeAsRecorded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r, err := e.svc.ReadVmTypes(ctx, e.joe, &service.ReadVmTypesRequest{Filters: &service.FiltersVmType{VmTypeNames: []string{"m3.large"}}})
+	if err != nil || len(r.VmTypes) != 1 {
+		t.Fatalf("ReadVmTypes m3.large = %+v, %v", r, err)
+	}
+	if got := r.VmTypes[0]; got.VcoreCount != 2 || got.MemorySize != 8 || got.MaxPrivateIps != 10 || got.BsuOptimized || got.VolumeCount != 1 || got.VolumeSize != 32 {
+		t.Errorf("m3.large = %+v", got)
+	}
+}

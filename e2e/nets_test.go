@@ -125,7 +125,7 @@ func TestNetWithVm(t *testing.T) {
 		{"DeleteSubnet with NICs", func() error {
 			_, err := joe.DeleteSubnet(ctx, oscv3.DeleteSubnetRequest{SubnetId: subnetID})
 			return err
-		}, "9057"},
+		}, "9095"},
 		{"DeleteNet with a subnet", func() error {
 			_, err := joe.DeleteNet(ctx, oscv3.DeleteNetRequest{NetId: netID})
 			return err

@@ -10,7 +10,7 @@ import (
 // Error codes of the gateway and routing calls. The 2019 catalogue gives
 // the slugs; where the real cloud's answer is known from the terraform
 // provider (which branches on it), that code is used: 1007 and 1018 on
-// UnlinkInternetService, 9045 on CreateNatService. (The provider also
+// UnlinkInternetService, 9045 on CreateNatService, 9095 on DeleteSubnet. (The provider also
 // handles a 1004, "mapped public IPs", by unlinking the Net's public IPs;
 // its own test of that unlink, which passes on the real cloud, shows the
 // VM's public IP link kept, so omi does not refuse the unlink for it.) The others are the
@@ -27,13 +27,17 @@ const (
 	// The catalogue has no slug for a missing Net peering: no-such-resource.
 	codeNoSuchNetPeering = omi.CodeNoSuchResource
 
-	codeGatewayNotLinked   = "1007" // UnlinkInternetService: not linked to that Net
-	codeNetHasNatServices  = "1018" // UnlinkInternetService: the Net has NAT services
-	codeGatewayAttached    = "9024" // gateway-is-already-attached
-	codeNatExists          = "9037" // nat-gateway-already-exists (one per subnet)
-	codeNotPublicSubnet    = "9045" // not-public-subnet
-	codeRouteExists        = "9052" // route-already-exists
-	codeSubnetInUse        = "9057" // subnet-already-in-use
+	codeGatewayNotLinked  = "1007" // UnlinkInternetService: not linked to that Net
+	codeNetHasNatServices = "1018" // UnlinkInternetService: the Net has NAT services
+	codeGatewayAttached   = "9024" // gateway-is-already-attached
+	codeNatExists         = "9037" // nat-gateway-already-exists (one per subnet)
+	codeNotPublicSubnet   = "9045" // not-public-subnet
+	codeRouteExists       = "9052" // route-already-exists
+	// DeleteSubnet of a subnet still used (NICs, a NAT service): the
+	// terraform provider retries DeleteSubnet on 9095, the code the real
+	// cloud answers while a subnet is in use (the 2019 catalogue, older,
+	// has only 9057 subnet-already-in-use).
+	codeSubnetInUse        = "9095"
 	codeTableHasSubnets    = "9059" // subnet-is-associated
 	codeNetAlreadyAttached = "9065" // vpc-already-attached: the Net has an internet service
 	codeNetAssociated      = "9066" // vpc-is-associated: still used by a Net

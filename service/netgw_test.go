@@ -712,7 +712,7 @@ func TestNatServices(t *testing.T) {
 
 	// A subnet with a NAT service cannot be deleted; its Net neither.
 	err = g.store.Update(ctx, func(tx omi.Tx) error { return g.svc.NetgwDeleteSubnet(tx, g.joe.AccountID(), pub) })
-	nwCode(t, "delete the NAT's subnet", err, "9057")
+	nwCode(t, "delete the NAT's subnet", err, "9095")
 
 	// Deleting it frees the IP; routes to it turn blackhole.
 	_, err = g.svc.DeleteNatService(ctx, g.joe, &service.DeleteNatServiceRequest{NatServiceId: nat.NatServiceId})

@@ -120,7 +120,7 @@ func TestNetsAndSubnets(t *testing.T) {
 		t.Errorf("AvailableIpsCount after a NIC: %+v", out.Subnets)
 	}
 	_, err = e.svc.DeleteSubnet(ctx, e.joe, &service.DeleteSubnetRequest{SubnetId: sn.SubnetId})
-	nwCode(t, "DeleteSubnet with a NIC", err, "9057")
+	nwCode(t, "DeleteSubnet with a NIC", err, "9095")
 	if _, err := e.svc.DeleteNic(ctx, e.joe, &service.DeleteNicRequest{NicId: nic.Nic.NicId}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -66,6 +67,16 @@ func TestFidelityVms(t *testing.T) {
 	}
 	if a, _ := vm["ActionsOnNextBoot"].(map[string]any); a["SecureBoot"] != "enable" {
 		t.Errorf("after UpdateVm: ActionsOnNextBoot = %v, want SecureBoot enable", vm["ActionsOnNextBoot"])
+	}
+	// The next boot carries the action out: none again once started.
+	e.MustCall(t, e.Joe, "StopVms", map[string]any{"VmIds": []string{vmID}}, nil)
+	apitest.WaitFor(t, time.Minute, "the VM stopped", func() (bool, error) { return readVm()["State"] == "stopped", nil })
+	if a, _ := readVm()["ActionsOnNextBoot"].(map[string]any); a["SecureBoot"] != "enable" {
+		t.Errorf("stopped: ActionsOnNextBoot = %v, want SecureBoot enable", a)
+	}
+	e.MustCall(t, e.Joe, "StartVms", map[string]any{"VmIds": []string{vmID}}, nil)
+	if a, _ := readVm()["ActionsOnNextBoot"].(map[string]any); a["SecureBoot"] != "none" {
+		t.Errorf("started: ActionsOnNextBoot = %v, want SecureBoot none", a)
 	}
 	var titiSG struct {
 		SecurityGroup struct{ SecurityGroupId string }

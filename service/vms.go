@@ -928,6 +928,10 @@ func (s *Service) StartVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest)
 		switch vm.State {
 		case omi.VmStopped:
 			vm.State = omi.VmPending
+			// The boot carries out the action asked for the next one:
+			// the real API shows SecureBoot "none" again once the VM
+			// runs (the provider's recorded TF-206, steps 2 and 3).
+			vm.ActionsOnNextBoot = nil
 		case omi.VmRunning, omi.VmPending:
 		default:
 			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s and cannot be started", vm.VmId, vm.State)
@@ -945,6 +949,7 @@ func (s *Service) RebootVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest
 		if vm.State != omi.VmRunning {
 			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s; only running VMs can be rebooted", vm.VmId, vm.State)
 		}
+		vm.ActionsOnNextBoot = nil // carried out by this boot, as by StartVms'
 		return nil
 	})
 	if err != nil {

@@ -113,6 +113,8 @@ type tfRun struct {
 	s    *server
 	dir  string
 	vars map[string]string
+	// as is the account terraform runs as (nil: joe).
+	as *apitest.Account
 }
 
 // newRun copies testdata/<name> into a fresh directory.
@@ -144,9 +146,12 @@ func copyDir(t *testing.T, from, to string) {
 }
 
 // env is the environment of a client run as joe.
-func (s *server) env(extra map[string]string) []string {
+func (s *server) env(extra map[string]string) []string { return s.envAs(s.Joe, extra) }
+
+// envAs is env for another account.
+func (s *server) envAs(a apitest.Account, extra map[string]string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir(),
-		"OSC_ACCESS_KEY=" + s.Joe.AccessKey, "OSC_SECRET_KEY=" + s.Joe.SecretKey, "OSC_REGION=" + apitest.Region,
+		"OSC_ACCESS_KEY=" + a.AccessKey, "OSC_SECRET_KEY=" + a.SecretKey, "OSC_REGION=" + apitest.Region,
 		"OSC_ENDPOINT_API=" + s.APIURL(), "TF_IN_AUTOMATION=1", "TF_INPUT=0"}
 	env = append(env, s.clientEnv...)
 	for k, v := range extra {
@@ -166,6 +171,9 @@ func (r *tfRun) tf(dir string, allowed []int, args ...string) (int, string) {
 	cmd := exec.CommandContext(ctx, r.s.terraform, args...)
 	cmd.Dir = dir
 	cmd.Env = r.s.env(r.vars)
+	if r.as != nil {
+		cmd.Env = r.s.envAs(*r.as, r.vars)
+	}
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if err != nil {

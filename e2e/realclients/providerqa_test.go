@@ -50,17 +50,24 @@ func TestProviderQA(t *testing.T) {
 	// cloud's regions. Most cases were recorded in eu-west-2, some in
 	// us-east-2: each runs against an omi serving its region.
 	servers := map[string]*server{}
-	vars := map[string]map[string]string{}
+	pools := map[string]chan qaAccount{}
 	for _, region := range []string{"eu-west-2", "us-east-2"} {
 		s := startServerWith(t, qaConfig(t, region))
-		s.MustCall(t, s.Joe, "CreateKeypair", map[string]any{"KeypairName": "terraform-basic"}, nil)
 		servers[region] = s
-		vars[region] = map[string]string{
-			"image_id":        s.qaImage(t, region),
-			"region":          region,
-			"account_id":      s.Joe.AccountID,
-			"osu_bucket_name": qaMaskedVars["osu_bucket_name"],
-			"vm_type":         qaMaskedVars["vm_type"],
+		pools[region] = make(chan qaAccount, qaAccounts)
+		for i := 0; i < qaAccounts; i++ {
+			a := qaAccountN(i)
+			s.MustCall(t, a, "CreateKeypair", map[string]any{"KeypairName": "terraform-basic"}, nil)
+			img := s.qaImage(t, a, region)
+			pools[region] <- qaAccount{Account: a, vars: map[string]string{
+				"image_id": img,
+				// The real cloud's UEFI OMI with a vTPM the cases copy.
+				"image_id_uefi_tpm": img,
+				"region":            region,
+				"account_id":        a.AccountID,
+				"osu_bucket_name":   qaMaskedVars["osu_bucket_name"],
+				"vm_type":           qaMaskedVars["vm_type"],
+			}}
 		}
 	}
 	var mu sync.Mutex
@@ -88,12 +95,34 @@ func TestProviderQA(t *testing.T) {
 		t.Run(c, func(t *testing.T) {
 			t.Parallel()
 			region := qaRegion(t, filepath.Join(root, c))
-			res := servers[region].runQACase(t, filepath.Join(root, c), vars[region], outDir, c)
+			// Each case runs as an account of its own at a time: the
+			// cases use fixed names and broad filters, as on the one
+			// account the QA runs them on one after the other.
+			a := <-pools[region]
+			defer func() { pools[region] <- a }()
+			res := servers[region].runQACase(t, filepath.Join(root, c), a, outDir, c)
 			mu.Lock()
 			results[c] = res
 			mu.Unlock()
 		})
 	}
+}
+
+// qaAccounts is how many cases run at once, each as its own account.
+const qaAccounts = 4
+
+// qaAccount is an account of the pool with the variables its cases get.
+type qaAccount struct {
+	apitest.Account
+	vars map[string]string
+}
+
+// qaAccountN is the i-th account of the pool, added to the example
+// accounts of omi's configuration.
+func qaAccountN(i int) apitest.Account {
+	return apitest.Account{Alias: fmt.Sprintf("qa%d", i), AccountID: fmt.Sprintf("9000000000%02d", i),
+		Email: fmt.Sprintf("qa%d@example.com", i), Password: fmt.Sprintf("qa-password-%d-1234", i),
+		AccessKey: fmt.Sprintf("QAQAQAQAQAQAQAQAQA%02d", i), SecretKey: fmt.Sprintf("qa%038d", i)}
 }
 
 // qaConfig writes omi's configuration for one region: the example
@@ -104,6 +133,13 @@ func qaConfig(t *testing.T, region string) string {
 		t.Fatal(err)
 	}
 	body := regexp.MustCompile(`(?m)^region: .*$`).ReplaceAllString(string(accounts), "region: "+region)
+	var qa strings.Builder
+	for i := 0; i < qaAccounts; i++ {
+		a := qaAccountN(i)
+		fmt.Fprintf(&qa, "  - account_id: %q\n    alias: %s\n    email: %s\n    password: %s\n    access_keys:\n      - access_key_id: %q\n        secret_key: %q\n",
+			a.AccountID, a.Alias, a.Email, a.Password, a.AccessKey, a.SecretKey)
+	}
+	body = strings.Replace(body, "\naccounts:\n", "\naccounts:\n"+qa.String(), 1)
 	body += "\nregions:\n" +
 		"  - {name: eu-west-2, endpoint: api.eu-west-2.outscale.com}\n" +
 		"  - {name: us-east-2, endpoint: api.us-east-2.outscale.com}\n" +
@@ -137,26 +173,26 @@ func qaRegion(t *testing.T, caseDir string) string {
 // official OMI the recording account used, a 10 GiB root snapshot, UEFI
 // boot only and product code 0001. omi's own official OMIs are smaller
 // and boot both ways, a difference of catalogue, not of the API.
-func (s *server) qaImage(t *testing.T, region string) string {
+func (s *server) qaImage(t *testing.T, a apitest.Account, region string) string {
 	var vol struct{ Volume struct{ VolumeId string } }
-	s.MustCall(t, s.Joe, "CreateVolume", map[string]any{"Size": 10, "SubregionName": region + "a"}, &vol)
+	s.MustCall(t, a, "CreateVolume", map[string]any{"Size": 10, "SubregionName": region + "a"}, &vol)
 	apitest.WaitFor(t, time.Minute, "the QA image's volume", func() (bool, error) {
 		var r struct{ Volumes []struct{ State string } }
-		s.MustCall(t, s.Joe, "ReadVolumes", map[string]any{"Filters": map[string]any{"VolumeIds": []string{vol.Volume.VolumeId}}}, &r)
+		s.MustCall(t, a, "ReadVolumes", map[string]any{"Filters": map[string]any{"VolumeIds": []string{vol.Volume.VolumeId}}}, &r)
 		return len(r.Volumes) == 1 && r.Volumes[0].State == "available", nil
 	})
 	var snap struct{ Snapshot struct{ SnapshotId string } }
-	s.MustCall(t, s.Joe, "CreateSnapshot", map[string]any{"VolumeId": vol.Volume.VolumeId}, &snap)
+	s.MustCall(t, a, "CreateSnapshot", map[string]any{"VolumeId": vol.Volume.VolumeId}, &snap)
 	apitest.WaitFor(t, time.Minute, "the QA image's snapshot", func() (bool, error) {
 		var r struct{ Snapshots []struct{ State string } }
-		s.MustCall(t, s.Joe, "ReadSnapshots", map[string]any{"Filters": map[string]any{"SnapshotIds": []string{snap.Snapshot.SnapshotId}}}, &r)
+		s.MustCall(t, a, "ReadSnapshots", map[string]any{"Filters": map[string]any{"SnapshotIds": []string{snap.Snapshot.SnapshotId}}}, &r)
 		return len(r.Snapshots) == 1 && r.Snapshots[0].State == "completed", nil
 	})
 	var img struct{ Image struct{ ImageId string } }
-	s.MustCall(t, s.Joe, "CreateImage", map[string]any{"ImageName": "qa-ubuntu", "RootDeviceName": "/dev/sda1",
+	s.MustCall(t, a, "CreateImage", map[string]any{"ImageName": "qa-ubuntu", "RootDeviceName": "/dev/sda1",
 		"BootModes": []string{"uefi"}, "ProductCodes": []string{"0001"},
 		"BlockDeviceMappings": []map[string]any{{"DeviceName": "/dev/sda1", "Bsu": map[string]any{"SnapshotId": snap.Snapshot.SnapshotId, "VolumeSize": 10, "VolumeType": "standard", "DeleteOnVmDeletion": true}}}}, &img)
-	s.MustCall(t, s.Joe, "DeleteVolume", map[string]any{"VolumeId": vol.Volume.VolumeId}, nil)
+	s.MustCall(t, a, "DeleteVolume", map[string]any{"VolumeId": vol.Volume.VolumeId}, nil)
 	return img.Image.ImageId
 }
 
@@ -235,13 +271,14 @@ variable "keypair_name" { default = "terraform-basic" }
 
 // runQACase runs every step of one case and returns "ok" or the first
 // difference; the test fails with every difference.
-func (s *server) runQACase(t *testing.T, caseDir string, vars map[string]string, outDir, name string) string {
+func (s *server) runQACase(t *testing.T, caseDir string, a qaAccount, outDir, name string) string {
+	vars := a.vars
 	steps, _ := filepath.Glob(filepath.Join(caseDir, "step*.tf"))
 	sort.Strings(steps)
 	if len(steps) == 0 {
 		t.Skip("no step")
 	}
-	r := &tfRun{t: t, s: s, dir: t.TempDir(), vars: vars}
+	r := &tfRun{t: t, s: s, dir: t.TempDir(), vars: vars, as: &a.Account}
 	if err := qaProviderFiles(r.dir); err != nil {
 		t.Fatal(err)
 	}

@@ -217,9 +217,8 @@ func TestShutdownBehaviorConfiguration(t *testing.T) {
 }
 
 // The primary NIC made for a VM created with SubnetId reads as on the real
-// cloud: "Primary network interface", not source/dest checked; a VM
-// created with Nics is source/dest checked and its NICs keep what was
-// asked.
+// cloud: "Primary network interface"; a VM of a Net and its NICs are
+// source/dest checked, and NICs created with Nics keep what was asked.
 func TestPrimaryNicAsRecorded(t *testing.T) {
 	e := apitest.Start(t)
 	vol := newVolume(t, e, e.Joe, 1)
@@ -241,7 +240,7 @@ func TestPrimaryNicAsRecorded(t *testing.T) {
 	e.MustCall(t, e.Joe, "CreateVms", map[string]any{"ImageId": img,
 		"Nics": []map[string]any{{"SubnetId": sub.Subnet.SubnetId, "DeviceNumber": 0, "Description": "mine"}}}, &byNics)
 	v := bySubnet.Vms[0]
-	if v.IsSourceDestChecked || len(v.Nics) != 1 || v.Nics[0].Description != "Primary network interface" || v.Nics[0].IsSourceDestChecked {
+	if !v.IsSourceDestChecked || len(v.Nics) != 1 || v.Nics[0].Description != "Primary network interface" || !v.Nics[0].IsSourceDestChecked {
 		t.Errorf("VM created with SubnetId: %+v", v)
 	}
 	v = byNics.Vms[0]

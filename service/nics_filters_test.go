@@ -203,7 +203,7 @@ func TestReadVmsNicFilters(t *testing.T) {
 		`{"NicMacAddresses":` + q([]string{nic.MacAddress}) + `}`,
 		`{"NicPrivateIpsPrivateIps":` + q([]string{nic.PrimaryIp().PrivateIp}) + `,"NicPrivateIpsPrimaryIp":true}`,
 		`{"NicLinkNicDeviceNumbers":[0],"NicLinkNicDeleteOnVmDeletion":true,"NicLinkNicStates":["attached"]}`,
-		`{"NicStates":["in-use"],"NicSubregionNames":["eu-west-2a"],"NicIsSourceDestChecked":false}`,
+		`{"NicStates":["in-use"],"NicSubregionNames":["eu-west-2a"],"NicIsSourceDestChecked":true}`,
 		`{"NicSecurityGroupNames":["web"]}`,
 		`{"NicAccountIds":` + q([]string{e.joe.AccountID()}) + `}`,
 		`{"NicLinkPublicIpPublicIps":` + q([]string{ip.PublicIp.PublicIp}) + `}`,

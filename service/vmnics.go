@@ -29,11 +29,11 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 	}
 	entries := in.Nics
 	// The primary NIC the cloud makes for a VM created with SubnetId is
-	// described "Primary network interface" and not source/dest checked,
-	// and the VM created with Nics is (the provider's recorded states:
-	// tests/data/oapi/vm/TF-147, TF-212 to TF-214).
+	// described "Primary network interface"; a VM of a Net and its NICs
+	// are source/dest checked (the provider's recorded states:
+	// tests/data/oapi/nets/TF-109, TF-111, TF-144, vm/TF-212 to TF-214).
 	made := len(entries) == 0
-	vm.IsSourceDestChecked = !made
+	vm.IsSourceDestChecked = true
 	if made {
 		zero, yes := 0, true
 		e := NicForVmCreation{DeviceNumber: &zero, DeleteOnVmDeletion: &yes, SubnetId: vm.SubnetId, Description: primaryNicDescription}
@@ -89,9 +89,6 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 				privateIps: e.PrivateIps, secondaries: secondaries})
 			if err != nil {
 				return err
-			}
-			if made {
-				n.IsSourceDestChecked = false
 			}
 			del := true
 			if e.DeleteOnVmDeletion != nil {

@@ -187,9 +187,9 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 			return omi.Invalid(omi.CodeInvalidValue, "OMI %s does not support boot mode %s", img.ImageId, bootMode)
 		}
 		// IsSourceDestChecked is false below: the provider's recorded
-		// states show false for VMs outside a Net and for VMs created
-		// with SubnetId; only VMs created with Nics show true (set by
-		// createVmNics). They show BsuOptimized false for tina types.
+		// states show false for VMs outside a Net; VMs of a Net show
+		// true (set by createVmNics). They show BsuOptimized false for
+		// tina types.
 		taken, err := s.takenAddresses(tx)
 		if err != nil {
 			return err

@@ -212,11 +212,14 @@ func (v *Vm) Normalize() {
 		v.ActionsOnNextBoot = map[string]any{"SecureBoot": "none"}
 	}
 	if v.ShutdownBehaviorConfiguration == nil {
-		guest := "stop"
-		if v.VmInitiatedShutdownBehavior == "terminate" {
-			guest = "terminate"
+		c := &ShutdownBehaviorConfiguration{GuestAction: "stop", HostAction: "stop"}
+		switch v.VmInitiatedShutdownBehavior {
+		case "terminate":
+			c.GuestAction = "terminate"
+		case "restart":
+			c.HostAction = "restart"
 		}
-		v.ShutdownBehaviorConfiguration = &ShutdownBehaviorConfiguration{GuestAction: guest, HostAction: "stop"}
+		v.ShutdownBehaviorConfiguration = c
 	}
 }
 

@@ -209,6 +209,8 @@ func TestShutdownBehaviorConfiguration(t *testing.T) {
 	var read struct{ Vms []vmView }
 	e.MustCall(t, e.Joe, "ReadVms", map[string]any{"Filters": map[string]any{"VmIds": []string{set.Vms[0].VmId}}}, &read)
 	check("read", read.Vms[0], conf{"terminate", "stop"}, "terminate")
+	e.MustCall(t, e.Joe, "UpdateVm", map[string]any{"VmId": set.Vms[0].VmId, "VmInitiatedShutdownBehavior": "restart"}, &upd)
+	check("VmInitiatedShutdownBehavior restart", upd.Vm, conf{"stop", "restart"}, "restart")
 	for _, bad := range []map[string]any{{"GuestAction": "restart"}, {"HostAction": "terminate"}} {
 		if r := e.Call(t, e.Joe, "CreateVms", map[string]any{"ImageId": img, "ShutdownBehaviorConfiguration": bad}); r.Status != http.StatusBadRequest {
 			t.Errorf("CreateVms with %v: %s, want 400", bad, r)

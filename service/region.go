@@ -77,11 +77,12 @@ func newRegionFacts(region string, letters []string, market []MarketplaceProduct
 			}
 		}
 	}
-	// A legacy type the real cloud still lists, as it describes it (the
-	// provider's recorded TF-171: 2 vCores, 8 GiB, 10 private IPs, one
-	// 32 GiB local volume, not BSU-optimized).
-	f.vmTypes = append(f.vmTypes, VmTypeOut{VmTypeName: "m3.large", VcoreCount: 2, MemorySize: 8, MaxPrivateIps: 10,
-		Eth: 8, BsuOptimized: false, VolumeCount: 1, VolumeSize: 32})
+	// Legacy types the real cloud still lists, as it describes them (the
+	// provider's recorded TF-171, steps 1 and 2).
+	f.vmTypes = append(f.vmTypes,
+		VmTypeOut{VmTypeName: "m3.large", VcoreCount: 2, MemorySize: 8, MaxPrivateIps: 10, Eth: 8, VolumeCount: 1, VolumeSize: 32},
+		VmTypeOut{VmTypeName: "m3.xlarge", VcoreCount: 4, MemorySize: 15, MaxPrivateIps: 15, Eth: 8, BsuOptimized: true, VolumeCount: 2, VolumeSize: 40},
+		VmTypeOut{VmTypeName: "mv3.xlarge", VcoreCount: 4, MemorySize: 15, MaxPrivateIps: 15, Eth: 8, BsuOptimized: true, VolumeCount: 2, VolumeSize: 40})
 	return f
 }
 

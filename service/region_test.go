@@ -63,7 +63,8 @@ func TestRegionsOfTheDeployment(t *testing.T) {
 	}
 }
 
-// ReadVmTypes lists m3.large as the real cloud describes it.
+// ReadVmTypes lists m3.large as the real cloud describes it (and
+// m3.xlarge, mv3.xlarge).
 func TestLegacyVmTypeAsRecorded(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

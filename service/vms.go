@@ -1014,18 +1014,21 @@ type UpdateVmRequest struct {
 
 // shutdownConfiguration checks a ShutdownBehaviorConfiguration of a
 // request and completes it from the VM's current one (prev, nil on
-// creation) or from VmInitiatedShutdownBehavior: the guest action follows
-// it (terminate, else stop), the host action is stop, as the real API
-// answers for a VM created without one.
+// creation) or from VmInitiatedShutdownBehavior, as the real API answers
+// (the provider's recorded TF-178 and TF-220): stop is stop/stop, restart
+// is stop/restart, terminate sets the guest action.
 func shutdownConfiguration(in, prev *omi.ShutdownBehaviorConfiguration, behavior string) (*omi.ShutdownBehaviorConfiguration, error) {
 	out := &omi.ShutdownBehaviorConfiguration{GuestAction: "stop", HostAction: "stop"}
 	if prev != nil {
 		*out = *prev
 	}
-	if behavior == "terminate" {
+	switch behavior {
+	case "terminate":
 		out.GuestAction = "terminate"
-	} else if behavior != "" {
-		out.GuestAction = "stop"
+	case "restart":
+		out.GuestAction, out.HostAction = "stop", "restart"
+	case "stop":
+		out.GuestAction, out.HostAction = "stop", "stop"
 	}
 	if in == nil {
 		return out, nil
@@ -1048,13 +1051,16 @@ func shutdownConfiguration(in, prev *omi.ShutdownBehaviorConfiguration, behavior
 }
 
 // shutdownBehavior is the VmInitiatedShutdownBehavior that goes with a
-// configuration: its guest action, except restart, which only the older
-// field can say and a guest action of stop keeps.
-func shutdownBehavior(conf *omi.ShutdownBehaviorConfiguration, behavior string) string {
-	if behavior == "restart" && conf.GuestAction == "stop" {
-		return behavior
+// configuration: terminate for a guest action terminate, else restart
+// for a host action restart, else stop.
+func shutdownBehavior(conf *omi.ShutdownBehaviorConfiguration, _ string) string {
+	switch {
+	case conf.GuestAction == "terminate":
+		return "terminate"
+	case conf.HostAction == "restart":
+		return "restart"
 	}
-	return conf.GuestAction
+	return "stop"
 }
 
 // ActionsOnNextBoot is the spec's object of the same name.

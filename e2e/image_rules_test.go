@@ -120,6 +120,14 @@ func TestImageRules(t *testing.T) {
 		if deref(cp.Image.ImageName) != "licensed" {
 			t.Errorf("copy without ImageName is named %q, want the source's name", deref(cp.Image.ImageName))
 		}
+		if deref(cp.Image.TpmMandatory) {
+			t.Errorf("copy of an OMI without vTPM is TpmMandatory")
+		}
+		// TpmMandatory asked for on a copy is kept.
+		tpm, err := e.V3(e.Titi).CreateImage(ctx, oscv3.CreateImageRequest{SourceImageId: &id, SourceRegionName: ptr(apitest.Region), ImageName: ptr("with-tpm"), TpmMandatory: ptr(true)})
+		if err != nil || !deref(tpm.Image.TpmMandatory) {
+			t.Errorf("copy with TpmMandatory: %+v, %v; want TpmMandatory true", tpm, err)
+		}
 		r := e.Call(t, e.Titi, "CreateImage", map[string]any{"SourceImageId": id, "SourceRegionName": apitest.Region, "ImageName": "relabel", "ProductCodes": []string{"0001"}})
 		if r.Status != http.StatusBadRequest {
 			t.Errorf("copy that sets ProductCodes: %s, want 400", r)

@@ -327,7 +327,9 @@ func (s *Service) copyImage(ctx context.Context, c *omi.Caller, in *CreateImageR
 			img.Description = src.Description
 		}
 		img.Architecture, img.BootModes, img.ProductCodes = src.Architecture, src.BootModes, src.ProductCodes
-		img.TpmMandatory, img.SecureBoot, img.RootDeviceName = src.TpmMandatory, src.SecureBoot, src.RootDeviceName
+		// TpmMandatory asked for on a copy is kept (the provider's
+		// recorded vm/TF-210 copies an OMI with tpm_mandatory true).
+		img.TpmMandatory, img.SecureBoot, img.RootDeviceName = src.TpmMandatory || in.TpmMandatory, src.SecureBoot, src.RootDeviceName
 		img.State = omi.ImagePending
 		for _, m := range src.BlockDeviceMappings {
 			if m.Bsu == nil || m.Bsu.SnapshotId == "" {

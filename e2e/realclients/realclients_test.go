@@ -53,7 +53,12 @@ func TestRealClients(t *testing.T) {
 		s.needCalls(t, "CreateNet", "CreateSubnet", "ReadNics", "CreateNic", "CreateInternetService", "CreateNatService",
 			"CreateNetPeering", "CreateDhcpOptions", "CreateRouteTable", "ReadQuotas")
 		r := s.newRun(t, "net", map[string]string{"suffix": suffix})
-		res := r.lifecycle(nil)
+		res := r.lifecycle(func(res []stateResource) {
+			// The VM of the MapPublicIpOnLaunch subnet got a public IP.
+			if ip := str(byAddress(res)["outscale_vm.mapped"].Values["public_ip"]); ip == "" {
+				t.Errorf("outscale_vm.mapped, in a subnet with map_public_ip_on_launch, has no public_ip")
+			}
+		})
 		s.checkNothingLeft(t, res)
 	})
 

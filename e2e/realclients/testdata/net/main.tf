@@ -140,6 +140,21 @@ resource "outscale_vm" "web" {
   }
 }
 
+# A subnet whose VMs get a public IP at launch (MapPublicIpOnLaunch).
+resource "outscale_subnet" "mapped" {
+  net_id                  = outscale_net.main.net_id
+  ip_range                = "10.20.3.0/24"
+  subregion_name          = "eu-west-2a"
+  map_public_ip_on_launch = true
+}
+
+resource "outscale_vm" "mapped" {
+  image_id           = data.outscale_images.official.images[0].image_id
+  vm_type            = "tinav6.c1r1p2"
+  subnet_id          = outscale_subnet.mapped.subnet_id
+  security_group_ids = [outscale_security_group.web.security_group_id]
+}
+
 resource "outscale_public_ip" "web" {}
 
 resource "outscale_public_ip_link" "web" {
@@ -303,5 +318,6 @@ output "checks" {
     nics        = length(data.outscale_nics.main.nics)
     route_table = length(data.outscale_route_table.private.routes)
     peering     = [for st in data.outscale_net_peering.peer.state : st.name]
+    mapped_ip   = outscale_vm.mapped.public_ip
   }
 }

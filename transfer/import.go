@@ -41,6 +41,14 @@ type ImportOptions struct {
 	// ObjectSize, if known (Content-Length, the manifest's
 	// CompressedSize), makes progress count object bytes read.
 	ObjectSize int64
+	// Digests makes the import hash the image file and the object for
+	// Result.DiskSHA256 and ObjectSHA256 even when no digest is expected.
+	// Without it, each is computed only to check ExpectedSHA256 or
+	// ExpectedObjectSHA256 (and left empty otherwise): SHA-256 of every
+	// byte of the image and of the object was a tenth of an import's CPU,
+	// spent for digests nobody read. The blocks themselves are always
+	// hashed: they are named by their SHA-256.
+	Digests bool
 	// Progress, if set, is called with the bytes done and the total, about
 	// every 1% and at the end: object bytes read out of ObjectSize (or the
 	// size given to ImportReaderAt), else image bytes decoded out of
@@ -144,12 +152,20 @@ func ImportReaderAt(ctx context.Context, ra io.ReaderAt, size int64, maps *block
 			return diskread.Decode(ctx, io.NewSectionReader(ra, 0, size), dopts, obs, start, write)
 		}
 		// Uncompressed qcow2: the object is the image file. Hash it in
-		// the background while decoding by metadata.
+		// the background while decoding by metadata, if anyone wants it.
+		var w io.Writer
+		for _, o := range []io.Writer{obs.Input, obs.Image} {
+			if o != nil {
+				w = joinWriters(w, o)
+			}
+		}
+		if w == nil {
+			return diskread.DecodeAt(ctx, ra, size, dopts, diskread.Observer{}, start, write)
+		}
 		hctx, stop := context.WithCancel(ctx)
 		defer stop()
 		hashed := make(chan error, 1)
 		go func() {
-			w := io.MultiWriter(obs.Input, obs.Image)
 			_, err := io.Copy(w, &ctxReader{ctx: hctx, r: io.NewSectionReader(ra, 0, size)})
 			hashed <- err
 		}()
@@ -181,7 +197,13 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 			return Result{}, fmt.Errorf("transfer: import %s: expected digest %q is not hex SHA-256", snapshotID, d)
 		}
 	}
-	ih, oh := sha256.New(), sha256.New()
+	var ih, oh hash.Hash // nil: not needed
+	if opts.Digests || opts.ExpectedSHA256 != "" {
+		ih = sha256.New()
+	}
+	if opts.Digests || opts.ExpectedObjectSHA256 != "" {
+		oh = sha256.New()
+	}
 	var dev *blockmap.Device
 	created := false
 	defer func() {
@@ -209,11 +231,19 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 		total = objSize
 	}
 	prog := &progressWriter{fn: opts.Progress, total: total}
-	obs := diskread.Observer{Input: oh, Image: ih}
-	if objSize > 0 {
-		obs.Input = io.MultiWriter(oh, prog)
-	} else {
-		obs.Image = io.MultiWriter(ih, prog)
+	var obs diskread.Observer
+	if ih != nil {
+		obs.Image = ih
+	}
+	if oh != nil {
+		obs.Input = oh
+	}
+	if opts.Progress != nil {
+		if objSize > 0 {
+			obs.Input = joinWriters(obs.Input, prog)
+		} else {
+			obs.Image = joinWriters(obs.Image, prog)
+		}
 	}
 	start := func(in diskread.Info) error {
 		if in.Size > maxSize {
@@ -269,7 +299,21 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 	return res, nil
 }
 
-func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+// hexSum is the hex digest of h, or "" when h was not computed.
+func hexSum(h hash.Hash) string {
+	if h == nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// joinWriters is io.MultiWriter of the non-nil writers among w and extra.
+func joinWriters(w, extra io.Writer) io.Writer {
+	if w == nil {
+		return extra
+	}
+	return io.MultiWriter(w, extra)
+}
 
 // progressWriter reports image bytes decoded, throttled to about 1%.
 type progressWriter struct {

@@ -67,8 +67,9 @@ func newGzipReader(ctx context.Context, br *bufio.Reader, workers int) *gzipRead
 		go func() {
 			defer z.wg.Done()
 			var fr io.ReadCloser
+			var mi memberInflater
 			for j := range jobs {
-				j.err = inflateMember(&fr, j)
+				j.err = inflateMember(&mi, &fr, j)
 				close(j.done)
 			}
 		}()
@@ -148,8 +149,10 @@ func isOMHeader(h []byte) bool {
 		binary.LittleEndian.Uint16(h[14:]) == 8
 }
 
-// inflateMember inflates one of our members and checks its trailer.
-func inflateMember(fr *io.ReadCloser, j *gzMember) error {
+// inflateMember inflates one of our members and checks its trailer: with
+// inflateInto, or when that declines, with the streaming decoder fr, whose
+// verdict stands.
+func inflateMember(mi *memberInflater, fr *io.ReadCloser, j *gzMember) error {
 	usize := int(binary.LittleEndian.Uint32(j.in[20:]))
 	body := j.in[omHeadLen : len(j.in)-trailerLen]
 	tr := j.in[len(j.in)-trailerLen:]
@@ -157,22 +160,27 @@ func inflateMember(fr *io.ReadCloser, j *gzMember) error {
 	if int(binary.LittleEndian.Uint32(tr[4:])) != usize {
 		return fmt.Errorf("%w: member size fields disagree", diskimage.ErrCorruptGzip)
 	}
-	br := bytes.NewReader(body)
-	if *fr == nil {
-		*fr = flate.NewReader(br)
-	} else if err := (*fr).(flate.Resetter).Reset(br, nil); err != nil {
-		return err
-	}
 	out := getBuf(usize + 1)
-	n, err := io.ReadFull(*fr, out)
+	if n, err := inflateInto(mi, out[:usize], body); err != nil || n != usize {
+		br := bytes.NewReader(body)
+		if *fr == nil {
+			*fr = flate.NewReader(br)
+		} else if err := (*fr).(flate.Resetter).Reset(br, nil); err != nil {
+			return err
+		}
+		n, err := io.ReadFull(*fr, out)
+		if n != usize || err != io.ErrUnexpectedEOF && err != io.EOF {
+			putBuf(j.in)
+			j.in = nil
+			putBuf(out)
+			if err == nil {
+				err = errors.New("member inflates to more than its size")
+			}
+			return fmt.Errorf("%w: %v", diskimage.ErrCorruptGzip, err)
+		}
+	}
 	putBuf(j.in)
 	j.in = nil
-	if n != usize || err != io.ErrUnexpectedEOF && err != io.EOF {
-		if err == nil {
-			err = errors.New("member inflates to more than its size")
-		}
-		return fmt.Errorf("%w: %v", diskimage.ErrCorruptGzip, err)
-	}
 	out = out[:usize]
 	if crc32.ChecksumIEEE(out) != wantCRC {
 		return fmt.Errorf("%w: CRC mismatch", diskimage.ErrCorruptGzip)

@@ -42,6 +42,14 @@ type gzipReader struct {
 	seq    io.Reader // sequential fallback, once started
 	err    error
 	wg     sync.WaitGroup
+
+	// hashed, when not nil, receives every buffer of inflated bytes once
+	// Read has consumed it, in order, for the hasher goroutine, which
+	// writes it to the image observer and recycles it. Hashing the image
+	// there rather than in the caller's goroutine takes it off the
+	// decode's serial path.
+	hashed   chan []byte
+	hashDone chan struct{}
 }
 
 type gzMember struct {
@@ -55,12 +63,26 @@ type gzMember struct {
 	last bool
 }
 
-func newGzipReader(ctx context.Context, br *bufio.Reader, workers int) *gzipReader {
+// newGzipReader starts inflating br with workers goroutines. image, if not
+// nil, sees every inflated byte in order (written from a goroutine of its
+// own, finished when Close returns).
+func newGzipReader(ctx context.Context, br *bufio.Reader, workers int, image io.Writer) *gzipReader {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	z := &gzipReader{ctx: ctx, cancel: cancel, br: br, order: make(chan *gzMember, 2*workers+2)}
+	if image != nil {
+		z.hashed = make(chan []byte, 4)
+		z.hashDone = make(chan struct{})
+		go func() {
+			defer close(z.hashDone)
+			for b := range z.hashed {
+				image.Write(b)
+				putBuf(b)
+			}
+		}()
+	}
 	jobs := make(chan *gzMember, workers)
 	for range workers {
 		z.wg.Add(1)
@@ -203,7 +225,7 @@ func (z *gzipReader) Read(p []byte) (int, error) {
 	}
 	for z.cur == nil || z.curOff == len(z.cur.out) {
 		if z.cur != nil {
-			putBuf(z.cur.out)
+			z.release(z.cur.out)
 			z.cur = nil
 		}
 		j, ok := <-z.order
@@ -254,7 +276,17 @@ func gzipErr(err error) error {
 	return err
 }
 
-// Close stops the goroutines.
+// release hands a consumed buffer to the hasher, or recycles it.
+func (z *gzipReader) release(b []byte) {
+	if z.hashed != nil {
+		z.hashed <- b
+		return
+	}
+	putBuf(b)
+}
+
+// Close stops the goroutines; once it returns, the image observer has seen
+// every byte Read returned.
 func (z *gzipReader) Close() error {
 	z.cancel()
 	go func() {
@@ -262,6 +294,10 @@ func (z *gzipReader) Close() error {
 		}
 	}()
 	z.wg.Wait()
+	if z.hashed != nil {
+		close(z.hashed)
+		<-z.hashDone
+	}
 	return nil
 }
 
@@ -312,7 +348,7 @@ func (z *gzipReader) readAhead(gr io.Reader) io.Reader {
 			}
 		}
 	}()
-	return &chunkReader{next: func() ([]byte, error) {
+	return &chunkReader{release: z.release, next: func() ([]byte, error) {
 		c, ok := <-ch
 		if !ok {
 			return nil, io.EOF
@@ -323,16 +359,17 @@ func (z *gzipReader) readAhead(gr io.Reader) io.Reader {
 
 // chunkReader reads a sequence of chunks, recycling each once consumed.
 type chunkReader struct {
-	next func() ([]byte, error)
-	cur  []byte
-	off  int
-	err  error
+	next    func() ([]byte, error)
+	release func([]byte) // of a consumed chunk
+	cur     []byte
+	off     int
+	err     error
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
 	for c.off == len(c.cur) {
 		if c.cur != nil {
-			putBuf(c.cur)
+			c.release(c.cur)
 			c.cur = nil
 		}
 		if c.err != nil {

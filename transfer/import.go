@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/omiproject/omi"
@@ -261,15 +260,15 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 		dev = d
 		return nil
 	}
-	// The device stores its buffered blocks synchronously when its buffer
-	// fills (hash, compress, fsync); a writer goroutine behind a bounded
-	// queue lets decoding (inflate, qcow2) go on meanwhile.
-	wq := newWriteQueue(func(off int64, p []byte) error { return dev.WriteAt(ctx, p, off) })
+	// Writes go straight to the device, which copies them into its block
+	// buffers and, when those fill, hashes, compresses and stores them on
+	// every core before returning. Decoding meanwhile goes on in the gzip
+	// reader's goroutines, up to their read-ahead. (A writer goroutine
+	// behind a queue of copied chunks used to take the writes: the copy
+	// cost more CPU than the overlap won once inflating was parallel.)
+	write := func(off int64, p []byte) error { return dev.WriteAt(ctx, p, off) }
 	dopts := diskread.Options{DeclaredSize: opts.DeclaredSize, BufferLimit: opts.BufferLimit}
-	st, err := decode(obs, dopts, start, wq.write)
-	if werr := wq.close(); err == nil {
-		err = werr
-	}
+	st, err := decode(obs, dopts, start, write)
 	if err != nil {
 		return Result{}, classify(snapshotID, err)
 	}
@@ -333,64 +332,6 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		p.fn(min(p.done, p.total), p.total)
 	}
 	return len(b), nil
-}
-
-// writeQueue hands writes to one goroutine through a bounded queue of
-// copied chunks (at most queueChunks of them, about 32 MiB).
-type writeQueue struct {
-	ch   chan queued
-	done chan struct{}
-	err  atomic.Pointer[error]
-	pool sync.Pool
-}
-
-type queued struct {
-	off int64
-	buf *[]byte
-	n   int
-}
-
-const queueChunks = 32
-
-func newWriteQueue(fn func(off int64, p []byte) error) *writeQueue {
-	q := &writeQueue{ch: make(chan queued, queueChunks), done: make(chan struct{})}
-	go func() {
-		defer close(q.done)
-		for w := range q.ch {
-			if q.err.Load() == nil {
-				if err := fn(w.off, (*w.buf)[:w.n]); err != nil {
-					q.err.Store(&err)
-				}
-			}
-			q.pool.Put(w.buf)
-		}
-	}()
-	return q
-}
-
-// write queues a copy of p; it returns the writer's first error.
-func (q *writeQueue) write(off int64, p []byte) error {
-	if e := q.err.Load(); e != nil {
-		return *e
-	}
-	bp, _ := q.pool.Get().(*[]byte)
-	if bp == nil || cap(*bp) < len(p) {
-		b := make([]byte, max(len(p), 1<<20))
-		bp = &b
-	}
-	n := copy((*bp)[:cap(*bp)], p)
-	q.ch <- queued{off: off, buf: bp, n: n}
-	return nil
-}
-
-// close waits for queued writes and returns the first error.
-func (q *writeQueue) close() error {
-	close(q.ch)
-	<-q.done
-	if e := q.err.Load(); e != nil {
-		return *e
-	}
-	return nil
 }
 
 // ctxReader stops reading when ctx is done.

@@ -327,7 +327,10 @@ func (z *gzipReader) readAhead(gr io.Reader) io.Reader {
 		b   []byte
 		err error
 	}
-	ch := make(chan chunk, 4)
+	// 32 chunks of read-ahead: inflating (one core at most, for a
+	// foreign stream) goes on while the importer stores a full write-back
+	// buffer (32 MiB) of blocks.
+	ch := make(chan chunk, 32)
 	z.wg.Add(1)
 	go func() {
 		defer z.wg.Done()

@@ -15,11 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -33,6 +36,9 @@ const MaxPresignTTL = 7 * 24 * time.Hour
 type Client struct {
 	s3      *s3.Client
 	presign *s3.PresignClient
+	// unsignedBody: uploads send UNSIGNED-PAYLOAD instead of the body's
+	// SHA-256 (see bodyOptions).
+	unsignedBody bool
 }
 
 // NewClient makes a path-style client. endpoint is a base URL such as
@@ -57,7 +63,46 @@ func NewClient(endpoint, region, accessKey, secretKey string) *Client {
 		opts.BaseEndpoint = aws.String(strings.TrimRight(endpoint, "/"))
 	}
 	c := s3.New(opts)
-	return &Client{s3: c, presign: s3.NewPresignClient(c)}
+	return &Client{s3: c, presign: s3.NewPresignClient(c), unsignedBody: bodyProtected(endpoint)}
+}
+
+// bodyProtected reports whether something other than SigV4's payload hash
+// already protects request bodies sent to endpoint: TLS (https, and AWS
+// itself when endpoint is empty) or a loopback address, where nothing
+// stands between client and server.
+func bodyProtected(endpoint string) bool {
+	if endpoint == "" {
+		return true
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false
+	}
+	if u.Scheme == "https" {
+		return true
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// bodyOptions are the per-operation options of the calls that send object
+// data (PutObject, UploadPart). Where the body is otherwise protected (see
+// bodyProtected) they sign it as UNSIGNED-PAYLOAD, a value SigV4 defines
+// for S3: the client then does not hash every uploaded byte with SHA-256,
+// nor does the server to check it. S3 requires that hash only when the
+// client sends one. What is uploaded is checked end to end anyway: an
+// export's manifest carries the object's and the image's SHA-256, which
+// an import verifies. Over plain HTTP to another host the hash stays: it is
+// then the only thing that ties the body to the signature.
+func (c *Client) bodyOptions() []func(*s3.Options) {
+	if !c.unsignedBody {
+		return nil
+	}
+	return []func(*s3.Options){s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)}
 }
 
 // S3 is the underlying SDK client, for operations this package does not wrap.

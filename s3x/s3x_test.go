@@ -341,3 +341,22 @@ func TestHeadBucketErrors(t *testing.T) {
 		t.Errorf("upload into another account's bucket: %v", err)
 	}
 }
+
+// TestBodyProtected: uploads skip the payload's SHA-256 only where TLS or
+// loopback protects the body.
+func TestBodyProtected(t *testing.T) {
+	for endpoint, want := range map[string]bool{
+		"":                          true, // AWS: https
+		"https://oos.example.com":   true,
+		"http://127.0.0.1:3001":     true,
+		"http://[::1]:3001":         true,
+		"http://localhost:3001":     true,
+		"http://10.0.0.5:3001":      false,
+		"http://oos.example.com":    false,
+		"http://127.0.0.1.nip.io:1": false,
+	} {
+		if got := s3x.BodyProtectedForTest(endpoint); got != want {
+			t.Errorf("%q: %v, want %v", endpoint, got, want)
+		}
+	}
+}

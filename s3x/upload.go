@@ -71,7 +71,7 @@ func (c *Client) Upload(ctx context.Context, bucket, key string, r io.Reader, op
 			Bucket: aws.String(bucket), Key: aws.String(key),
 			Body: bytes.NewReader(first[:n]), ContentLength: aws.Int64(int64(n)),
 			ContentType: aws.String(o.ContentType),
-		})
+		}, c.bodyOptions()...)
 		if err != nil {
 			return "", fmt.Errorf("s3x: put %s/%s: %w", bucket, key, err)
 		}
@@ -227,7 +227,7 @@ func (m *multipart) sendPart(ctx context.Context, num int, data []byte) error {
 	out, err := m.c.s3.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket: aws.String(m.bucket), Key: aws.String(m.key), UploadId: m.id,
 		PartNumber: aws.Int32(int32(num)), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
-	})
+	}, m.c.bodyOptions()...)
 	if err != nil {
 		return fmt.Errorf("s3x: upload %s/%s part %d: %w", m.bucket, m.key, num, err)
 	}

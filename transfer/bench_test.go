@@ -284,7 +284,7 @@ func BenchmarkImportDecodeOnly(b *testing.B) {
 
 // BenchmarkStoreWriteFrom is the block store's own ingest rate
 // (blockmap.Manager.WriteFrom of the raw disk into a fresh store): hash,
-// zstd, one durable file per 512 KiB block. It bounds any import.
+// S2, one durable file per 512 KiB block. It bounds any import.
 func BenchmarkStoreWriteFrom(b *testing.B) {
 	benchDisk(b)
 	b.SetBytes(benchFix.size)

@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/omiproject/omi"
@@ -41,6 +40,14 @@ type ImportOptions struct {
 	// ObjectSize, if known (Content-Length, the manifest's
 	// CompressedSize), makes progress count object bytes read.
 	ObjectSize int64
+	// Digests makes the import hash the image file and the object for
+	// Result.DiskSHA256 and ObjectSHA256 even when no digest is expected.
+	// Without it, each is computed only to check ExpectedSHA256 or
+	// ExpectedObjectSHA256 (and left empty otherwise): SHA-256 of every
+	// byte of the image and of the object was a tenth of an import's CPU,
+	// spent for digests nobody read. The blocks themselves are always
+	// hashed: they are named by their SHA-256.
+	Digests bool
 	// Progress, if set, is called with the bytes done and the total, about
 	// every 1% and at the end: object bytes read out of ObjectSize (or the
 	// size given to ImportReaderAt), else image bytes decoded out of
@@ -144,12 +151,20 @@ func ImportReaderAt(ctx context.Context, ra io.ReaderAt, size int64, maps *block
 			return diskread.Decode(ctx, io.NewSectionReader(ra, 0, size), dopts, obs, start, write)
 		}
 		// Uncompressed qcow2: the object is the image file. Hash it in
-		// the background while decoding by metadata.
+		// the background while decoding by metadata, if anyone wants it.
+		var w io.Writer
+		for _, o := range []io.Writer{obs.Input, obs.Image} {
+			if o != nil {
+				w = joinWriters(w, o)
+			}
+		}
+		if w == nil {
+			return diskread.DecodeAt(ctx, ra, size, dopts, diskread.Observer{}, start, write)
+		}
 		hctx, stop := context.WithCancel(ctx)
 		defer stop()
 		hashed := make(chan error, 1)
 		go func() {
-			w := io.MultiWriter(obs.Input, obs.Image)
 			_, err := io.Copy(w, &ctxReader{ctx: hctx, r: io.NewSectionReader(ra, 0, size)})
 			hashed <- err
 		}()
@@ -181,7 +196,13 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 			return Result{}, fmt.Errorf("transfer: import %s: expected digest %q is not hex SHA-256", snapshotID, d)
 		}
 	}
-	ih, oh := sha256.New(), sha256.New()
+	var ih, oh hash.Hash // nil: not needed
+	if opts.Digests || opts.ExpectedSHA256 != "" {
+		ih = sha256.New()
+	}
+	if opts.Digests || opts.ExpectedObjectSHA256 != "" {
+		oh = sha256.New()
+	}
 	var dev *blockmap.Device
 	created := false
 	defer func() {
@@ -209,11 +230,19 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 		total = objSize
 	}
 	prog := &progressWriter{fn: opts.Progress, total: total}
-	obs := diskread.Observer{Input: oh, Image: ih}
-	if objSize > 0 {
-		obs.Input = io.MultiWriter(oh, prog)
-	} else {
-		obs.Image = io.MultiWriter(ih, prog)
+	var obs diskread.Observer
+	if ih != nil {
+		obs.Image = ih
+	}
+	if oh != nil {
+		obs.Input = oh
+	}
+	if opts.Progress != nil {
+		if objSize > 0 {
+			obs.Input = joinWriters(obs.Input, prog)
+		} else {
+			obs.Image = joinWriters(obs.Image, prog)
+		}
 	}
 	start := func(in diskread.Info) error {
 		if in.Size > maxSize {
@@ -231,15 +260,15 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 		dev = d
 		return nil
 	}
-	// The device stores its buffered blocks synchronously when its buffer
-	// fills (hash, compress, fsync); a writer goroutine behind a bounded
-	// queue lets decoding (inflate, qcow2) go on meanwhile.
-	wq := newWriteQueue(func(off int64, p []byte) error { return dev.WriteAt(ctx, p, off) })
+	// Writes go straight to the device, which copies them into its block
+	// buffers and, when those fill, hashes, compresses and stores them on
+	// every core before returning. Decoding meanwhile goes on in the gzip
+	// reader's goroutines, up to their read-ahead. (A writer goroutine
+	// behind a queue of copied chunks used to take the writes: the copy
+	// cost more CPU than the overlap won once inflating was parallel.)
+	write := func(off int64, p []byte) error { return dev.WriteAt(ctx, p, off) }
 	dopts := diskread.Options{DeclaredSize: opts.DeclaredSize, BufferLimit: opts.BufferLimit}
-	st, err := decode(obs, dopts, start, wq.write)
-	if werr := wq.close(); err == nil {
-		err = werr
-	}
+	st, err := decode(obs, dopts, start, write)
 	if err != nil {
 		return Result{}, classify(snapshotID, err)
 	}
@@ -269,7 +298,21 @@ func runImport(ctx context.Context, maps *blockmap.Manager, snapshotID string, o
 	return res, nil
 }
 
-func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+// hexSum is the hex digest of h, or "" when h was not computed.
+func hexSum(h hash.Hash) string {
+	if h == nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// joinWriters is io.MultiWriter of the non-nil writers among w and extra.
+func joinWriters(w, extra io.Writer) io.Writer {
+	if w == nil {
+		return extra
+	}
+	return io.MultiWriter(w, extra)
+}
 
 // progressWriter reports image bytes decoded, throttled to about 1%.
 type progressWriter struct {
@@ -289,64 +332,6 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		p.fn(min(p.done, p.total), p.total)
 	}
 	return len(b), nil
-}
-
-// writeQueue hands writes to one goroutine through a bounded queue of
-// copied chunks (at most queueChunks of them, about 32 MiB).
-type writeQueue struct {
-	ch   chan queued
-	done chan struct{}
-	err  atomic.Pointer[error]
-	pool sync.Pool
-}
-
-type queued struct {
-	off int64
-	buf *[]byte
-	n   int
-}
-
-const queueChunks = 32
-
-func newWriteQueue(fn func(off int64, p []byte) error) *writeQueue {
-	q := &writeQueue{ch: make(chan queued, queueChunks), done: make(chan struct{})}
-	go func() {
-		defer close(q.done)
-		for w := range q.ch {
-			if q.err.Load() == nil {
-				if err := fn(w.off, (*w.buf)[:w.n]); err != nil {
-					q.err.Store(&err)
-				}
-			}
-			q.pool.Put(w.buf)
-		}
-	}()
-	return q
-}
-
-// write queues a copy of p; it returns the writer's first error.
-func (q *writeQueue) write(off int64, p []byte) error {
-	if e := q.err.Load(); e != nil {
-		return *e
-	}
-	bp, _ := q.pool.Get().(*[]byte)
-	if bp == nil || cap(*bp) < len(p) {
-		b := make([]byte, max(len(p), 1<<20))
-		bp = &b
-	}
-	n := copy((*bp)[:cap(*bp)], p)
-	q.ch <- queued{off: off, buf: bp, n: n}
-	return nil
-}
-
-// close waits for queued writes and returns the first error.
-func (q *writeQueue) close() error {
-	close(q.ch)
-	<-q.done
-	if e := q.err.Load(); e != nil {
-		return *e
-	}
-	return nil
 }
 
 // ctxReader stops reading when ctx is done.

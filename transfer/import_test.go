@@ -58,7 +58,7 @@ func TestImportQemuImages(t *testing.T) {
 			}
 			defer f.Close()
 			id := "snap-" + name
-			res, err := transfer.ImportDisk(context.Background(), f, e.m, id, transfer.ImportOptions{DeclaredSize: int64(len(disk))})
+			res, err := transfer.ImportDisk(context.Background(), f, e.m, id, transfer.ImportOptions{DeclaredSize: int64(len(disk)), Digests: true})
 			if err != nil {
 				t.Fatalf("import: %v", err)
 			}

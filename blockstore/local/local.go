@@ -31,7 +31,7 @@ const (
 	staleTemp = time.Hour
 )
 
-// Store is a directory of zstd-compressed, SHA-256-named blocks. It is safe
+// Store is a directory of compressed (S2), SHA-256-named blocks. It is safe
 // for concurrent use. Several Stores must not share a directory (see the
 // package documentation).
 type Store struct {
@@ -98,7 +98,7 @@ func Open(dir string) (*Store, error) {
 	if err := os.Mkdir(pd, 0o755); err != nil {
 		return nil, fmt.Errorf("local: open %s: %w", dir, err)
 	}
-	codec, err := blockcodec.New(MaxBlockSize)
+	codec, err := blockcodec.New(MaxBlockSize, blockcodec.S2)
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
@@ -216,7 +216,7 @@ func (s *Store) getBuf() *[]byte {
 	if bp, ok := s.bufs.Get().(*[]byte); ok {
 		return bp
 	}
-	b := make([]byte, 0, headerSize+blockstore.BlockSize+blockstore.BlockSize/8)
+	b := make([]byte, 0, blockcodec.MaxEncodedLen(blockstore.BlockSize))
 	return &b
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/blockstore/blockcodec"
 	"github.com/omiproject/omi/blockstore/blocktest"
 )
 
@@ -59,7 +60,7 @@ func TestFormat(t *testing.T) {
 		if string(obj[:4]) != "OMIB" || obj[4] != 1 {
 			t.Fatalf("%s: bad header % x", tc.name, obj[:12])
 		}
-		if got := obj[5] == 1; got != tc.compressed { // flag bit 0: zstd payload
+		if got := obj[5] == 2; got != tc.compressed { // flag bit 1: S2 payload
 			t.Fatalf("%s: compressed flag = %v, want %v", tc.name, got, tc.compressed)
 		}
 		if tc.compressed && len(obj) > len(tc.data)/4 {
@@ -68,6 +69,30 @@ func TestFormat(t *testing.T) {
 		if !tc.compressed && !bytes.Equal(obj[headerSize:], tc.data) {
 			t.Fatalf("%s: raw payload differs", tc.name)
 		}
+	}
+}
+
+// Blocks written with zstd, as the store did before it wrote S2, still read.
+func TestReadsZstdBlocks(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t)
+	data := bytes.Repeat([]byte("a block from an older omi\n"), 21000)[:blockstore.BlockSize]
+	zc, err := blockcodec.New(MaxBlockSize, blockcodec.Zstd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zc.Close()
+	obj := zc.Encode(data, nil)
+	if obj[5] != 1 {
+		t.Fatalf("zstd codec wrote flags %#x", obj[5])
+	}
+	h := blockstore.Sum(data)
+	if err := os.WriteFile(s.Path(h), obj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, h, nil)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get of a zstd block: %v", err)
 	}
 }
 

@@ -101,14 +101,17 @@ func Decode(ctx context.Context, r io.Reader, opts Options, obs Observer, start 
 	}
 	var img io.Reader = br
 	gz := false
-	var zr *gzipReader
+	imageObs := obs.Image
 	if len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b {
 		gz = true
-		zr = newGzipReader(ctx, br, opts.GzipConcurrency)
+		// The gzip reader feeds the image observer from a goroutine of
+		// its own; Close waits for it, before Decode returns.
+		zr := newGzipReader(ctx, br, opts.GzipConcurrency, obs.Image)
 		defer zr.Close()
 		img = zr
+		imageObs = nil
 	}
-	ic := &countReader{r: img, w: obs.Image}
+	ic := &countReader{r: img, w: imageObs}
 	ib := bufio.NewReaderSize(ic, 64<<10)
 	magic, err := ib.Peek(4)
 	if err != nil && len(magic) == 0 {

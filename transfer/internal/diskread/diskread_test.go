@@ -228,3 +228,38 @@ func TestTruncatedForeignGzipRaw(t *testing.T) {
 		}
 	}
 }
+
+// TestImageObserverSeesEveryByte: for gzip input the image observer is fed
+// from the gzip reader's hasher goroutine; when Decode returns it has seen
+// exactly the gunzipped image, for our parallel members, a foreign stream,
+// and ours followed by a foreign member.
+func TestImageObserverSeesEveryByte(t *testing.T) {
+	disk := content(2<<20, 3)
+	image := exportBytes(t, disk, diskimage.FormatRaw, false)
+	var foreign bytes.Buffer
+	zw := newStdGzip(&foreign)
+	zw.Write(image)
+	zw.Close()
+	ours := exportBytes(t, disk, diskimage.FormatRaw, true)
+	var tail bytes.Buffer
+	zw = newStdGzip(&tail)
+	zw.Write(disk[:100000])
+	zw.Close()
+	for name, c := range map[string]struct {
+		data, want []byte
+	}{
+		"ours":         {ours, image},
+		"foreign":      {foreign.Bytes(), image},
+		"ours+foreign": {append(bytes.Clone(ours), tail.Bytes()...), append(bytes.Clone(image), disk[:100000]...)},
+	} {
+		var seen bytes.Buffer
+		st, err := Decode(context.Background(), bytes.NewReader(c.data), Options{DeclaredSize: int64(len(c.want))}, Observer{Image: &seen},
+			func(Info) error { return nil }, func(int64, []byte) error { return nil })
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(seen.Bytes(), c.want) || st.ImageBytes != int64(len(c.want)) {
+			t.Fatalf("%s: observer saw %d bytes (image %d, stats %d), equal %v", name, seen.Len(), len(c.want), st.ImageBytes, bytes.Equal(seen.Bytes(), c.want))
+		}
+	}
+}

@@ -32,7 +32,7 @@ func FuzzGzipReader(f *testing.F) {
 	f.Add([]byte{0x1f, 0x8b})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want, stdErr := io.ReadAll(stdGunzip(data))
-		z := newGzipReader(context.Background(), bufio.NewReader(bytes.NewReader(data)), 2)
+		z := newGzipReader(context.Background(), bufio.NewReader(bytes.NewReader(data)), 2, nil)
 		got, err := io.ReadAll(z)
 		z.Close()
 		if stdErr == nil && err != nil {

@@ -42,6 +42,14 @@ type gzipReader struct {
 	seq    io.Reader // sequential fallback, once started
 	err    error
 	wg     sync.WaitGroup
+
+	// hashed, when not nil, receives every buffer of inflated bytes once
+	// Read has consumed it, in order, for the hasher goroutine, which
+	// writes it to the image observer and recycles it. Hashing the image
+	// there rather than in the caller's goroutine takes it off the
+	// decode's serial path.
+	hashed   chan []byte
+	hashDone chan struct{}
 }
 
 type gzMember struct {
@@ -55,20 +63,35 @@ type gzMember struct {
 	last bool
 }
 
-func newGzipReader(ctx context.Context, br *bufio.Reader, workers int) *gzipReader {
+// newGzipReader starts inflating br with workers goroutines. image, if not
+// nil, sees every inflated byte in order (written from a goroutine of its
+// own, finished when Close returns).
+func newGzipReader(ctx context.Context, br *bufio.Reader, workers int, image io.Writer) *gzipReader {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	z := &gzipReader{ctx: ctx, cancel: cancel, br: br, order: make(chan *gzMember, 2*workers+2)}
+	if image != nil {
+		z.hashed = make(chan []byte, 4)
+		z.hashDone = make(chan struct{})
+		go func() {
+			defer close(z.hashDone)
+			for b := range z.hashed {
+				image.Write(b)
+				putBuf(b)
+			}
+		}()
+	}
 	jobs := make(chan *gzMember, workers)
 	for range workers {
 		z.wg.Add(1)
 		go func() {
 			defer z.wg.Done()
 			var fr io.ReadCloser
+			var mi memberInflater
 			for j := range jobs {
-				j.err = inflateMember(&fr, j)
+				j.err = inflateMember(&mi, &fr, j)
 				close(j.done)
 			}
 		}()
@@ -148,8 +171,10 @@ func isOMHeader(h []byte) bool {
 		binary.LittleEndian.Uint16(h[14:]) == 8
 }
 
-// inflateMember inflates one of our members and checks its trailer.
-func inflateMember(fr *io.ReadCloser, j *gzMember) error {
+// inflateMember inflates one of our members and checks its trailer: with
+// inflateInto, or when that declines, with the streaming decoder fr, whose
+// verdict stands.
+func inflateMember(mi *memberInflater, fr *io.ReadCloser, j *gzMember) error {
 	usize := int(binary.LittleEndian.Uint32(j.in[20:]))
 	body := j.in[omHeadLen : len(j.in)-trailerLen]
 	tr := j.in[len(j.in)-trailerLen:]
@@ -157,22 +182,27 @@ func inflateMember(fr *io.ReadCloser, j *gzMember) error {
 	if int(binary.LittleEndian.Uint32(tr[4:])) != usize {
 		return fmt.Errorf("%w: member size fields disagree", diskimage.ErrCorruptGzip)
 	}
-	br := bytes.NewReader(body)
-	if *fr == nil {
-		*fr = flate.NewReader(br)
-	} else if err := (*fr).(flate.Resetter).Reset(br, nil); err != nil {
-		return err
-	}
 	out := getBuf(usize + 1)
-	n, err := io.ReadFull(*fr, out)
+	if n, err := inflateInto(mi, out[:usize], body); err != nil || n != usize {
+		br := bytes.NewReader(body)
+		if *fr == nil {
+			*fr = flate.NewReader(br)
+		} else if err := (*fr).(flate.Resetter).Reset(br, nil); err != nil {
+			return err
+		}
+		n, err := io.ReadFull(*fr, out)
+		if n != usize || err != io.ErrUnexpectedEOF && err != io.EOF {
+			putBuf(j.in)
+			j.in = nil
+			putBuf(out)
+			if err == nil {
+				err = errors.New("member inflates to more than its size")
+			}
+			return fmt.Errorf("%w: %v", diskimage.ErrCorruptGzip, err)
+		}
+	}
 	putBuf(j.in)
 	j.in = nil
-	if n != usize || err != io.ErrUnexpectedEOF && err != io.EOF {
-		if err == nil {
-			err = errors.New("member inflates to more than its size")
-		}
-		return fmt.Errorf("%w: %v", diskimage.ErrCorruptGzip, err)
-	}
 	out = out[:usize]
 	if crc32.ChecksumIEEE(out) != wantCRC {
 		return fmt.Errorf("%w: CRC mismatch", diskimage.ErrCorruptGzip)
@@ -195,7 +225,7 @@ func (z *gzipReader) Read(p []byte) (int, error) {
 	}
 	for z.cur == nil || z.curOff == len(z.cur.out) {
 		if z.cur != nil {
-			putBuf(z.cur.out)
+			z.release(z.cur.out)
 			z.cur = nil
 		}
 		j, ok := <-z.order
@@ -246,7 +276,17 @@ func gzipErr(err error) error {
 	return err
 }
 
-// Close stops the goroutines.
+// release hands a consumed buffer to the hasher, or recycles it.
+func (z *gzipReader) release(b []byte) {
+	if z.hashed != nil {
+		z.hashed <- b
+		return
+	}
+	putBuf(b)
+}
+
+// Close stops the goroutines; once it returns, the image observer has seen
+// every byte Read returned.
 func (z *gzipReader) Close() error {
 	z.cancel()
 	go func() {
@@ -254,6 +294,10 @@ func (z *gzipReader) Close() error {
 		}
 	}()
 	z.wg.Wait()
+	if z.hashed != nil {
+		close(z.hashed)
+		<-z.hashDone
+	}
 	return nil
 }
 
@@ -283,7 +327,10 @@ func (z *gzipReader) readAhead(gr io.Reader) io.Reader {
 		b   []byte
 		err error
 	}
-	ch := make(chan chunk, 4)
+	// 32 chunks of read-ahead: inflating (one core at most, for a
+	// foreign stream) goes on while the importer stores a full write-back
+	// buffer (32 MiB) of blocks.
+	ch := make(chan chunk, 32)
 	z.wg.Add(1)
 	go func() {
 		defer z.wg.Done()
@@ -304,7 +351,7 @@ func (z *gzipReader) readAhead(gr io.Reader) io.Reader {
 			}
 		}
 	}()
-	return &chunkReader{next: func() ([]byte, error) {
+	return &chunkReader{release: z.release, next: func() ([]byte, error) {
 		c, ok := <-ch
 		if !ok {
 			return nil, io.EOF
@@ -315,16 +362,17 @@ func (z *gzipReader) readAhead(gr io.Reader) io.Reader {
 
 // chunkReader reads a sequence of chunks, recycling each once consumed.
 type chunkReader struct {
-	next func() ([]byte, error)
-	cur  []byte
-	off  int
-	err  error
+	next    func() ([]byte, error)
+	release func([]byte) // of a consumed chunk
+	cur     []byte
+	off     int
+	err     error
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
 	for c.off == len(c.cur) {
 		if c.cur != nil {
-			putBuf(c.cur)
+			c.release(c.cur)
 			c.cur = nil
 		}
 		if c.err != nil {

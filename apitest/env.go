@@ -27,8 +27,8 @@ import (
 	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/config"
 	"github.com/omiproject/omi/oapi"
-	"github.com/omiproject/omi/service"
 	"github.com/omiproject/omi/recordcache"
+	"github.com/omiproject/omi/service"
 	"github.com/omiproject/omi/sqlite"
 )
 

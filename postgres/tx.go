@@ -42,8 +42,8 @@ type tx struct {
 	shareLock int64
 	// channel announces the writes (changes.go).
 	channel string
-	ptx       pgx.Tx // nil until the first statement
-	write     bool
+	ptx     pgx.Tx // nil until the first statement
+	write   bool
 	// done is set when View or Update returns; later calls fail instead of
 	// reaching a finished transaction.
 	done atomic.Bool

@@ -14,10 +14,11 @@
 //     Updates marks its record pending before the commit (dropping any
 //     entry) and unmarks it once Update has returned. A pending record is
 //     neither served nor cached, and every mark and unmark advances a
-//     generation number: a store read caches what it found only if the
-//     generation did not move during the read, so a read that may have
-//     seen a value from before a commit never caches it. A write made here
-//     is thus seen by every read that starts after its Update returns.
+//     generation number and records it as the record's last invalidation:
+//     a store read caches a record only if that record was not invalidated
+//     after the read began, so a read that may have seen a value from
+//     before a commit never caches it. A write made here is thus seen by
+//     every read that starts after its Update returns.
 //   - Writes by other processes sharing the store arrive through the
 //     store's [omi.ChangeFeed] (PostgreSQL: a NOTIFY sent in the writing
 //     transaction, delivered at its commit), and drop their entries the
@@ -74,8 +75,14 @@ type Store struct {
 	maxBytes int
 	now      func() time.Time
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// gen advances at every invalidation; recent holds, for the records
+	// invalidated lately, the generation of their last invalidation, and
+	// floor the generation up to which invalidations were forgotten (see
+	// cacheable).
 	gen     uint64
+	recent  map[key]uint64
+	floor   uint64
 	live    bool // entries may be added (change feed connected, or none needed)
 	pending map[key]int
 	m       map[key]entry
@@ -101,7 +108,7 @@ func Wrap(st omi.Store, maxBytes int) *Store {
 	if maxBytes == 0 {
 		maxBytes = DefaultMaxBytes
 	}
-	s := &Store{Store: st, maxBytes: maxBytes, now: time.Now, pending: map[key]int{}, m: map[key]entry{}}
+	s := &Store{Store: st, maxBytes: maxBytes, now: time.Now, pending: map[key]int{}, m: map[key]entry{}, recent: map[key]uint64{}}
 	s.ids, _ = st.(omi.IDReader)
 	if s.ids == nil {
 		s.ids = viewReader{st}
@@ -162,7 +169,7 @@ func (s *Store) Size() (records, bytes int) {
 func (s *Store) setLive(up bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gen++
+	s.forget()
 	s.live = up
 	if !up {
 		clear(s.m)
@@ -170,12 +177,42 @@ func (s *Store) setLive(up bool) {
 	}
 }
 
+// maxRecent bounds the invalidations remembered; past it they are
+// forgotten at once, and the reads running then are not cached.
+const maxRecent = 4096
+
+// invalidate notes that k changed (or may change at any moment), and
+// drops its entry.
+func (s *Store) invalidate(k key) {
+	s.gen++
+	if len(s.recent) >= maxRecent {
+		s.forget()
+	}
+	s.recent[k] = s.gen
+	s.drop(k)
+}
+
+// forget drops the memory of past invalidations: no read that began
+// before may be cached.
+func (s *Store) forget() {
+	s.gen++
+	s.floor = s.gen
+	clear(s.recent)
+}
+
+// cacheable reports whether a record k read from the store by a read that
+// began at generation gen may be cached: no invalidation of k happened
+// since (or none that could have been forgotten), and no write of it is
+// pending.
+func (s *Store) cacheable(k key, gen uint64) bool {
+	return s.live && gen >= s.floor && s.recent[k] <= gen && s.pending[k] == 0
+}
+
 // changed drops the entry of a record another process wrote.
 func (s *Store) changed(kind omi.Kind, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gen++
-	s.drop(key{kind, id})
+	s.invalidate(key{kind, id})
 }
 
 func (s *Store) drop(k key) {
@@ -190,9 +227,8 @@ func (s *Store) drop(k key) {
 func (s *Store) mark(k key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gen++
 	s.pending[k]++
-	s.drop(k)
+	s.invalidate(k)
 }
 
 // unmark ends the pending state of keys, once their Update has returned.
@@ -202,11 +238,11 @@ func (s *Store) unmark(keys []key) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gen++
 	for _, k := range keys {
 		if s.pending[k]--; s.pending[k] <= 0 {
 			delete(s.pending, k)
 		}
+		s.invalidate(k)
 	}
 }
 
@@ -294,15 +330,13 @@ func (s *Store) GetIDs(ctx context.Context, kind omi.Kind, ids []string) ([]omi.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen != s.gen || !s.live {
-		// Something was written meanwhile: what was read may be older
-		// than it. It is still one snapshot, taken after the call began,
-		// so the answer stands; only caching it would be wrong.
-		return recs, nil
-	}
 	for _, r := range recs {
 		k := key{kind, r.ID}
-		if s.pending[k] > 0 {
+		if !s.cacheable(k, gen) {
+			// Written meanwhile, or being written: what was read may be
+			// older than the commit. It is still one snapshot, taken after
+			// the call began, so the answer stands; only caching it would
+			// be wrong.
 			continue
 		}
 		s.drop(k)

@@ -237,3 +237,27 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("cache holds %d entries, %d bytes, over its 4096-byte budget", n, b)
 	}
 }
+
+// Writes of other records do not keep a record from being cached: the
+// invalidations are per record.
+func TestOtherWritesDoNotBlockCaching(t *testing.T) {
+	s := recordcache.Wrap(openSQLite(t), 0)
+	put(t, s, image("ami-1", "a", "one", false), image("ami-2", "a", "two", false))
+	err := s.Update(bg, func(tx omi.Tx) error {
+		if err := tx.Put(image("ami-2", "a", "deux", false)); err != nil {
+			return err
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { docs(t, s, "ami-1") }) // a miss, cached
+		wg.Wait()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0, _ := s.Stats()
+	docs(t, s, "ami-1")
+	if h1, _ := s.Stats(); h1 != h0+1 {
+		t.Fatalf("ami-1, read while ami-2 was being written, was not cached (hits %d then %d)", h0, h1)
+	}
+}

@@ -104,7 +104,7 @@ func readPage[T any, PT interface {
 	slices.SortFunc(matched, func(a, b omi.Record) int { return strings.Compare(a.ID, b.ID) })
 	return collectPage[T, PT](limit, keep, func(fn func(*T) (bool, error)) error {
 		for _, r := range matched {
-			v, err := omi.Decode[T, PT](r)
+			v, err := decode[T, PT](&s.decoded, r)
 			if err != nil {
 				return wrapStoreErr(err)
 			}

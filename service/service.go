@@ -60,14 +60,16 @@ type Service struct {
 	store omi.Store
 	// ids reads records by id without a transaction, when the store can
 	// (see readPage).
-	ids    omi.IDReader
-	keys   *keyCache
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
-	region regionFacts
-	data   DataPlane
-	xfer   Transfers
+	ids omi.IDReader
+	// decoded keeps decoded documents of records read by id (decoded.go).
+	decoded decodedCache
+	keys    *keyCache
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	region  regionFacts
+	data    DataPlane
+	xfer    Transfers
 	// driver runs the VMs (nil: SimDriver); see vmdriver.go.
 	driver VmDriver
 	// inspector checks the root disk of every OMI that becomes available.

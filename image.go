@@ -96,3 +96,43 @@ func (i *Image) SnapshotIDs() []string {
 
 // TagList implements Tagged.
 func (i *Image) TagList() *[]Tag { return &i.Tags }
+
+// Clone returns a deep copy of i: nothing of the copy (slices, mappings,
+// their pointers) is shared with i, so either may be changed freely. The
+// API read path decodes an OMI's stored document once and hands out
+// clones (see service.readPage).
+func (i *Image) Clone() *Image {
+	c := *i
+	c.BlockDeviceMappings = cloneSlice(i.BlockDeviceMappings)
+	for k, m := range c.BlockDeviceMappings {
+		if m.Bsu != nil {
+			b := *m.Bsu
+			b.DeleteOnVmDeletion = clonePtr(b.DeleteOnVmDeletion)
+			b.Iops = clonePtr(b.Iops)
+			b.VolumeSize = clonePtr(b.VolumeSize)
+			c.BlockDeviceMappings[k].Bsu = &b
+		}
+	}
+	c.BootModes = cloneSlice(i.BootModes)
+	c.PermissionsToLaunch.AccountIds = cloneSlice(i.PermissionsToLaunch.AccountIds)
+	c.ProductCodes = cloneSlice(i.ProductCodes)
+	c.Tags = cloneSlice(i.Tags)
+	return &c
+}
+
+// cloneSlice copies s, keeping nil nil (the wire form tells nil from
+// empty until Normalize).
+func cloneSlice[T any](s []T) []T {
+	if s == nil {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}

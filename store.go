@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Record is the unit the metadata store keeps: a resource document plus the
@@ -151,4 +152,62 @@ func Scan[T any, PT interface {
 		}
 		return fn(v)
 	})
+}
+
+// Matches reports whether r is selected by q, ignoring Limit: the
+// semantics every backend's Scan implements (the conformance suite in
+// package storetest checks them against its own model). Readers that
+// fetch records by id outside Scan filter them with it.
+func (q Query) Matches(r Record) bool {
+	if r.Kind != q.Kind {
+		return false
+	}
+	if len(q.IDs) > 0 && !slices.Contains(q.IDs, r.ID) {
+		return false
+	}
+	if len(q.Owners) > 0 && !slices.Contains(q.Owners, r.Owner) {
+		return false
+	}
+	if len(q.Names) > 0 || len(q.NamePatterns) > 0 {
+		ok := slices.Contains(q.Names, r.Name)
+		for _, p := range q.NamePatterns {
+			ok = ok || MatchPattern(p, r.Name)
+		}
+		if !ok {
+			return false
+		}
+	}
+	if q.VisibleTo != "" && r.Owner != q.VisibleTo && !r.Public && !slices.Contains(r.SharedWith, q.VisibleTo) {
+		return false
+	}
+	return q.AfterID == "" || r.ID > q.AfterID
+}
+
+// MaxGetIDs bounds the ids of one IDReader.GetIDs call.
+const MaxGetIDs = 64
+
+// IDReader is implemented by stores that read records by id in one
+// statement outside an explicit transaction. A single statement reads one
+// consistent snapshot in SQLite and in PostgreSQL alike, so the result is
+// what a View doing the same lookup would see, without the BEGIN and
+// ROLLBACK that cost as much as the lookup itself. Reads by id are most of
+// the API's reads (a client polling a resource's state).
+type IDReader interface {
+	// GetIDs returns the records of kind among ids (at most MaxGetIDs;
+	// repeats allowed) that exist, each once, in no particular order. The
+	// records may be shared with a cache (package recordcache): callers
+	// must not modify their Doc or SharedWith.
+	GetIDs(ctx context.Context, kind Kind, ids []string) ([]Record, error)
+}
+
+// ChangeFeed is implemented by stores that other processes write too
+// (PostgreSQL shared by several nodes), so that what a process keeps in
+// memory about records can follow their writes.
+type ChangeFeed interface {
+	// WatchChanges runs until ctx ends. It calls live(true) once every
+	// record written by a committed Update of any process is reported to
+	// changed (soon after its commit), and live(false) whenever that stops
+	// holding (the connection that receives them failed: some may have
+	// been lost), before trying again.
+	WatchChanges(ctx context.Context, live func(bool), changed func(kind Kind, id string))
 }

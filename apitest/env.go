@@ -27,6 +27,7 @@ import (
 	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/config"
 	"github.com/omiproject/omi/oapi"
+	"github.com/omiproject/omi/recordcache"
 	"github.com/omiproject/omi/service"
 	"github.com/omiproject/omi/sqlite"
 )
@@ -119,11 +120,13 @@ func Start(t testing.TB, opts ...Option) *Env {
 		t.Fatalf("apitest: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "omi.db"))
+	raw, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "omi.db"))
 	if err != nil {
 		cancel()
 		t.Fatalf("apitest: open sqlite: %v", err)
 	}
+	// As omi serve does: reads by id go through the record cache.
+	store := recordcache.Wrap(raw, 0)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	svc := service.New(store, service.Config{Region: Region}, log)
 	if err := svc.Provision(ctx, cfg.Specs()); err != nil {

@@ -192,7 +192,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(omi.Tx) error, exclusive
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: begin update: %w", err), false
 	}
-	t := &tx{ctx: ctx, conn: s.pool, opts: updateOpts, write: true}
+	t := &tx{ctx: ctx, conn: s.pool, opts: updateOpts, write: true, channel: changesChannel(s.lockKey)}
 	if !exclusive {
 		t.shareLock = s.lockKey
 	} else {

@@ -40,8 +40,10 @@ type tx struct {
 	// shareLock, if not 0, is the advisory lock key the transaction takes
 	// shared (see exclusiveFrom).
 	shareLock int64
-	ptx       pgx.Tx // nil until the first statement
-	write     bool
+	// channel announces the writes (changes.go).
+	channel string
+	ptx     pgx.Tx // nil until the first statement
+	write   bool
 	// done is set when View or Update returns; later calls fail instead of
 	// reaching a finished transaction.
 	done atomic.Bool
@@ -210,6 +212,7 @@ func (t *tx) Put(r omi.Record) error {
 	if len(shares) > 0 {
 		b.Queue(qAddShares, string(r.Kind), r.ID, shares)
 	}
+	b.Queue(qNotify, t.channel, notifyPayload(r.Kind, r.ID))
 	br, err := t.send(b)
 	if err == nil {
 		// Close reads every result and reports the first error.
@@ -233,6 +236,7 @@ func (t *tx) Insert(r omi.Record) error {
 	var n int
 	b := t.batch()
 	b.Queue(qInsert, string(r.Kind), r.ID, r.Owner, r.Name, r.Public, r.Doc, uniq(r.SharedWith))
+	b.Queue(qNotify, t.channel, notifyPayload(r.Kind, r.ID))
 	br, err := t.send(b)
 	if err == nil {
 		err = br.QueryRow().Scan(&n)
@@ -261,6 +265,7 @@ func (t *tx) Delete(kind omi.Kind, id string) error {
 	var tag pgconn.CommandTag
 	b := t.batch()
 	b.Queue(qDelete, string(kind), id)
+	b.Queue(qNotify, t.channel, notifyPayload(kind, id))
 	br, err := t.send(b)
 	if err == nil {
 		tag, err = br.Exec()

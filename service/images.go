@@ -500,17 +500,11 @@ func (s *Service) ReadImages(ctx context.Context, c *omi.Caller, in *ReadImagesR
 	if len(f.ImageNames) > 0 && len(q.NamePatterns) == 0 {
 		return &ReadImagesResponse{Images: []*omi.Image{}}, nil
 	}
-	var out []*omi.Image
-	var next string
-	err := s.view(ctx, func(tx omi.Tx) error {
-		var err error
-		out, next, err = listPage[omi.Image](tx, q, in.Paging, omi.PrefixImage, func(img *omi.Image) bool {
-			if len(f.ImageIds) == 0 && hasTag(img.Tags, SupersededTag) {
-				return false // an older official version: listed only when asked for by id
-			}
-			return s.matchImage(f, me, img)
-		})
-		return err
+	out, next, err := readPage[omi.Image](ctx, s, q, in.Paging, omi.PrefixImage, func(img *omi.Image) bool {
+		if len(f.ImageIds) == 0 && hasTag(img.Tags, SupersededTag) {
+			return false // an older official version: listed only when asked for by id
+		}
+		return s.matchImage(f, me, img)
 	})
 	if err != nil {
 		return nil, err

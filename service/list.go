@@ -1,7 +1,9 @@
 package service
 
 import (
+	"context"
 	"encoding/base64"
+	"slices"
 	"strings"
 
 	"github.com/omiproject/omi"
@@ -27,9 +29,18 @@ func listPage[T any, PT interface {
 		}
 		q.AfterID = after
 	}
+	return collectPage[T, PT](limit, keep, func(fn func(*T) (bool, error)) error { return omi.Scan[T, PT](tx, q, fn) })
+}
+
+// collectPage keeps at most limit values of scan (0: all) accepted by keep,
+// and the token of the next page if more would follow.
+func collectPage[T any, PT interface {
+	*T
+	omi.Resource
+}](limit int, keep func(*T) bool, scan func(func(*T) (bool, error)) error) ([]*T, string, error) {
 	out := []*T{}
 	more := false
-	err = omi.Scan[T, PT](tx, q, func(v *T) (bool, error) {
+	err := scan(func(v *T) (bool, error) {
 		if !keep(v) {
 			return true, nil
 		}
@@ -48,6 +59,61 @@ func listPage[T any, PT interface {
 		next = base64.StdEncoding.EncodeToString([]byte(PT(out[len(out)-1]).ResourceID()))
 	}
 	return out, next, nil
+}
+
+// readPage is listPage in a read of its own. A query by a few ids (the
+// common poll of one resource's state) is answered by the store's IDReader
+// when it has one: one statement without a transaction, or memory (package
+// recordcache); the records are filtered by the query as Scan would
+// (omi.Query.Matches) and taken in id order. Anything else runs listPage in
+// a View.
+func readPage[T any, PT interface {
+	*T
+	omi.Resource
+}](ctx context.Context, s *Service, q omi.Query, pg Paging, prefix string, keep func(*T) bool) ([]*T, string, error) {
+	if s.ids == nil || len(q.IDs) == 0 || len(q.IDs) > omi.MaxGetIDs {
+		var out []*T
+		var next string
+		err := s.view(ctx, func(tx omi.Tx) error {
+			var err error
+			out, next, err = listPage[T, PT](tx, q, pg, prefix, keep)
+			return err
+		})
+		return out, next, err
+	}
+	limit, err := resultsPerPage(pg.ResultsPerPage)
+	if err != nil {
+		return nil, "", err
+	}
+	if pg.NextPageToken != "" {
+		if q.AfterID, err = decodeToken(pg.NextPageToken, prefix); err != nil {
+			return nil, "", err
+		}
+	}
+	q.Kind = PT(new(T)).Kind()
+	recs, err := s.ids.GetIDs(ctx, q.Kind, q.IDs)
+	if err != nil {
+		return nil, "", wrapStoreErr(err)
+	}
+	matched := recs[:0:0]
+	for _, r := range recs {
+		if q.Matches(r) {
+			matched = append(matched, r)
+		}
+	}
+	slices.SortFunc(matched, func(a, b omi.Record) int { return strings.Compare(a.ID, b.ID) })
+	return collectPage[T, PT](limit, keep, func(fn func(*T) (bool, error)) error {
+		for _, r := range matched {
+			v, err := decode[T, PT](&s.decoded, r)
+			if err != nil {
+				return wrapStoreErr(err)
+			}
+			if more, err := fn(v); err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func decodeToken(tok, prefix string) (string, error) {

@@ -57,14 +57,19 @@ type MarketplaceProduct struct {
 
 // Service implements the API operations over a metadata store.
 type Service struct {
-	store  omi.Store
-	keys   *keyCache
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
-	region regionFacts
-	data   DataPlane
-	xfer   Transfers
+	store omi.Store
+	// ids reads records by id without a transaction, when the store can
+	// (see readPage).
+	ids omi.IDReader
+	// decoded keeps decoded documents of records read by id (decoded.go).
+	decoded decodedCache
+	keys    *keyCache
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	region  regionFacts
+	data    DataPlane
+	xfer    Transfers
 	// driver runs the VMs (nil: SimDriver); see vmdriver.go.
 	driver VmDriver
 	// inspector checks the root disk of every OMI that becomes available.
@@ -108,7 +113,8 @@ func New(store omi.Store, cfg Config, log *slog.Logger) *Service {
 		policy = *cfg.LoginPolicy
 	}
 	keys := &keyCache{}
-	return &Service{store: watchingStore{store, keys}, keys: keys, cfg: cfg, log: log, now: time.Now, guard: authguard.New(policy),
+	ids, _ := store.(omi.IDReader)
+	return &Service{store: watchingStore{store, keys}, ids: ids, keys: keys, cfg: cfg, log: log, now: time.Now, guard: authguard.New(policy),
 		region: newRegionFacts(cfg.Region, cfg.Subregions, cfg.Marketplace), kick: make(chan struct{}, 1), jobs: newJobs(2), rescan: 5 * time.Second}
 }
 

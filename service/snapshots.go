@@ -194,14 +194,8 @@ func (s *Service) ReadSnapshots(ctx context.Context, c *omi.Caller, in *ReadSnap
 			(len(f.PermissionsToCreateVolumeAccountIds) == 0 || (sn.AccountId == me && intersects(f.PermissionsToCreateVolumeAccountIds, perms.AccountIds))) &&
 			inRange(sn.CreationDate, from, to)
 	}
-	var out []*omi.Snapshot
-	var next string
-	err = s.view(ctx, func(tx omi.Tx) error {
-		var err error
-		out, next, err = listPage[omi.Snapshot](tx, omi.Query{VisibleTo: me, IDs: f.SnapshotIds, Owners: f.AccountIds},
-			in.Paging, omi.PrefixSnapshot, keep)
-		return err
-	})
+	out, next, err := readPage[omi.Snapshot](ctx, s, omi.Query{VisibleTo: me, IDs: f.SnapshotIds, Owners: f.AccountIds},
+		in.Paging, omi.PrefixSnapshot, keep)
 	if err != nil {
 		return nil, err
 	}

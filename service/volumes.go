@@ -177,14 +177,8 @@ func (s *Service) ReadVolumes(ctx context.Context, c *omi.Caller, in *ReadVolume
 	if f == nil {
 		f = &FiltersVolume{}
 	}
-	var out []*omi.Volume
-	var next string
-	err := s.view(ctx, func(tx omi.Tx) error {
-		var err error
-		out, next, err = listPage[omi.Volume](tx, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VolumeIds},
-			in.Paging, omi.PrefixVolume, f.match)
-		return err
-	})
+	out, next, err := readPage[omi.Volume](ctx, s, omi.Query{Owners: []string{c.AccountID()}, IDs: f.VolumeIds},
+		in.Paging, omi.PrefixVolume, f.match)
 	if err != nil {
 		return nil, err
 	}

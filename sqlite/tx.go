@@ -300,23 +300,30 @@ func (t *tx) page(kind omi.Kind, p *scanPlan, hasAfter bool, after string, limit
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: scan %s: %w", kind, err)
 	}
+	recs, err := scanRecords(rows, kind)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: scan %s: %w", kind, err)
+	}
+	return recs, nil
+}
+
+// scanRecords reads the rows of a SELECT of cols, and closes them.
+func scanRecords(rows *sql.Rows, kind omi.Kind) ([]omi.Record, error) {
 	defer rows.Close()
-	recs := make([]omi.Record, 0, min(limit, 64))
+	var recs []omi.Record
 	for rows.Next() {
 		r := omi.Record{Kind: kind}
 		var shared string
 		if err := rows.Scan(&r.ID, &r.Owner, &r.Name, &r.Public, &r.Doc, &shared); err != nil {
-			return nil, fmt.Errorf("sqlite: scan %s: %w", kind, err)
+			return nil, err
 		}
+		var err error
 		if r.SharedWith, err = decodeShares(shared); err != nil {
-			return nil, fmt.Errorf("sqlite: scan %s %s: %w", kind, r.ID, err)
+			return nil, fmt.Errorf("%s: %w", r.ID, err)
 		}
 		recs = append(recs, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: scan %s: %w", kind, err)
-	}
-	return recs, nil
+	return recs, rows.Err()
 }
 
 // maxParams stays under SQLite's default SQLITE_MAX_VARIABLE_NUMBER (32766).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The benchmarks of this file measure API throughput of a region in the
@@ -56,6 +59,9 @@ type benchRegion struct {
 func newBenchRegion(b *testing.B, o clusterOpts, images int) *benchRegion {
 	b.Helper()
 	o.gcInterval = "0"
+	if o.sqlite && o.dataDir == "" {
+		o.dataDir = b.TempDir()
+	}
 	r := &benchRegion{c: startCluster(b, o)}
 	first := r.c.nodes[0]
 	var vol struct{ Volume struct{ VolumeId string } }
@@ -83,8 +89,38 @@ func newBenchRegion(b *testing.B, o clusterOpts, images int) *benchRegion {
 	r.images = ids
 	if images > 0 {
 		b.Logf("%s: registered %d OMIs in %v", b.Name(), images, time.Since(start).Round(time.Millisecond))
+		// Measure reads once the inspections the registrations queued are
+		// done, as the ReadPath benchmark does: their writes are not the
+		// reads' cost.
+		if o.sqlite {
+			awaitSettled(b, o.dataDir)
+		} else {
+			awaitSettledPG(b, r.c.dsn)
+		}
 	}
 	return r
+}
+
+// awaitSettledPG is awaitSettled for a region on the PostgreSQL store dsn.
+func awaitSettledPG(tb testing.TB, dsn string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM records WHERE kind = 'work'`).Scan(&n); err != nil {
+			tb.Fatalf("%d work items still queued: %v", n, err)
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // register registers one OMI from the i-th snapshot (round robin) through

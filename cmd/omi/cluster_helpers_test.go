@@ -87,6 +87,9 @@ func startCluster(tb testing.TB, o clusterOpts) *multiNode {
 		c.dsn = pgtest.DSN(tb)
 	}
 	c.bin = buildOmi(tb)
+	if bin := os.Getenv("OMI_BENCH_OMI_BIN"); bin != "" {
+		c.bin = bin // another build, measured with the same benchmark
+	}
 	if o.sqlite {
 		if o.nodes != 1 {
 			tb.Fatalf("a SQLite region has one node, not %d", o.nodes)

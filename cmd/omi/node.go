@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/omiproject/omi/metrics"
 	"github.com/omiproject/omi/oos"
 	"github.com/omiproject/omi/postgres"
+	"github.com/omiproject/omi/recordcache"
 	"github.com/omiproject/omi/service"
 	"github.com/omiproject/omi/sqlite"
 )
@@ -67,10 +69,24 @@ func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConf
 		return nil, fmt.Errorf("data directory %s is in use by another omi process", dataDir)
 	}
 	n.lock = lock
-	if n.store, err = openStore(ctx, dataDir, storeDSN); err != nil {
+	raw, err := openStore(ctx, dataDir, storeDSN)
+	if err != nil {
 		n.Close()
 		return nil, err
 	}
+	cacheMiB, err := strconv.Atoi(envOr("OMI_RECORD_CACHE_MIB", "64"))
+	if err != nil || cacheMiB < 0 {
+		raw.Close()
+		n.Close()
+		return nil, fmt.Errorf("OMI_RECORD_CACHE_MIB %q: give a number of MiB (0: no cache)", os.Getenv("OMI_RECORD_CACHE_MIB"))
+	}
+	// Every writer of this process (service, data plane) goes through the
+	// cache, which is what keeps it coherent (package recordcache).
+	cacheBytes := cacheMiB << 20
+	if cacheMiB == 0 {
+		cacheBytes = -1 // recordcache: no cache
+	}
+	n.store = recordcache.Wrap(raw, cacheBytes)
 	backend, err := openBlocks(ctx, dataDir, blocksCfg, cfg.Region)
 	if err != nil {
 		n.Close()
@@ -79,7 +95,7 @@ func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConf
 	n.backend = backend
 	n.blocks = n.mets.Blocks(backend)
 	var mgr *blockmap.Manager
-	if pg, ok := n.store.(*postgres.Store); ok {
+	if pg, ok := raw.(*postgres.Store); ok {
 		if mgr, err = n.join(ctx, pg, blocksCfg, nc, log); err != nil {
 			n.Close()
 			return nil, err

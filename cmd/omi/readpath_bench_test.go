@@ -63,6 +63,9 @@ type loadResult struct {
 	P50ms     float64 `json:"p50_ms"`
 	P99ms     float64 `json:"p99_ms"`
 	Bytes     int     `json:"resp_bytes"`
+	// CPUus is the server's CPU per request in µs (withCPU), 0 if not
+	// measured.
+	CPUus float64 `json:"-"`
 }
 
 // runLoad runs the load generator against url with the bodies of file.
@@ -84,9 +87,44 @@ func runLoad(tb testing.TB, url, file string, extra ...string) loadResult {
 	return r
 }
 
+// procCPU returns the CPU time (user and system) process pid has used so
+// far, from /proc (Linux), or 0 if it cannot be read.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces, in parentheses):
+	// utime and stime are the 12th and 13th, in clock ticks (100 per second
+	// on Linux).
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// withCPU runs a load run and adds to its result the server's CPU per
+// request: the CPU process pid used during the run (its warm-up included)
+// over the requests the run would have sent in that whole time.
+func withCPU(pid int, run func() loadResult) loadResult {
+	c0 := procCPU(pid)
+	t0 := time.Now()
+	r := run()
+	cpu, wall := procCPU(pid)-c0, time.Since(t0)
+	if r.PerSecond > 0 && cpu > 0 {
+		r.CPUus = float64(cpu.Microseconds()) / (r.PerSecond * wall.Seconds())
+	}
+	return r
+}
+
 // startBaseline starts the baseline server answering answer to every
-// correctly signed request, and returns its address.
-func startBaseline(tb testing.TB, answer []byte) string {
+// correctly signed request, and returns its address and process id.
+func startBaseline(tb testing.TB, answer []byte) (string, int) {
 	tb.Helper()
 	file := filepath.Join(tb.TempDir(), "answer.json")
 	if err := os.WriteFile(file, answer, 0o600); err != nil {
@@ -106,7 +144,7 @@ func startBaseline(tb testing.TB, answer []byte) string {
 	if err != nil {
 		tb.Fatalf("baseline server: %v", err)
 	}
-	return strings.TrimSpace(addr)
+	return strings.TrimSpace(addr), cmd.Process.Pid
 }
 
 // writeBodies writes the load generator's request file: one
@@ -125,7 +163,7 @@ func writeBodies(tb testing.TB, lines []string) string {
 // store in large transactions: seeding 100,000 OMIs through the API would
 // take longer than the benchmark. Copies keep everything but their id and
 // name, so they are as visible and as large as the originals.
-func cloneImages(tb testing.TB, dataDir string, total int) {
+func cloneImages(tb testing.TB, dataDir string, total int) []string {
 	tb.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(dataDir, "omi.db"))
@@ -146,6 +184,7 @@ func cloneImages(tb testing.TB, dataDir string, total int) {
 		tb.Fatal("no OMI to clone")
 	}
 	uses := map[string][]string{} // snapshot id -> clones using it
+	var clones []string
 	for n := len(src); n < total; {
 		err := st.Update(ctx, func(tx omi.Tx) error {
 			for i := 0; i < 5000 && n+i < total; i++ {
@@ -179,6 +218,7 @@ func cloneImages(tb testing.TB, dataDir string, total int) {
 				for _, sn := range img.SnapshotIDs() {
 					uses[sn] = append(uses[sn], r.ID)
 				}
+				clones = append(clones, r.ID)
 			}
 			return nil
 		})
@@ -228,6 +268,7 @@ func cloneImages(tb testing.TB, dataDir string, total int) {
 			}
 		}
 	}
+	return clones
 }
 
 // awaitSettled waits until the node on the SQLite store under dataDir has
@@ -293,7 +334,7 @@ func profileDuring(tb testing.TB, metricsAddr, name string, fn func()) {
 // (alternating which goes first) and reports both throughputs and the
 // median of the per-round ratios.
 func sideBySide(b *testing.B, name, metricsAddr string, omiRun, baseRun func() loadResult) {
-	var ratios, omis, bases []float64
+	var ratios, omis, bases, omiCPU, baseCPU []float64
 	var last loadResult
 	round := 0
 	for b.Loop() {
@@ -309,9 +350,11 @@ func sideBySide(b *testing.B, name, metricsAddr string, omiRun, baseRun func() l
 			base = baseRun()
 			o = omiRun()
 		}
-		b.Logf("%s round %d: omi %.0f req/s (p50 %.2f ms, p99 %.2f ms, %d B), baseline %.0f req/s (p50 %.2f ms): %.2fx",
-			name, round, o.PerSecond, o.P50ms, o.P99ms, o.Bytes, base.PerSecond, base.P50ms, o.PerSecond/base.PerSecond)
+		b.Logf("%s round %d: omi %.0f req/s (p50 %.2f ms, p99 %.2f ms, %d B, %.0f µs CPU/req), baseline %.0f req/s (p50 %.2f ms, %.0f µs CPU/req): %.2fx",
+			name, round, o.PerSecond, o.P50ms, o.P99ms, o.Bytes, o.CPUus, base.PerSecond, base.P50ms, base.CPUus, o.PerSecond/base.PerSecond)
 		ratios = append(ratios, o.PerSecond/base.PerSecond)
+		omiCPU = append(omiCPU, o.CPUus)
+		baseCPU = append(baseCPU, base.CPUus)
 		omis = append(omis, o.PerSecond)
 		bases = append(bases, base.PerSecond)
 		last = o
@@ -322,6 +365,8 @@ func sideBySide(b *testing.B, name, metricsAddr string, omiRun, baseRun func() l
 	b.ReportMetric(med(bases), "baseline-req/s")
 	b.ReportMetric(med(ratios), "ratio")
 	b.ReportMetric(last.P99ms, "omi-p99-ms")
+	b.ReportMetric(med(omiCPU), "omi-cpu-µs/req")
+	b.ReportMetric(med(baseCPU), "baseline-cpu-µs/req")
 }
 
 // BenchmarkReadPath reads one resource by id per request (ReadImages among
@@ -346,7 +391,13 @@ func BenchmarkReadPath(b *testing.B) {
 		if images > len(r.images) {
 			r.c.stop()
 			start := time.Now()
-			cloneImages(b, dir, images)
+			// Read ids spread over the whole store, not only the first
+			// 2,000: the store's b-tree pages of the clones are read too.
+			all := append(r.images, cloneImages(b, dir, images)...)
+			r.images = nil
+			for i := range 2000 {
+				r.images = append(r.images, all[i*len(all)/2000])
+			}
 			b.Logf("cloned to %d OMIs in %v", images, time.Since(start).Round(time.Millisecond))
 			r.c = startClusterForBench(b, o)
 		}
@@ -377,10 +428,16 @@ func BenchmarkReadPath(b *testing.B) {
 				if err != nil || status != 200 {
 					b.Fatalf("%s: %d %s %v", c.call, status, answer, err)
 				}
-				base := startBaseline(b, answer)
+				base, basePID := startBaseline(b, answer)
 				sideBySide(b, b.Name(), metrics,
-					func() loadResult { return runLoad(b, "http://"+p.api+"/api/v1/"+c.call, file) },
-					func() loadResult { return runLoad(b, "http://"+base+"/api/v1/"+c.call, file, "-check=false") })
+					func() loadResult {
+						return withCPU(p.cmd.Process.Pid, func() loadResult { return runLoad(b, "http://"+p.api+"/api/v1/"+c.call, file) })
+					},
+					func() loadResult {
+						return withCPU(basePID, func() loadResult {
+							return runLoad(b, "http://"+base+"/api/v1/"+c.call, file, "-check=false")
+						})
+					})
 			})
 		}
 		r.c.stop()

@@ -288,8 +288,13 @@ func (s *Service) showLinks(n *omi.Nic, ips []*omi.PublicIp) {
 	}
 }
 
-// publicDnsName is the DNS name the cloud gives a public IP.
+// publicDnsName is the DNS name the cloud gives a public IP; an address
+// of the VM driver's pool is its own name (no DNS resolves it, and Packer
+// dials the name).
 func (s *Service) publicDnsName(ip string) string {
+	if a, err := netip.ParseAddr(ip); err == nil && s.vmDriver().AddressPool().IsValid() && s.vmDriver().AddressPool().Contains(a) {
+		return ip
+	}
 	return "ec2-" + dashes(ip) + "." + s.cfg.Region + ".compute.outscale.com"
 }
 
@@ -392,6 +397,7 @@ func (s *Service) UpdateNic(ctx context.Context, c *omi.Caller, in *UpdateNicReq
 		return nil, err
 	}
 	n.Normalize()
+	s.applyForwards(ctx)
 	return &UpdateNicResponse{Nic: n}, nil
 }
 
@@ -504,6 +510,7 @@ func (s *Service) LinkNic(ctx context.Context, c *omi.Caller, in *LinkNicRequest
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &LinkNicResponse{LinkNicId: id}, nil
 }
 
@@ -543,6 +550,7 @@ func (s *Service) UnlinkNic(ctx context.Context, c *omi.Caller, in *UnlinkNicReq
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &UnlinkNicResponse{}, nil
 }
 

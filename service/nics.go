@@ -292,7 +292,7 @@ func (s *Service) showLinks(n *omi.Nic, ips []*omi.PublicIp) {
 // of the VM driver's pool is its own name (no DNS resolves it, and Packer
 // dials the name).
 func (s *Service) publicDnsName(ip string) string {
-	if a, err := netip.ParseAddr(ip); err == nil && s.vmDriver().AddressPool().IsValid() && s.vmDriver().AddressPool().Contains(a) {
+	if s.inPool(ip) {
 		return ip
 	}
 	return "ec2-" + dashes(ip) + "." + s.cfg.Region + ".compute.outscale.com"

@@ -189,6 +189,12 @@ func (s *Service) poolAddress(tx omi.Tx, taken map[string]bool) (string, error) 
 	return "", omi.Errorf("10010", omi.TypeTooManyResources, "the pool of VM addresses %s is exhausted: delete VMs first", pool)
 }
 
+// inPool reports whether ip is an address of the driver's pool.
+func (s *Service) inPool(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && s.vmDriver().AddressPool().Contains(a)
+}
+
 // usablePoolAddr leaves out the .0 and .255 addresses that some tools
 // take for network or broadcast addresses.
 func usablePoolAddr(a netip.Addr) bool {
@@ -260,7 +266,7 @@ func (s *Service) vmAddresses(tx omi.Tx, vm *omi.Vm) ([]string, error) {
 		if err := liveLink(tx, p); err != nil {
 			return false, err
 		}
-		if a, err := netip.ParseAddr(p.PublicIp); err == nil && p.VmId == vm.VmId && pool.Contains(a) {
+		if p.VmId == vm.VmId && s.inPool(p.PublicIp) {
 			linked = append(linked, p.PublicIp)
 		}
 		return true, nil

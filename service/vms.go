@@ -747,8 +747,9 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 		for _, vm := range out {
 			// A linked public IP replaces the VM's own address, as in
 			// the cloud (under a driver with a pool, the forwards move
-			// to it: applyForwards).
-			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated {
+			// to it: applyForwards); one outside the pool reaches
+			// nothing, and the VM keeps its pool address.
+			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && (vm.PublicIp == "" || s.inPool(addr)) {
 				vm.PublicIp = addr
 				vm.PublicDnsName = s.publicDnsName(addr)
 			}

@@ -60,7 +60,7 @@ type VmSpec struct {
 	// on: its pool address, or the public IPs of the pool linked to it
 	// (LinkPublicIp moves the forwards there).
 	PublicIps []string
-	// TCPPorts are the guest TCP ports forwarded on PublicIp (22 and
+	// TCPPorts are the guest TCP ports forwarded on each of PublicIps (22 and
 	// those the VM's security groups open).
 	TCPPorts []int
 	// MAC is the address of its network card, the one the metadata

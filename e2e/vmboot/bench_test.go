@@ -81,15 +81,15 @@ func BenchmarkVmsAtOnce(b *testing.B) {
 		addr := map[string]string{}
 		for len(vms) < n {
 			batch := min(2, n-len(vms))
+			tb := time.Now()
 			r, err := s.c.CreateVms(context.Background(), oscv3.CreateVmsRequest{ImageId: small, VmType: ptr("tinav5.c1r1p2"),
 				KeypairName: ptr("many"), MinVmsCount: ptr(batch), MaxVmsCount: ptr(batch)})
 			if err != nil || r.Vms == nil {
 				b.Fatalf("CreateVms of %d: %v", batch, err)
 			}
 			for _, vm := range *r.Vms {
-				tb := time.Now()
 				dial(b, *vm.PublicIp, signer, 2*bootWithin).Close()
-				b.Logf("VM %d (%s): SSH %v after its CreateVms, %v after the first", len(vms)+1, vm.VmId,
+				b.Logf("VM %d (%s): SSH %v after its batch's CreateVms, %v after the first", len(vms)+1, vm.VmId,
 					time.Since(tb).Round(100*time.Millisecond), time.Since(t0).Round(time.Second))
 				vms = append(vms, vm.VmId)
 				addr[vm.VmId] = *vm.PublicIp

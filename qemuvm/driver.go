@@ -261,9 +261,9 @@ func (d *Driver) args(spec service.VmSpec, dir string) ([]string, error) {
 	if spec.Hostname != "" && !strings.ContainsAny(spec.Hostname, ", ") {
 		netdev += ",hostname=" + spec.Hostname
 	}
-	if spec.PublicIp != "" {
+	for _, a := range spec.PublicIps {
 		for _, p := range spec.TCPPorts {
-			netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", spec.PublicIp, ForwardedPort(p), p)
+			netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", a, ForwardedPort(p), p)
 		}
 	}
 	proxy := strings.ReplaceAll(fmt.Sprintf("%s %s %s", d.opt.ProxyCommand, d.metadataSocket(), spec.VmId), ",", ",,")
@@ -353,8 +353,8 @@ func (d *Driver) Start(ctx context.Context, spec service.VmSpec) error {
 		}
 	}
 	d.track(m, exited)
-	if spec.PublicIp != "" {
-		d.opt.Log.Info("vm machine running", "vm", spec.VmId, "ssh", net.JoinHostPort(spec.PublicIp, strconv.Itoa(ForwardedPort(22))), "pid", m.pid)
+	if len(spec.PublicIps) > 0 {
+		d.opt.Log.Info("vm machine running", "vm", spec.VmId, "ssh", net.JoinHostPort(spec.PublicIps[0], strconv.Itoa(ForwardedPort(22))), "pid", m.pid)
 	}
 	return nil
 }

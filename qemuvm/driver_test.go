@@ -49,7 +49,7 @@ func newDriver(t *testing.T, h http.Handler) *Driver {
 func TestArgs(t *testing.T) {
 	d := newDriver(t, nil)
 	spec := service.VmSpec{VmId: "i-12345678", VCores: 4, MemoryMiB: 16384, BootMode: "legacy",
-		Volumes: []string{"vol-aaaaaaaa", "vol-bbbbbbbb"}, PublicIp: "127.42.0.9", TCPPorts: []int{22, 80},
+		Volumes: []string{"vol-aaaaaaaa", "vol-bbbbbbbb"}, PublicIps: []string{"127.42.0.9"}, TCPPorts: []int{22, 80},
 		MAC: "aa:ce:01:02:03:04", Hostname: "ip-10-0-1-5"}
 	args, err := d.args(spec, filepath.Join(d.opt.Dir, spec.VmId))
 	if err != nil {

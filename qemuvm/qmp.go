@@ -103,6 +103,26 @@ var errQMPClosed = errors.New("the machine's monitor is closed (QEMU exited)")
 
 // exec runs a command and waits for its reply.
 func (q *qmp) exec(cmd string, args any) error {
+	_, err := q.call(cmd, args)
+	return err
+}
+
+// hmp runs a human monitor command (hostfwd_add, info usernet, ...,
+// which QMP has no command of its own for) and returns its text output.
+func (q *qmp) hmp(line string) (string, error) {
+	raw, err := q.call("human-monitor-command", map[string]string{"command-line": line})
+	if err != nil {
+		return "", err
+	}
+	var out string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return "", fmt.Errorf("qmp %s: %w", line, err)
+	}
+	return out, nil
+}
+
+// call runs a command and returns its reply's "return" value.
+func (q *qmp) call(cmd string, args any) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	msg := map[string]any{"execute": cmd}
@@ -112,21 +132,21 @@ func (q *qmp) exec(cmd string, args any) error {
 	b, _ := json.Marshal(msg)
 	q.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := q.conn.Write(append(b, '\n')); err != nil {
-		return errQMPClosed
+		return nil, errQMPClosed
 	}
 	select {
 	case r := <-q.replies:
 		if r.Error != nil {
-			return fmt.Errorf("qmp %s: %s", cmd, r.Error.Desc)
+			return nil, fmt.Errorf("qmp %s: %s", cmd, r.Error.Desc)
 		}
-		return nil
+		return r.Return, nil
 	case <-q.closed:
 		if cmd == "quit" {
-			return nil
+			return nil, nil
 		}
-		return errQMPClosed
+		return nil, errQMPClosed
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("qmp %s: no reply in 10 s", cmd)
+		return nil, fmt.Errorf("qmp %s: no reply in 10 s", cmd)
 	}
 }
 

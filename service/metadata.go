@@ -34,6 +34,13 @@ func (s *Service) VmMetadata(ctx context.Context, vmID, path string) (string, bo
 		if vm, err = omi.Get[omi.Vm](tx, vmID); err != nil {
 			return err
 		}
+		// The address the guest is reached on: a linked public IP of
+		// the pool, else its own.
+		if addrs, err := s.vmAddresses(tx, vm); err != nil {
+			return err
+		} else if len(addrs) > 0 {
+			vm.PublicIp, vm.PublicDnsName = addrs[0], addrs[0]
+		}
 		if vm.KeypairName != "" {
 			return omi.Scan(tx, omi.Query{Owners: []string{vm.AccountId}, Names: []string{vm.KeypairName}}, func(k *omi.Keypair) (bool, error) {
 				if k.KeypairName == vm.KeypairName {

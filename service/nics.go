@@ -295,8 +295,13 @@ func (s *Service) showLinks(n *omi.Nic, ips []*omi.PublicIp) {
 	}
 }
 
-// publicDnsName is the DNS name the cloud gives a public IP.
+// publicDnsName is the DNS name the cloud gives a public IP; an address
+// of the VM driver's pool is its own name (no DNS resolves it, and Packer
+// dials the name).
 func (s *Service) publicDnsName(ip string) string {
+	if s.inPool(ip) {
+		return ip
+	}
 	return "ec2-" + dashes(ip) + "." + s.cfg.Region + ".compute.outscale.com"
 }
 
@@ -397,6 +402,7 @@ func (s *Service) UpdateNic(ctx context.Context, c *omi.Caller, in *UpdateNicReq
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &UpdateNicResponse{Nic: n.ForWire()}, nil
 }
 
@@ -509,6 +515,7 @@ func (s *Service) LinkNic(ctx context.Context, c *omi.Caller, in *LinkNicRequest
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &LinkNicResponse{LinkNicId: id}, nil
 }
 
@@ -548,6 +555,7 @@ func (s *Service) UnlinkNic(ctx context.Context, c *omi.Caller, in *UnlinkNicReq
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &UnlinkNicResponse{}, nil
 }
 

@@ -142,6 +142,16 @@ func (s *Service) CreatePublicIp(ctx context.Context, c *omi.Caller, in *CreateP
 		if n >= MaxPublicIpsPerAccount {
 			return omi.Errorf(codeTooManyPublicIPs, omi.TypeTooManyResources, "an account can hold at most %d public IPs", MaxPublicIpsPerAccount)
 		}
+		// Under a driver that runs machines, a public IP is an address
+		// of its pool: the host answers on it, and the ports of the VM
+		// it is linked to are forwarded there.
+		if ip, err := s.poolPublicIP(tx); err != nil || ip != "" {
+			if err != nil {
+				return err
+			}
+			p.PublicIp = ip
+			return insertNew(tx, p, func() { p.PublicIpId = omi.NewID(omi.PrefixPublicIp) })
+		}
 		for i := 0; ; i++ {
 			if i == publicIPAllocAttempts {
 				return fmt.Errorf("no free public IP found in %d draws from %s", i, publicIPPool)
@@ -284,6 +294,7 @@ func (s *Service) LinkPublicIp(ctx context.Context, c *omi.Caller, in *LinkPubli
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &LinkPublicIpResponse{LinkPublicIpId: link}, nil
 }
 
@@ -340,6 +351,7 @@ func (s *Service) UnlinkPublicIp(ctx context.Context, c *omi.Caller, in *UnlinkP
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &UnlinkPublicIpResponse{}, nil
 }
 
@@ -369,6 +381,7 @@ func (s *Service) DeletePublicIp(ctx context.Context, c *omi.Caller, in *DeleteP
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	return &DeletePublicIpResponse{}, nil
 }
 

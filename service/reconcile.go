@@ -380,6 +380,9 @@ func (s *Service) settleVmUp(ctx context.Context, id string) (bool, error) {
 	if spec != nil {
 		if startErr = s.vmDriver().Start(ctx, *spec); startErr != nil {
 			s.log.Error("start VM", "vm", id, "err", startErr)
+		} else {
+			// A rule or link that changed while the machine started.
+			s.applyForwards(ctx, id)
 		}
 	}
 	did := false

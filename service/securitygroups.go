@@ -498,6 +498,7 @@ func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *omi.Caller, in
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx) // the ports running VMs of the group forward
 	g.Normalize()
 	return &CreateSecurityGroupRuleResponse{SecurityGroup: g}, nil
 }
@@ -547,6 +548,7 @@ func (s *Service) DeleteSecurityGroupRule(ctx context.Context, c *omi.Caller, in
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx)
 	g.Normalize()
 	return &DeleteSecurityGroupRuleResponse{SecurityGroup: g}, nil
 }

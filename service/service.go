@@ -72,6 +72,8 @@ type Service struct {
 	xfer    Transfers
 	// driver runs the VMs (nil: SimDriver); see vmdriver.go.
 	driver VmDriver
+	// fwdMu serialises applyForwards (vmdriver.go).
+	fwdMu sync.Mutex
 	// inspector checks the root disk of every OMI that becomes available.
 	inspector Inspector
 	// taskObserver is told about finished tasks (metrics).

@@ -41,6 +41,11 @@ type VmDriver interface {
 	// public address (an invalid prefix: none, the VM keeps the
 	// simulated addressing).
 	AddressPool() netip.Prefix
+	// Forward brings a running machine's forwards to spec: exactly
+	// spec.TCPPorts on each of spec.PublicIps, while the guest runs, so
+	// that security group rules and public IP links apply at once. A VM
+	// whose machine does not run is left alone.
+	Forward(spec VmSpec) error
 }
 
 // VmSpec is what a driver needs to run a VM.
@@ -51,9 +56,11 @@ type VmSpec struct {
 	BootMode  string
 	// Volumes are the VM's volume ids, the root volume first.
 	Volumes []string
-	// PublicIp is the loopback address the VM's ports are forwarded on.
-	PublicIp string
-	// TCPPorts are the guest TCP ports forwarded on PublicIp (22 and
+	// PublicIps are the loopback addresses the VM's ports are forwarded
+	// on: its pool address, or the public IPs of the pool linked to it
+	// (LinkPublicIp moves the forwards there).
+	PublicIps []string
+	// TCPPorts are the guest TCP ports forwarded on each of PublicIps (22 and
 	// those the VM's security groups open).
 	TCPPorts []int
 	// MAC is the address of its network card, the one the metadata
@@ -76,6 +83,7 @@ func (SimDriver) List() []string                      { return nil }
 func (SimDriver) Console(string) []byte               { return nil }
 func (SimDriver) Notify(func(string, bool))           {}
 func (SimDriver) AddressPool() netip.Prefix           { return netip.Prefix{} }
+func (SimDriver) Forward(VmSpec) error                { return nil }
 
 // SetVmDriver chooses the driver (default SimDriver). Call it before
 // Start: Start then reconciles the running machines with the store.
@@ -97,8 +105,22 @@ const maxForwardedPorts = 32
 
 // vmSpec gathers what the driver needs to run vm.
 func (s *Service) vmSpec(tx omi.Tx, vm *omi.Vm) (VmSpec, error) {
-	spec := VmSpec{VmId: vm.VmId, VCores: 1, MemoryMiB: 1024, BootMode: vm.BootMode, PublicIp: vm.PublicIp, TCPPorts: []int{22},
+	spec := VmSpec{VmId: vm.VmId, VCores: 1, MemoryMiB: 1024, BootMode: vm.BootMode, TCPPorts: []int{22},
 		MAC: vmMAC(vm.VmId)}
+	addrs, err := s.vmAddresses(tx, vm)
+	if err != nil {
+		return spec, err
+	}
+	spec.PublicIps = addrs
+	// In a Net, the groups of a VM are those of its primary NIC.
+	groups := vm.SecurityGroups
+	if vm.NetId != "" {
+		view := *vm
+		if err := s.showVmNics(tx, vm.AccountId, []*omi.Vm{&view}); err != nil {
+			return spec, err
+		}
+		groups = view.SecurityGroups
+	}
 	spec.Hostname, _, _ = strings.Cut(vm.PrivateDnsName, ".")
 	if vt, err := omi.ParseVmType(vm.VmType); err == nil {
 		spec.VCores, spec.MemoryMiB = vt.VCores, vt.MemoryGiB*1024
@@ -117,7 +139,7 @@ func (s *Service) vmSpec(tx omi.Tx, vm *omi.Vm) (VmSpec, error) {
 			spec.Volumes = append(spec.Volumes, m.Bsu.VolumeId)
 		}
 	}
-	for _, g := range vm.SecurityGroups {
+	for _, g := range groups {
 		sg, err := omi.Get[omi.SecGroup](tx, g.SecurityGroupId)
 		if isNotFound(err) {
 			continue
@@ -145,7 +167,9 @@ func (s *Service) vmSpec(tx omi.Tx, vm *omi.Vm) (VmSpec, error) {
 }
 
 // poolAddress picks the first address of the driver's pool that no VM
-// still holding one uses (in tx, so two CreateVms never share one).
+// still holding one uses, and no public IP (in tx, so two CreateVms never
+// share one). VMs take addresses from the bottom of the pool, public IPs
+// (poolPublicIP) from the top.
 func (s *Service) poolAddress(tx omi.Tx, taken map[string]bool) (string, error) {
 	pool := s.vmDriver().AddressPool()
 	if !pool.IsValid() {
@@ -157,7 +181,7 @@ func (s *Service) poolAddress(tx omi.Tx, taken map[string]bool) (string, error) 
 	// Skip the network address and .1 (127.x.0.1 may be in use).
 	a := pool.Masked().Addr().Next().Next()
 	for ; pool.Contains(a); a = a.Next() {
-		if !taken[a.String()] && !strings.HasSuffix(a.String(), ".0") && !strings.HasSuffix(a.String(), ".255") {
+		if usablePoolAddr(a) && !taken[a.String()] {
 			taken[a.String()] = true
 			return a.String(), nil
 		}
@@ -165,7 +189,46 @@ func (s *Service) poolAddress(tx omi.Tx, taken map[string]bool) (string, error) 
 	return "", omi.Errorf("10010", omi.TypeTooManyResources, "the pool of VM addresses %s is exhausted: delete VMs first", pool)
 }
 
-// takenAddresses lists the pool addresses VMs not terminated hold.
+// inPool reports whether ip is an address of the driver's pool.
+func (s *Service) inPool(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && s.vmDriver().AddressPool().Contains(a)
+}
+
+// usablePoolAddr leaves out the .0 and .255 addresses that some tools
+// take for network or broadcast addresses.
+func usablePoolAddr(a netip.Addr) bool {
+	b := a.As4()
+	return b[3] != 0 && b[3] != 255
+}
+
+// poolPublicIP draws a public IP from the top of the driver's pool (an
+// address of the host, so that it reaches the VMs it is linked to), or
+// returns "" when the driver has no pool.
+func (s *Service) poolPublicIP(tx omi.Tx) (string, error) {
+	pool := s.vmDriver().AddressPool()
+	if !pool.IsValid() {
+		return "", nil
+	}
+	taken, err := s.takenAddresses(tx)
+	if err != nil {
+		return "", err
+	}
+	first := pool.Masked().Addr().Next().Next()
+	// The last address of the pool, then downwards.
+	b := pool.Masked().Addr().As4()
+	host := uint32(1)<<(32-pool.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+	for a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}); pool.Contains(a) && first.Compare(a) <= 0; a = a.Prev() {
+		if usablePoolAddr(a) && !taken[a.String()] {
+			return a.String(), nil
+		}
+	}
+	return "", omi.Errorf(codeTooManyPublicIPs, omi.TypeTooManyResources, "the pool of VM addresses %s has no address left for a public IP: delete VMs or public IPs first", pool)
+}
+
+// takenAddresses lists the pool addresses VMs not terminated and public
+// IPs hold.
 func (s *Service) takenAddresses(tx omi.Tx) (map[string]bool, error) {
 	if !s.vmDriver().AddressPool().IsValid() {
 		return nil, nil
@@ -177,7 +240,99 @@ func (s *Service) takenAddresses(tx omi.Tx) (map[string]bool, error) {
 		}
 		return true, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	err = omi.Scan(tx, omi.Query{}, func(p *omi.PublicIp) (bool, error) {
+		taken[p.PublicIp] = true
+		return true, nil
+	})
 	return taken, err
+}
+
+// vmAddresses are the addresses a VM's ports are forwarded on under a
+// driver with a pool: the public IPs of the pool linked to it (to the VM,
+// or to one of its NICs), else its own pool address.
+func (s *Service) vmAddresses(tx omi.Tx, vm *omi.Vm) ([]string, error) {
+	pool := s.vmDriver().AddressPool()
+	if !pool.IsValid() {
+		return nil, nil
+	}
+	var linked []string
+	err := omi.Scan(tx, omi.Query{Owners: []string{vm.AccountId}}, func(p *omi.PublicIp) (bool, error) {
+		if p.VmId == "" && p.NicId == "" {
+			return true, nil
+		}
+		if err := liveLink(tx, p); err != nil {
+			return false, err
+		}
+		if p.VmId == vm.VmId && s.inPool(p.PublicIp) {
+			linked = append(linked, p.PublicIp)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(linked) > 0 {
+		slices.Sort(linked)
+		return linked, nil
+	}
+	if vm.PublicIp != "" {
+		return []string{vm.PublicIp}, nil
+	}
+	return nil, nil
+}
+
+// applyForwards brings the forwards of running machines (those of ids,
+// or all) to what the store says now: called after every change of
+// security group rules, of a VM's or NIC's groups, and of public IP
+// links, so they apply to running VMs at once. It holds fwdMu from the
+// read to the last forward, so the last caller applies the latest state.
+func (s *Service) applyForwards(ctx context.Context, ids ...string) {
+	if omi.IsDryRun(ctx) {
+		return
+	}
+	d := s.vmDriver()
+	if len(ids) == 0 {
+		ids = d.List()
+	}
+	if len(ids) == 0 {
+		return
+	}
+	s.fwdMu.Lock()
+	defer s.fwdMu.Unlock()
+	var specs []VmSpec
+	err := s.store.View(ctx, func(tx omi.Tx) error {
+		specs = specs[:0]
+		for _, id := range ids {
+			vm, err := omi.Get[omi.Vm](tx, id)
+			if isNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if vm.State != omi.VmRunning && vm.State != omi.VmPending {
+				continue
+			}
+			spec, err := s.vmSpec(tx, vm)
+			if err != nil {
+				return err
+			}
+			specs = append(specs, spec)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("vm forwards", "err", err)
+		return
+	}
+	for _, spec := range specs {
+		if err := d.Forward(spec); err != nil {
+			s.log.Warn("vm forwards", "vm", spec.VmId, "err", err)
+		}
+	}
 }
 
 // volumeVmStopping reports whether a volume's VM is being stopped for an
@@ -279,6 +434,8 @@ func (s *Service) recoverVms(ctx context.Context) error {
 			d.Stop(id, true)
 		}
 	}
+	// Rules or links may have changed while omi was down.
+	s.applyForwards(ctx)
 	s.enqueue(ctx, omi.KindVm, "")
 	return nil
 }

@@ -24,10 +24,12 @@ type fakeDriver struct {
 	console  map[string][]byte
 	startErr error
 	notify   func(string, bool)
+	// forwards is the last Forward spec of each running VM.
+	forwards map[string]service.VmSpec
 }
 
 func newFakeDriver() *fakeDriver {
-	return &fakeDriver{running: map[string]bool{}, console: map[string][]byte{}}
+	return &fakeDriver{running: map[string]bool{}, console: map[string][]byte{}, forwards: map[string]service.VmSpec{}}
 }
 
 func (f *fakeDriver) Name() string { return "fake" }
@@ -42,6 +44,7 @@ func (f *fakeDriver) Start(_ context.Context, s service.VmSpec) error {
 	}
 	f.started = append(f.started, s)
 	f.running[s.VmId] = true
+	delete(f.forwards, s.VmId)
 	return nil
 }
 func (f *fakeDriver) Stop(id string, force bool) error {
@@ -78,6 +81,30 @@ func (f *fakeDriver) List() []string {
 func (f *fakeDriver) Console(id string) []byte     { return f.console[id] }
 func (f *fakeDriver) Notify(fn func(string, bool)) { f.notify = fn }
 func (f *fakeDriver) AddressPool() netip.Prefix    { return netip.MustParsePrefix("127.42.7.0/24") }
+func (f *fakeDriver) Forward(s service.VmSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running[s.VmId] {
+		f.forwards[s.VmId] = s
+	}
+	return nil
+}
+
+// forwarded is what a running VM forwards now: the spec it started with,
+// as Forward changed it since.
+func (f *fakeDriver) forwarded(id string) service.VmSpec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.forwards[id]; ok {
+		return s
+	}
+	for i := len(f.started) - 1; i >= 0; i-- {
+		if f.started[i].VmId == id {
+			return f.started[i]
+		}
+	}
+	return service.VmSpec{}
+}
 
 // exit makes a machine exit, as its process would.
 func (f *fakeDriver) exit(id string, guest bool) {
@@ -121,7 +148,7 @@ func TestVmDriverLifecycle(t *testing.T) {
 	}
 	spec := d.started[0]
 	if spec.VmId != vm.VmId || spec.VCores != 2 || spec.MemoryMiB != 4096 || len(spec.Volumes) != 1 ||
-		spec.Volumes[0] != vm.BlockDeviceMappings[0].Bsu.VolumeId || !slices.Contains(spec.TCPPorts, 22) || spec.PublicIp != vm.PublicIp {
+		spec.Volumes[0] != vm.BlockDeviceMappings[0].Bsu.VolumeId || !slices.Contains(spec.TCPPorts, 22) || !slices.Equal(spec.PublicIps, []string{vm.PublicIp}) {
 		t.Errorf("spec %+v", spec)
 	}
 	vm2 := e.createVm(img.ImageId, "")
@@ -354,5 +381,121 @@ func TestVmDriverImageWithReboot(t *testing.T) {
 	sn, _ = e.svc.ReadSnapshots(ctx, e.joe, &service.ReadSnapshotsRequest{Filters: &service.FiltersSnapshot{SnapshotIds: []string{snap}}})
 	if sn.Snapshots[0].State != omi.SnapshotCompleted || e.vm(e.joe, vm.VmId).State != omi.VmRunning || len(d.started) != n+1 {
 		t.Errorf("after the machine exited: snapshot %s, VM %s, %d more starts", sn.Snapshots[0].State, e.vm(e.joe, vm.VmId).State, len(d.started)-n)
+	}
+}
+
+// TestVmDriverLiveForwards: security group rules, a VM's groups and public
+// IP links change what a running VM forwards at once (the driver's
+// Forward), and a public IP under a driver with a pool is an address of
+// the pool that ReadVms and the metadata service then report.
+func TestVmDriverLiveForwards(t *testing.T) {
+	e := newEnv(t)
+	d := e.withDriver()
+	ctx := context.Background()
+	img := e.image(e.joe, "boot")
+	group := func(name string) string {
+		g, err := e.svc.CreateSecurityGroup(ctx, e.joe, &service.CreateSecurityGroupRequest{SecurityGroupName: name, Description: "d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.SecurityGroup.SecurityGroupId
+	}
+	web := group("web")
+	out, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, VmType: "tinav5.c1r1p2", SecurityGroupIds: []string{web}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	vm := out.Vms[0]
+	other := e.createVm(img.ImageId, "")
+	ports := func(id string) []int { return d.forwarded(id).TCPPorts }
+	if got := ports(vm.VmId); !slices.Equal(got, []int{22}) {
+		t.Fatalf("a VM of an empty group forwards %v, want [22]", got)
+	}
+
+	rule := service.RuleRequest{IpProtocol: "tcp", FromPortRange: ptr(8080), ToPortRange: ptr(8081), IpRanges: []string{"0.0.0.0/0"}}
+	if _, err := e.svc.CreateSecurityGroupRule(ctx, e.joe, &service.CreateSecurityGroupRuleRequest{SecurityGroupId: web, Flow: "Inbound",
+		Rules: []service.RuleRequest{rule}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ports(vm.VmId); !slices.Equal(got, []int{22, 8080, 8081}) {
+		t.Errorf("after CreateSecurityGroupRule the running VM forwards %v, want [22 8080 8081]", got)
+	}
+	if got := ports(other.VmId); slices.Contains(got, 8080) {
+		t.Errorf("a VM of another group forwards %v", got)
+	}
+	if _, err := e.svc.DeleteSecurityGroupRule(ctx, e.joe, &service.DeleteSecurityGroupRuleRequest{SecurityGroupId: web, Flow: "Inbound",
+		Rules: []service.RuleRequest{rule}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ports(vm.VmId); !slices.Equal(got, []int{22}) {
+		t.Errorf("after DeleteSecurityGroupRule the running VM forwards %v, want [22]", got)
+	}
+	db := group("db")
+	if _, err := e.svc.CreateSecurityGroupRule(ctx, e.joe, &service.CreateSecurityGroupRuleRequest{SecurityGroupId: db, Flow: "Inbound",
+		IpProtocol: "tcp", FromPortRange: ptr(5432), ToPortRange: ptr(5432), IpRange: "10.0.0.0/8"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.UpdateVm(ctx, e.joe, &service.UpdateVmRequest{VmId: vm.VmId, SecurityGroupIds: []string{db}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ports(vm.VmId); !slices.Equal(got, []int{22, 5432}) {
+		t.Errorf("after UpdateVm SecurityGroupIds the running VM forwards %v, want [22 5432]", got)
+	}
+
+	// A public IP is drawn from the top of the pool; linked, the VM's
+	// forwards move to it, and back when it is unlinked.
+	ip, err := e.svc.CreatePublicIp(ctx, e.joe, &service.CreatePublicIpRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ip.PublicIp.PublicIp
+	if addr != "127.42.7.254" {
+		t.Errorf("first public IP under a pool driver is %s, want 127.42.7.254", addr)
+	}
+	if _, err := e.svc.LinkPublicIp(ctx, e.joe, &service.LinkPublicIpRequest{PublicIp: addr, VmId: vm.VmId}); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.forwarded(vm.VmId).PublicIps; !slices.Equal(got, []string{addr}) {
+		t.Errorf("linked VM forwards on %v, want [%s]", got, addr)
+	}
+	if got := e.vm(e.joe, vm.VmId); got.PublicIp != addr || got.PublicDnsName != addr {
+		t.Errorf("ReadVms of the linked VM: %s (%s), want %s", got.PublicIp, got.PublicDnsName, addr)
+	}
+	if body, ok, err := e.svc.VmMetadata(ctx, vm.VmId, "/latest/meta-data/public-ipv4"); err != nil || !ok || body != addr {
+		t.Errorf("metadata public-ipv4 %q %v %v, want %s", body, ok, err, addr)
+	}
+	if got := d.forwarded(other.VmId).PublicIps; !slices.Equal(got, []string{other.PublicIp}) {
+		t.Errorf("the other VM forwards on %v", got)
+	}
+	if _, err := e.svc.UnlinkPublicIp(ctx, e.joe, &service.UnlinkPublicIpRequest{PublicIp: addr}); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.forwarded(vm.VmId).PublicIps; !slices.Equal(got, []string{vm.PublicIp}) {
+		t.Errorf("unlinked VM forwards on %v, want its own %s", got, vm.PublicIp)
+	}
+	if got := e.vm(e.joe, vm.VmId); got.PublicIp != vm.PublicIp {
+		t.Errorf("ReadVms after the unlink: %s, want %s", got.PublicIp, vm.PublicIp)
+	}
+	// Addresses are never shared between VMs and public IPs.
+	ip2, err := e.svc.CreatePublicIp(ctx, e.joe, &service.CreatePublicIpRequest{})
+	if err != nil || ip2.PublicIp.PublicIp == addr || ip2.PublicIp.PublicIp == vm.PublicIp || ip2.PublicIp.PublicIp == other.PublicIp {
+		t.Errorf("second public IP %+v, %v", ip2, err)
+	}
+	// A stopped VM is left alone (its forwards are set when it starts).
+	if _, err := e.svc.StopVms(ctx, e.joe, &service.VmIdsRequest{VmIds: []string{vm.VmId}, ForceStop: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.exit(vm.VmId, false)
+	e.settle()
+	if _, err := e.svc.LinkPublicIp(ctx, e.joe, &service.LinkPublicIpRequest{PublicIp: addr, VmId: vm.VmId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.StartVms(ctx, e.joe, &service.VmIdsRequest{VmIds: []string{vm.VmId}}); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	if got := d.forwarded(vm.VmId).PublicIps; !slices.Equal(got, []string{addr}) {
+		t.Errorf("VM started with a linked public IP forwards on %v, want [%s]", got, addr)
 	}
 }

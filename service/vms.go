@@ -830,7 +830,11 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 			return true, nil
 		})
 		for _, vm := range out {
-			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && vm.PublicIp == "" {
+			// A linked public IP replaces the VM's own address, as in
+			// the cloud (under a driver with a pool, the forwards move
+			// to it: applyForwards); one outside the pool reaches
+			// nothing, and the VM keeps its pool address.
+			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && (vm.PublicIp == "" || s.inPool(addr)) {
 				vm.PublicIp = addr
 				vm.PublicDnsName = s.publicDnsName(addr)
 			}
@@ -1203,6 +1207,7 @@ func (s *Service) UpdateVm(ctx context.Context, c *omi.Caller, in *UpdateVmReque
 	if err != nil {
 		return nil, err
 	}
+	s.applyForwards(ctx, vm.VmId) // its groups decide the ports it forwards
 	return &UpdateVmResponse{Vm: vm.ForWire()}, nil
 }
 

@@ -26,7 +26,7 @@ type vmFlags struct {
 
 func (v *vmFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&v.driver, "vm-driver", envOr("OMI_VM_DRIVER", "auto"), "what runs VMs: qemu (one QEMU machine per running VM), sim (simulated: states only) or auto (qemu when qemu-system-x86_64 is installed) (env OMI_VM_DRIVER)")
-	fs.StringVar(&v.pool, "vm-address-pool", envOr("OMI_VM_ADDRESS_POOL", "127.42.0.0/16"), "loopback range whose addresses VMs get as their public IP, with their SSH and security-group ports forwarded there (qemu driver; env OMI_VM_ADDRESS_POOL)")
+	fs.StringVar(&v.pool, "vm-address-pool", envOr("OMI_VM_ADDRESS_POOL", "127.42.0.0/16"), "loopback range VMs get their public address from (from the bottom) and CreatePublicIp its addresses (from the top); each VM's SSH and security-group ports are forwarded on its own address or on the public IPs linked to it (qemu driver; env OMI_VM_ADDRESS_POOL)")
 	mem, _ := strconv.Atoi(envOr("OMI_VM_MAX_MEMORY", "1024"))
 	fs.IntVar(&v.maxMemory, "vm-max-memory", mem, "most MiB of memory a VM gets, whatever its type says (qemu driver; env OMI_VM_MAX_MEMORY)")
 	cores, _ := strconv.Atoi(envOr("OMI_VM_MAX_VCPUS", "2"))

@@ -1,6 +1,7 @@
 // Package debiantest builds and boots the Debian image. It is its own
 // package so that its minutes run in parallel with other packages, and it
-// runs only with OMI_TEST_DEBIAN_IMAGE=1 (as root, with debootstrap).
+// runs only with OMI_TEST_DEBIAN_IMAGE=1 or under CI=true (as root, with
+// debootstrap).
 package debiantest
 
 import (

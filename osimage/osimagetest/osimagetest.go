@@ -54,19 +54,38 @@ func Small(t testing.TB) string {
 	return path
 }
 
-// DebianEnv opts in to tests that build the Debian image: debootstrap
-// takes minutes and root, so CI does not run them.
+// DebianEnv turns the tests that build the Debian image on (1) or off
+// (0). debootstrap takes root and about 4 minutes the first time, so they
+// are off by default, and on under CI=true (CI runs as root, and the
+// image, built once, is shared by the test binaries through the cache).
 const DebianEnv = "OMI_TEST_DEBIAN_IMAGE"
 
+// DebianEnabled reports whether the Debian image tests run:
+// OMI_TEST_DEBIAN_IMAGE=1, or CI=true unless OMI_TEST_DEBIAN_IMAGE=0.
+func DebianEnabled() bool {
+	switch os.Getenv(DebianEnv) {
+	case "1":
+		return true
+	case "0":
+		return false
+	}
+	return os.Getenv("CI") == "true"
+}
+
 // Debian returns the path of the Debian image's qcow2 file, built once
-// and cached like Small. It skips the test unless OMI_TEST_DEBIAN_IMAGE=1,
-// and when not root or debootstrap is missing.
+// and cached like Small (test binaries running at the same time wait for
+// one build). It skips the test unless DebianEnabled, and when not root,
+// debootstrap is missing or the archive is out of reach; under CI=true
+// those fail the test instead.
 func Debian(t testing.TB) string {
 	t.Helper()
-	if os.Getenv(DebianEnv) != "1" {
+	if !DebianEnabled() {
 		t.Skip("set " + DebianEnv + "=1 to build and test the Debian image (debootstrap, root, about 4 minutes the first time)")
 	}
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("building the Debian image needs root (debootstrap); set " + DebianEnv + "=0 to leave it out")
+		}
 		t.Skip("building the Debian image needs root (debootstrap)")
 	}
 	NeedTool(t, "debootstrap")
@@ -78,7 +97,7 @@ func Debian(t testing.TB) string {
 		defer cancel()
 		debianPath, debianErr = osimage.BuildDebian(ctx, osimage.Options{Log: func(f string, a ...any) { t.Logf(f, a...) }})
 	})
-	if errors.Is(debianErr, osimage.ErrPackages) {
+	if errors.Is(debianErr, osimage.ErrPackages) && os.Getenv("CI") != "true" {
 		t.Skipf("the Debian archive is out of reach: %v", debianErr)
 	}
 	if debianErr != nil {
@@ -93,11 +112,25 @@ func Debian(t testing.TB) string {
 // official osimage.SmallFamily OMI.
 func OfficialImagesDir(t testing.TB) string {
 	t.Helper()
-	img := Small(t)
+	return imagesDir(t, map[string]string{"small.qcow2": Small(t)})
+}
+
+// OfficialImagesDirDebian is OfficialImagesDir with the Debian image as
+// well (debian.qcow2, published as the official Debian-12 OMI); it skips
+// as Debian does.
+func OfficialImagesDirDebian(t testing.TB) string {
+	t.Helper()
+	deb := Debian(t)
+	return imagesDir(t, map[string]string{"small.qcow2": Small(t), "debian.qcow2": deb})
+}
+
+func imagesDir(t testing.TB, imgs map[string]string) string {
 	dir := t.TempDir()
-	for _, l := range [][2]string{{img, "small.qcow2"}, {osimage.ManifestPath(img), osimage.ManifestPath("small.qcow2")}} {
-		if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
-			t.Fatal(err)
+	for name, img := range imgs {
+		for _, l := range [][2]string{{img, name}, {osimage.ManifestPath(img), osimage.ManifestPath(name)}} {
+			if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return dir

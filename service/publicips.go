@@ -31,6 +31,19 @@ const MaxPublicIpsPerAccount = 100
 // addresses make random allocation collide rarely.
 var publicIPPool = netip.MustParsePrefix("100.64.0.0/10")
 
+// freePublicIP draws an address of publicIPPool that no public IP and no
+// NIC holds.
+func freePublicIP(tx omi.Tx) (string, error) {
+	for range publicIPAllocAttempts {
+		ip := randomPublicIP()
+		taken, err := ipTaken(tx, ip)
+		if err != nil || !taken {
+			return ip, err
+		}
+	}
+	return "", fmt.Errorf("no free public IP found in %d draws from %s", publicIPAllocAttempts, publicIPPool)
+}
+
 // randomPublicIP draws an address of the pool, avoiding the .0 and .255
 // addresses that some tools treat as network or broadcast addresses.
 func randomPublicIP() string {
@@ -152,20 +165,11 @@ func (s *Service) CreatePublicIp(ctx context.Context, c *omi.Caller, in *CreateP
 			p.PublicIp = ip
 			return insertNew(tx, p, func() { p.PublicIpId = omi.NewID(omi.PrefixPublicIp) })
 		}
-		for i := 0; ; i++ {
-			if i == publicIPAllocAttempts {
-				return fmt.Errorf("no free public IP found in %d draws from %s", i, publicIPPool)
-			}
-			ip := randomPublicIP()
-			taken, err := ipTaken(tx, ip)
-			if err != nil {
-				return err
-			}
-			if !taken {
-				p.PublicIp = ip
-				break
-			}
+		ip, err := freePublicIP(tx)
+		if err != nil {
+			return err
 		}
+		p.PublicIp = ip
 		return insertNew(tx, p, func() { p.PublicIpId = omi.NewID(omi.PrefixPublicIp) })
 	})
 	if err != nil {

@@ -499,3 +499,41 @@ func TestVmDriverLiveForwards(t *testing.T) {
 		t.Errorf("VM started with a linked public IP forwards on %v, want [%s]", got, addr)
 	}
 }
+
+// Under a driver with an address pool, a VM created in a subnet with
+// MapPublicIpOnLaunch shows its own pool address as its PublicIp: the
+// address its ports are forwarded on, so that Packer and SSH reach it.
+func TestVmDriverMapPublicIpOnLaunch(t *testing.T) {
+	e := newEnv(t)
+	d := e.withDriver()
+	ctx := context.Background()
+	img := e.image(e.joe, "boot")
+	net, err := e.svc.CreateNet(ctx, e.joe, &service.CreateNetRequest{IpRange: "10.0.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := e.svc.CreateSubnet(ctx, e.joe, &service.CreateSubnetRequest{NetId: net.Net.NetId, IpRange: "10.0.1.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.UpdateSubnet(ctx, e.joe, &service.UpdateSubnetRequest{SubnetId: sub.Subnet.SubnetId, MapPublicIpOnLaunch: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.CreateVms(ctx, e.joe, &service.CreateVmsRequest{ImageId: img.ImageId, VmType: "tinav5.c1r1p2", SubnetId: sub.Subnet.SubnetId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	id := out.Vms[0].VmId
+	read, err := e.svc.ReadVms(ctx, e.joe, &service.ReadVmsRequest{Filters: &service.FiltersVm{VmIds: []string{id}}})
+	if err != nil || len(read.Vms) != 1 {
+		t.Fatalf("ReadVms: %v %v", read, err)
+	}
+	ip := read.Vms[0].PublicIp
+	if !netip.MustParsePrefix("127.42.7.0/24").Contains(netip.MustParseAddr(ip)) {
+		t.Fatalf("PublicIp %s is outside the driver's pool", ip)
+	}
+	if fwd := d.forwarded(id).PublicIps; !slices.Equal(fwd, []string{ip}) {
+		t.Fatalf("the VM's ports are forwarded on %v, ReadVms shows %s", fwd, ip)
+	}
+}

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/omiproject/omi"
@@ -96,7 +95,7 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 			}
 			link(n, vm, dev, del, vm.CreationDate)
 			if dev == 0 {
-				if err := mapPublicIp(tx, c, n); err != nil {
+				if err := s.mapPublicIp(tx, c, n); err != nil {
 					return err
 				}
 			}
@@ -122,24 +121,18 @@ func (s *Service) createVmNics(tx omi.Tx, c *omi.Caller, in *CreateVmsRequest, v
 // mapPublicIp gives the primary NIC a VM is created with a public IP when
 // its subnet has MapPublicIpOnLaunch, as the real cloud does: the VM shows
 // it as its PublicIp (drawn from the pool of CreatePublicIp, away from the
-// accounts' public IPs).
-func mapPublicIp(tx omi.Tx, c *omi.Caller, n *omi.Nic) error {
+// accounts' public IPs). Under a driver with an address pool the VM's own
+// pool address, where its ports are forwarded, already is that public IP.
+func (s *Service) mapPublicIp(tx omi.Tx, c *omi.Caller, n *omi.Nic) error {
+	if s.vmDriver().AddressPool().IsValid() {
+		return nil
+	}
 	sn, err := ownSubnet(tx, c, n.SubnetId)
 	if err != nil || !sn.MapPublicIpOnLaunch {
 		return err
 	}
-	for i := 0; i < publicIPAllocAttempts; i++ {
-		ip := randomPublicIP()
-		taken, err := ipTaken(tx, ip)
-		if err != nil {
-			return err
-		}
-		if !taken {
-			n.MappedPublicIp = ip
-			return nil
-		}
-	}
-	return fmt.Errorf("no free public IP found in %d draws from %s", publicIPAllocAttempts, publicIPPool)
+	n.MappedPublicIp, err = freePublicIP(tx)
+	return err
 }
 
 // primaryNicDescription is the description of the NIC the cloud makes for

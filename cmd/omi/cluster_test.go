@@ -174,6 +174,21 @@ func TestClusterMetadataAcrossNodes(t *testing.T) {
 	if _, ok := readImage(t, titi3, fromVM.Image.ImageId); !ok {
 		t.Fatal("titi's own OMI is not listed through node 3")
 	}
+	// Sharing and unsharing through each node in turn, read through the
+	// next one right after: never the previous state.
+	nodes := []*proc{n1, n2, n3}
+	for i := range 30 {
+		w, r := nodes[i%3], nodes[(i+1)%3].as(titiAK, titiSK)
+		change := "Additions"
+		if i%2 == 1 {
+			change = "Removals"
+		}
+		w.call(t, "UpdateImage", map[string]any{"ImageId": id,
+			"PermissionsToLaunch": map[string]any{change: map[string]any{"AccountIds": []string{titiAccount}}}}, &none)
+		if _, ok := readImage(t, r, id); ok != (i%2 == 0) {
+			t.Fatalf("round %d: titi through node %d right after %s through node %d: listed %v", i, (i+1)%3+1, change, i%3+1, ok)
+		}
+	}
 	// A deletion through one node is seen at once through the others.
 	n2.call(t, "DeleteImage", map[string]any{"ImageId": id}, &none)
 	for i, p := range []*proc{n1, n2, n3} {

@@ -144,3 +144,31 @@ func TestRecordCacheOneNodeAtATime(t *testing.T) {
 	}
 	a.awaitHits(t, "ami-1")
 }
+
+// A node that stops renewing (paused, cut off) never acknowledges a
+// joiner: the joiner waits until its registration expired, by which time
+// the silent node's own grant has run out, so it serves nothing from
+// memory any more (it never withdrew: the grant lapsed).
+func TestRecordCacheOfASilentNodeLapses(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := joinCached(t, dsn, "a")
+	a.put(t, "ami-1", "v0")
+	a.awaitHits(t, "ami-1")
+	a.stop()
+	<-a.done
+	b := joinCached(t, dsn, "b")
+	if n, err := b.b.Caching(context.Background(), b.id); err != nil || n != 0 {
+		t.Fatalf("b joined while %d nodes may cache (%v)", n, err)
+	}
+	h0, _ := a.rc.Stats()
+	b.put(t, "ami-1", "v1")
+	if got := a.get(t, "ami-1"); got != `"v1"` {
+		t.Fatalf("the silent node read %s after b's write", got)
+	}
+	if h, _ := a.rc.Stats(); h != h0 {
+		t.Fatal("the silent node served from memory after b joined")
+	}
+	if a.withdrawn.Load() != 0 {
+		t.Fatal("the silent node withdrew its grant: it was meant to lapse")
+	}
+}

@@ -115,7 +115,8 @@ var (
 // Wrap returns st with a cache of at most maxBytes of documents (0:
 // DefaultMaxBytes; negative: no cache, GetIDs always reads the store).
 // st must implement omi.IDReader. If it implements omi.ChangeFeed, Wrap
-// starts watching it, and Close stops. The wrapper must be the only way
+// starts watching it, and Close stops; such a store is cached only while
+// granted by Exclusive. The wrapper must be the only way
 // this process writes to st.
 func Wrap(st omi.Store, maxBytes int) *Store {
 	if maxBytes == 0 {

@@ -18,6 +18,37 @@
 // is expected to exit (fail-stop), since its leases may already be
 // someone else's.
 //
+// # Record caches: one node at a time
+//
+// A node may cache records read by id (package recordcache) only while it
+// is the only live node: notifications of other nodes' writes arrive late,
+// and a client that got one node's answer may read through another at once.
+// Each node row has a caching flag, and registrations and caching
+// decisions are serialised in the database (postgres.Cluster):
+//
+//   - a heartbeat that finds no other live node sets the node's flag, and
+//     only after it committed does the node grant its cache
+//     (Config.Exclusive) until start+TTL/2, start being when the heartbeat
+//     was sent; renewals every TTL/4 extend the grant;
+//   - a heartbeat (or Join) that finds another live node withdraws the
+//     grant, which empties the cache, and only then clears the flag;
+//   - a joining node serves nothing (Join does not return) until no other
+//     live node has its flag set. Each live node clears it at its next
+//     heartbeat, within TTL/4; one that does not is dead by TTL.
+//
+// Why a dead or paused node cannot serve from its cache after the joiner
+// starts: the joiner goes on without a node's acknowledgement only when
+// that node's registration has expired, at a database time E at least TTL
+// after the start of its last successful heartbeat, while its grant ran
+// out TTL/2 after that start (measured on its own monotonic clock, so TTL/2
+// of margin for clocks running at different rates). A node whose
+// registration expired fails its next heartbeat and stops (Lost).
+//
+// What this leaves: a node that was paused past its expiry and resumes
+// may write before its next heartbeat fails, as with leases; a node alone
+// again caches with the change feed's invalidations (and their 5 s bound)
+// as its only guard against such a write.
+//
 // # Garbage collection across nodes
 //
 // One node at a time (the holder of the "gc" lease) runs [Collect]. No node
@@ -54,12 +85,15 @@ import (
 	"github.com/omiproject/omi"
 	"github.com/omiproject/omi/blockmap"
 	"github.com/omiproject/omi/blockstore"
+	"github.com/omiproject/omi/postgres"
 )
 
 // Backend keeps the shared state of the nodes (postgres.Cluster).
 type Backend interface {
-	Join(ctx context.Context, id, name, addr string, ttl time.Duration) (int64, []blockstore.Hash, error)
-	Heartbeat(ctx context.Context, id string, ttl time.Duration, lowWater time.Time, loaded int64) (int64, error)
+	Join(ctx context.Context, id, name, addr string, ttl time.Duration) (int64, []blockstore.Hash, int, error)
+	Heartbeat(ctx context.Context, id string, ttl time.Duration, lowWater time.Time, loaded int64) (postgres.Beat, error)
+	StopCaching(ctx context.Context, id string) error
+	Caching(ctx context.Context, id string) (int, error)
 	Condemned(ctx context.Context) (int64, []blockstore.Hash, error)
 	Leave(ctx context.Context, id string) error
 	Acquire(ctx context.Context, name, id string) (bool, string, error)
@@ -87,7 +121,12 @@ type Config struct {
 	// Expired tells whether a Heartbeat error means the registration
 	// expired (postgres.ErrNodeExpired).
 	Expired func(error) bool
-	Log     *slog.Logger
+	// Exclusive, when set, is told how long this node may cache records
+	// (recordcache.Store.Exclusive): until a time while it is the only
+	// live node, the zero time as soon as another one may serve. A
+	// withdrawal must have taken effect when it returns.
+	Exclusive func(until time.Time)
+	Log       *slog.Logger
 }
 
 // Node is this process's membership of the cluster. It is safe for
@@ -127,6 +166,9 @@ func Join(ctx context.Context, b Backend, cfg Config) (*Node, error) {
 	if cfg.Expired == nil {
 		cfg.Expired = func(error) bool { return false }
 	}
+	if cfg.Exclusive == nil {
+		cfg.Exclusive = func(time.Time) {}
+	}
 	var suffix [6]byte
 	rand.Read(suffix[:])
 	n := &Node{
@@ -138,15 +180,46 @@ func Join(ctx context.Context, b Backend, cfg Config) (*Node, error) {
 		lost:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	epoch, hs, err := b.Join(ctx, n.id, cfg.Name, cfg.Addr, cfg.TTL)
+	start := time.Now()
+	epoch, hs, others, err := b.Join(ctx, n.id, cfg.Name, cfg.Addr, cfg.TTL)
 	if err != nil {
 		return nil, err
 	}
 	n.setCondemned(epoch, hs)
+	if others == 0 {
+		cfg.Exclusive(start.Add(cfg.TTL / 2))
+	}
 	hctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	go n.renew(hctx)
+	if others > 0 {
+		if err := n.awaitCachesOff(ctx); err != nil {
+			n.Leave(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+// awaitCachesOff waits until no other live node may be caching: each
+// clears its flag at its next heartbeat, or expires within TTL.
+func (n *Node) awaitCachesOff(ctx context.Context) error {
+	for {
+		k, err := n.b.Caching(ctx, n.id)
+		if err != nil {
+			return err
+		}
+		if k == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.lost:
+			return ErrExpired
+		case <-time.After(n.cfg.TTL / 40):
+		}
+	}
 }
 
 // ID is the node's registration id, unique per process start.
@@ -173,6 +246,7 @@ func (n *Node) Lost() <-chan struct{} { return n.lost }
 func (n *Node) Leave(ctx context.Context) error {
 	n.stop()
 	<-n.done
+	n.cfg.Exclusive(time.Time{})
 	return n.b.Leave(ctx, n.id)
 }
 
@@ -189,6 +263,7 @@ func (n *Node) renew(ctx context.Context) {
 		}
 		if err := n.heartbeat(ctx); err != nil {
 			if n.cfg.Expired(err) {
+				n.cfg.Exclusive(time.Time{})
 				n.cfg.Log.Error("cluster: this node's registration expired; stopping", "node", n.cfg.Name, "err", err)
 				n.lostOnce.Do(func() { close(n.lost) })
 				return
@@ -200,13 +275,14 @@ func (n *Node) renew(ctx context.Context) {
 	}
 }
 
-// heartbeat renews the registration and, when a new collection epoch has
-// started, loads its condemned set and acknowledges it at once.
+// heartbeat renews the registration, grants or withdraws the record
+// cache (see the package documentation) and, when a new collection epoch
+// has started, loads its condemned set and acknowledges it at once.
 func (n *Node) heartbeat(ctx context.Context) error {
 	n.mu.Lock()
 	lw, loaded := n.lowWater, n.epoch
 	n.mu.Unlock()
-	cur, err := n.b.Heartbeat(ctx, n.id, n.cfg.TTL, lw(), loaded)
+	cur, err := n.beat(ctx, lw(), loaded)
 	if err != nil || cur == loaded {
 		return err
 	}
@@ -215,8 +291,28 @@ func (n *Node) heartbeat(ctx context.Context) error {
 		return err
 	}
 	n.setCondemned(epoch, hs)
-	_, err = n.b.Heartbeat(ctx, n.id, n.cfg.TTL, lw(), epoch)
+	_, err = n.beat(ctx, lw(), epoch)
 	return err
+}
+
+// beat sends one heartbeat and acts on what it says of the other nodes.
+func (n *Node) beat(ctx context.Context, lowWater time.Time, loaded int64) (int64, error) {
+	start := time.Now()
+	b, err := n.b.Heartbeat(ctx, n.id, n.cfg.TTL, lowWater, loaded)
+	if err != nil {
+		return 0, err
+	}
+	if b.Others == 0 && b.Caching {
+		n.cfg.Exclusive(start.Add(n.cfg.TTL / 2))
+		return b.Epoch, nil
+	}
+	n.cfg.Exclusive(time.Time{})
+	if b.Caching {
+		if err := n.b.StopCaching(ctx, n.id); err != nil {
+			return 0, err
+		}
+	}
+	return b.Epoch, nil
 }
 
 // Refresh asks for a heartbeat now (the collector after condemning).

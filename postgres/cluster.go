@@ -27,29 +27,66 @@ func (s *Store) Cluster() *Cluster { return &Cluster{s: s} }
 // must stop (fail-stop) rather than go on.
 var ErrNodeExpired = errors.New("postgres: node registration expired")
 
+// qMembership serialises the transactions that register nodes and decide
+// whether a node may cache (Join, Heartbeat): each sees every registration
+// committed before it. It is a lock of the two-key space (apart from the
+// store's one-key locks), per schema.
+const qMembership = `SELECT pg_advisory_xact_lock(hashtext(current_schema()), 1852796005)`
+
 // Join registers node id (unique per process start) with its display name
 // and address, alive for ttl. It returns the current garbage collection
 // epoch and the blocks condemned in it, read in the same snapshot as the
-// registration: the node must guard its Puts with them from now on.
-func (c *Cluster) Join(ctx context.Context, id, name, addr string, ttl time.Duration) (int64, []blockstore.Hash, error) {
+// registration: the node must guard its Puts with them from now on. It
+// also returns how many other nodes are live: when none is, the node is
+// registered as caching (see Heartbeat).
+func (c *Cluster) Join(ctx context.Context, id, name, addr string, ttl time.Duration) (int64, []blockstore.Hash, int, error) {
 	var epoch int64
 	var condemned []blockstore.Hash
-	err := pgx.BeginTxFunc(ctx, c.s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT epoch FROM gc_state`).Scan(&epoch); err != nil {
+	var others int
+	// Read committed: each statement sees what committed before it, so the
+	// count of live nodes, taken under the lock, sees every registration
+	// and caching flag decided before.
+	err := pgx.BeginFunc(ctx, c.s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, qMembership); err != nil {
 			return err
 		}
-		var err error
-		if condemned, err = readCondemned(ctx, tx); err != nil {
+		// One statement, so one snapshot: the epoch and its condemned set.
+		rows, err := tx.Query(ctx, `SELECT g.epoch, c.hash FROM gc_state g LEFT JOIN gc_condemned c ON true`)
+		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO nodes (id, name, addr, expires_at, low_water, gc_epoch)
-			VALUES ($1, $2, $3, now() + $4::interval, $5, $6)`, id, name, addr, ttl, time.Now(), epoch)
+		condemned = condemned[:0]
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&epoch, &b); err != nil {
+				rows.Close()
+				return err
+			}
+			if b == nil {
+				continue
+			}
+			var h blockstore.Hash
+			if len(b) != len(h) {
+				rows.Close()
+				return fmt.Errorf("condemned hash of %d bytes", len(b))
+			}
+			copy(h[:], b)
+			condemned = append(condemned, h)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM nodes WHERE expires_at > now()`).Scan(&others); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO nodes (id, name, addr, expires_at, low_water, gc_epoch, caching)
+			VALUES ($1, $2, $3, now() + $4::interval, $5, $6, $7)`, id, name, addr, ttl, time.Now(), epoch, others == 0)
 		return err
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("postgres: join node %s: %w", name, err)
+		return 0, nil, 0, fmt.Errorf("postgres: join node %s: %w", name, err)
 	}
-	return epoch, condemned, nil
+	return epoch, condemned, others, nil
 }
 
 func readCondemned(ctx context.Context, tx pgx.Tx) ([]blockstore.Hash, error) {
@@ -71,23 +108,59 @@ func readCondemned(ctx context.Context, tx pgx.Tx) ([]blockstore.Hash, error) {
 	})
 }
 
+// Beat is what a Heartbeat learnt.
+type Beat struct {
+	// Epoch is the current garbage collection epoch.
+	Epoch int64
+	// Others is the number of other live nodes.
+	Others int
+	// Caching is the node's caching flag after the heartbeat: set when it
+	// found itself alone, kept otherwise (the node clears it with
+	// StopCaching once its cache is off).
+	Caching bool
+}
+
 // Heartbeat keeps node id alive for ttl more, records its low water and
 // the garbage collection epoch it has loaded, and returns the current
-// epoch. It fails with ErrNodeExpired when the registration had already
-// expired.
-func (c *Cluster) Heartbeat(ctx context.Context, id string, ttl time.Duration, lowWater time.Time, loaded int64) (int64, error) {
-	var epoch int64
-	err := c.s.beat.QueryRow(ctx, `UPDATE nodes SET expires_at = now() + $2::interval,
-			low_water = GREATEST(low_water, $3), gc_epoch = $4
-		WHERE id = $1 AND expires_at > now()
-		RETURNING (SELECT epoch FROM gc_state)`, id, ttl, lowWater, loaded).Scan(&epoch)
+// epoch and the other live nodes. It fails with ErrNodeExpired when the
+// registration had already expired.
+func (c *Cluster) Heartbeat(ctx context.Context, id string, ttl time.Duration, lowWater time.Time, loaded int64) (Beat, error) {
+	var b Beat
+	err := pgx.BeginFunc(ctx, c.s.beat, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, qMembership); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `WITH o AS (SELECT count(*) AS k FROM nodes WHERE id <> $1 AND expires_at > now())
+			UPDATE nodes SET expires_at = now() + $2::interval,
+				low_water = GREATEST(low_water, $3), gc_epoch = $4,
+				caching = caching OR (SELECT k FROM o) = 0
+			WHERE id = $1 AND expires_at > now()
+			RETURNING (SELECT epoch FROM gc_state), (SELECT k FROM o), caching`, id, ttl, lowWater, loaded).Scan(&b.Epoch, &b.Others, &b.Caching)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("postgres: heartbeat of node %s: %w", id, ErrNodeExpired)
+		return Beat{}, fmt.Errorf("postgres: heartbeat of node %s: %w", id, ErrNodeExpired)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("postgres: heartbeat of node %s: %w", id, err)
+		return Beat{}, fmt.Errorf("postgres: heartbeat of node %s: %w", id, err)
 	}
-	return epoch, nil
+	return b, nil
+}
+
+// StopCaching clears node id's caching flag: its cache is empty and off.
+func (c *Cluster) StopCaching(ctx context.Context, id string) error {
+	if _, err := c.s.beat.Exec(ctx, `UPDATE nodes SET caching = false WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("postgres: node %s stops caching: %w", id, err)
+	}
+	return nil
+}
+
+// Caching returns how many live nodes other than id may be caching.
+func (c *Cluster) Caching(ctx context.Context, id string) (int, error) {
+	var n int
+	if err := c.s.pool.QueryRow(ctx, `SELECT count(*) FROM nodes WHERE id <> $1 AND expires_at > now() AND caching`, id).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: nodes caching: %w", err)
+	}
+	return n, nil
 }
 
 // Condemned returns the current epoch and its condemned blocks.

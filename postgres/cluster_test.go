@@ -15,7 +15,7 @@ import (
 func TestRetiredRootsAndFencing(t *testing.T) {
 	s := openT(t)
 	c := s.Cluster()
-	if _, _, err := c.Join(bg, "n1", "node-1", "", time.Minute); err != nil {
+	if _, _, _, err := c.Join(bg, "n1", "node-1", "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	rs := s.NodeRoots("n1")
@@ -54,7 +54,7 @@ func TestRetiredRootsAndFencing(t *testing.T) {
 	}
 	// Another node cannot delete it; the holder can, and the root is
 	// retired rather than gone.
-	if _, _, err := c.Join(bg, "n2", "node-2", "", time.Minute); err != nil {
+	if _, _, _, err := c.Join(bg, "n2", "node-2", "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.NodeRoots("n2").Delete(bg, "vol-1"); !errors.Is(err, blockmap.ErrBusy) {
@@ -82,5 +82,48 @@ func TestRetiredRootsAndFencing(t *testing.T) {
 	}
 	if ok, _, _ := c.Acquire(bg, "map/vol-1", "n2"); !ok {
 		t.Fatal("the lease of an expired node cannot be taken over")
+	}
+}
+
+// The caching flag: a node alone is registered caching and stays so; a
+// second node sees it caching until it clears the flag, and a node that
+// sees another live node keeps the flag as it is (only the node itself
+// clears it, once its cache is off); an expired node does not count.
+func TestCachingFlag(t *testing.T) {
+	s := openT(t)
+	c := s.Cluster()
+	if _, _, others, err := c.Join(bg, "n1", "node-1", "", time.Minute); err != nil || others != 0 {
+		t.Fatalf("join n1: %d others, %v", others, err)
+	}
+	if b, err := c.Heartbeat(bg, "n1", time.Minute, time.Now(), 0); err != nil || b.Others != 0 || !b.Caching {
+		t.Fatalf("heartbeat of a node alone: %+v %v", b, err)
+	}
+	if _, _, others, err := c.Join(bg, "n2", "node-2", "", time.Minute); err != nil || others != 1 {
+		t.Fatalf("join n2: %d others, %v", others, err)
+	}
+	if n, err := c.Caching(bg, "n2"); err != nil || n != 1 {
+		t.Fatalf("n2 sees %d nodes caching (%v), want n1", n, err)
+	}
+	if b, err := c.Heartbeat(bg, "n1", time.Minute, time.Now(), 0); err != nil || b.Others != 1 || !b.Caching {
+		t.Fatalf("heartbeat of n1 with n2: %+v %v", b, err)
+	}
+	if b, err := c.Heartbeat(bg, "n2", time.Minute, time.Now(), 0); err != nil || b.Others != 1 || b.Caching {
+		t.Fatalf("heartbeat of n2 with n1: %+v %v", b, err)
+	}
+	if err := c.StopCaching(bg, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Caching(bg, "n2"); err != nil || n != 0 {
+		t.Fatalf("n2 sees %d nodes caching (%v) after n1 stopped", n, err)
+	}
+	// n1 expires: n2 is alone, and may cache.
+	if _, err := s.pool.Exec(bg, "UPDATE nodes SET expires_at = now() - interval '1 second', caching = true WHERE id = 'n1'"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Caching(bg, "n2"); err != nil || n != 0 {
+		t.Fatalf("an expired node counts as caching: %d %v", n, err)
+	}
+	if b, err := c.Heartbeat(bg, "n2", time.Minute, time.Now(), 0); err != nil || b.Others != 0 || !b.Caching {
+		t.Fatalf("heartbeat of n2 alone: %+v %v", b, err)
 	}
 }

@@ -30,6 +30,15 @@
 //   - A store without a change feed must have no other writer: SQLite
 //     under omi, whose data directory one process holds locked.
 //
+// Shared stores: one node at a time. Notifications alone cannot give
+// reads across nodes at once (a client that got node A's answer to a
+// write may read through node B before A's NOTIFY reaches B), so a store
+// with a change feed is cached only while [Store.Exclusive] says this
+// process is the only live node of the store (package cluster grants it
+// from its registrations, and withdraws it, emptying the cache, before
+// telling a joining node it may serve). Without a grant, or once it has
+// lapsed, every read goes to the store.
+//
 // A read of several ids answers from the cache only when every entry it
 // returns is current at one instant, or reads them all from the store in
 // one statement (one snapshot), so a multi-id read never mixes states.
@@ -80,10 +89,14 @@ type Store struct {
 	// invalidated lately, the generation of their last invalidation, and
 	// floor the generation up to which invalidations were forgotten (see
 	// cacheable).
-	gen     uint64
-	recent  map[key]uint64
-	floor   uint64
-	live    bool // entries may be added (change feed connected, or none needed)
+	gen    uint64
+	recent map[key]uint64
+	floor  uint64
+	live   bool // entries may be added (change feed connected, or none needed)
+	// shared: the store has a change feed, so entries are served and added
+	// only before alone (see Exclusive).
+	shared  bool
+	alone   time.Time
 	pending map[key]int
 	m       map[key]entry
 	bytes   int
@@ -102,7 +115,8 @@ var (
 // Wrap returns st with a cache of at most maxBytes of documents (0:
 // DefaultMaxBytes; negative: no cache, GetIDs always reads the store).
 // st must implement omi.IDReader. If it implements omi.ChangeFeed, Wrap
-// starts watching it, and Close stops. The wrapper must be the only way
+// starts watching it, and Close stops; such a store is cached only while
+// granted by Exclusive. The wrapper must be the only way
 // this process writes to st.
 func Wrap(st omi.Store, maxBytes int) *Store {
 	if maxBytes == 0 {
@@ -122,6 +136,7 @@ func Wrap(st omi.Store, maxBytes int) *Store {
 		return s
 	}
 	s.ttl = SharedTTL
+	s.shared = true
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
 	go func() {
@@ -148,8 +163,9 @@ func (s *Store) Stats() (hits, misses uint64) {
 	return s.stats.hits, s.stats.misses
 }
 
-// Live reports whether reads are being cached: always for a store without
-// a change feed, while the feed is connected for one with it.
+// Live reports whether the cache follows the store's changes: always for
+// a store without a change feed, while the feed is connected for one with
+// it. A shared store's reads are cached only while Live and Exclusive.
 func (s *Store) Live() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,6 +178,41 @@ func (s *Store) Size() (records, bytes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.m), s.bytes
+}
+
+// Exclusive tells the cache of a shared store (one with a change feed)
+// that this process is the only one using the store until until (a time
+// from time.Now, whose monotonic reading is what counts), so it may serve
+// and keep records read by id until then. A zero until (or one past)
+// withdraws the grant: the cache is emptied before Exclusive returns, and
+// nothing read before is kept afterwards, so once it returns every read
+// goes to the store. Stores without a change feed ignore it: they have
+// no other user.
+func (s *Store) Exclusive(until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.shared {
+		return
+	}
+	now := s.now()
+	grant := !until.IsZero() && now.Before(until)
+	if !grant || !now.Before(s.alone) {
+		// Withdrawn, or not granted until now (never, or lapsed): what
+		// is cached or being read may predate another node's writes.
+		s.forget()
+		clear(s.m)
+		s.bytes = 0
+	}
+	if !grant {
+		s.alone = time.Time{}
+		return
+	}
+	s.alone = until
+}
+
+// enabled reports whether entries may be served and added at now.
+func (s *Store) enabled(now time.Time) bool {
+	return s.live && (!s.shared || now.Before(s.alone))
 }
 
 // setLive is told whether the change feed delivers every change: when it
@@ -204,8 +255,8 @@ func (s *Store) forget() {
 // began at generation gen may be cached: no invalidation of k happened
 // since (or none that could have been forgotten), and no write of it is
 // pending.
-func (s *Store) cacheable(k key, gen uint64) bool {
-	return s.live && gen >= s.floor && s.recent[k] <= gen && s.pending[k] == 0
+func (s *Store) cacheable(k key, gen uint64, now time.Time) bool {
+	return s.enabled(now) && gen >= s.floor && s.recent[k] <= gen && s.pending[k] == 0
 }
 
 // changed drops the entry of a record another process wrote.
@@ -303,7 +354,7 @@ func (s *Store) GetIDs(ctx context.Context, kind omi.Kind, ids []string) ([]omi.
 	s.mu.Lock()
 	gen := s.gen
 	out := make([]omi.Record, 0, len(ids))
-	all := s.live
+	all := s.enabled(now)
 	for i, id := range ids {
 		if !all {
 			break
@@ -330,9 +381,10 @@ func (s *Store) GetIDs(ctx context.Context, kind omi.Kind, ids []string) ([]omi.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	later := s.now()
 	for _, r := range recs {
 		k := key{kind, r.ID}
-		if !s.cacheable(k, gen) {
+		if !s.cacheable(k, gen, later) {
 			// Written meanwhile, or being written: what was read may be
 			// older than the commit. It is still one snapshot, taken after
 			// the call began, so the answer stands; only caching it would

@@ -30,6 +30,10 @@ func twoNodes(t *testing.T) (a, b *recordcache.Store, dsn string) {
 		}
 		s := recordcache.Wrap(st, 0)
 		t.Cleanup(func() { s.Close() })
+		// Each cache acts as if its node were alone (as package cluster
+		// grants): this tests the invalidations, which still cover the
+		// moments when nodes come and go.
+		s.Exclusive(time.Now().Add(time.Hour))
 		return s
 	}
 	a, b = open(), open()
@@ -74,6 +78,7 @@ func TestConformancePostgres(t *testing.T) {
 		}
 		s := recordcache.Wrap(st, 0)
 		t.Cleanup(func() { s.Close() })
+		s.Exclusive(time.Now().Add(time.Hour))
 		return s
 	})
 }
@@ -140,4 +145,44 @@ func TestListenerLost(t *testing.T) {
 	awaitDocs(t, b, []string{`ami-1={"v":"two"}/x/false/[]`}, "ami-1")
 	put(t, a, image("ami-1", "x", "three", false))
 	awaitDocs(t, b, []string{`ami-1={"v":"three"}/x/false/[]`}, "ami-1")
+}
+
+// A shared store is cached only while granted: nothing before Exclusive,
+// and a withdrawal empties the cache and stops it at once.
+func TestExclusiveGrant(t *testing.T) {
+	st, err := postgres.Open(bg, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := recordcache.Wrap(st, 0)
+	t.Cleanup(func() { s.Close() })
+	awaitLive(t, s)
+	put(t, s, image("ami-1", "x", "one", false))
+	for range 3 {
+		docs(t, s, "ami-1")
+	}
+	if hits, _ := s.Stats(); hits != 0 {
+		t.Fatalf("%d reads served from memory without a grant", hits)
+	}
+	s.Exclusive(time.Now().Add(time.Hour))
+	docs(t, s, "ami-1")
+	docs(t, s, "ami-1")
+	if hits, _ := s.Stats(); hits != 1 {
+		t.Fatalf("granted: %d hits, want 1", hits)
+	}
+	s.Exclusive(time.Time{})
+	if recs, _ := s.Size(); recs != 0 {
+		t.Fatalf("%d records cached after the withdrawal", recs)
+	}
+	docs(t, s, "ami-1")
+	if hits, _ := s.Stats(); hits != 1 {
+		t.Fatalf("withdrawn: %d hits, want still 1", hits)
+	}
+	// A grant already past is none.
+	s.Exclusive(time.Now().Add(-time.Second))
+	docs(t, s, "ami-1")
+	docs(t, s, "ami-1")
+	if hits, _ := s.Stats(); hits != 1 {
+		t.Fatalf("expired grant: %d hits, want still 1", hits)
+	}
 }

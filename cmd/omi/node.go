@@ -168,8 +168,17 @@ func (n *node) join(ctx context.Context, pg *postgres.Store, blocksCfg blockConf
 		host, _ := os.Hostname()
 		nc.name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
+	// The record cache of a shared store serves only while this node is
+	// the only live one; Join returns once no other node caches, so from
+	// then on a write through any node is read through any other at once
+	// (package cluster, "Record caches").
+	var exclusive func(time.Time)
+	if rc, ok := n.store.(*recordcache.Store); ok {
+		exclusive = rc.Exclusive
+	}
 	member, err := cluster.Join(ctx, pg.Cluster(), cluster.Config{Name: nc.name, Addr: nc.addr, TTL: nc.ttl, Log: log,
-		Expired: func(err error) bool { return errors.Is(err, postgres.ErrNodeExpired) }})
+		Expired:   func(err error) bool { return errors.Is(err, postgres.ErrNodeExpired) },
+		Exclusive: exclusive})
 	if err != nil {
 		return nil, err
 	}

@@ -146,6 +146,10 @@ func Wrap(st omi.Store, maxBytes int) *Store {
 	return s
 }
 
+// Unwrap returns the store the cache stands in front of, for tools that
+// need what only it has (a SQLite file's path, for instance).
+func (s *Store) Unwrap() omi.Store { return s.Store }
+
 // Close stops watching the change feed and closes the store.
 func (s *Store) Close() error {
 	if s.cancel != nil {

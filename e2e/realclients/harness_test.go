@@ -320,6 +320,8 @@ func importID(res stateResource) string {
 		}
 		return strings.Join([]string{str(v["security_group_id"]), str(v["flow"]), str(v["ip_protocol"]),
 			str(v["from_port_range"]), str(v["to_port_range"]), str(v["ip_range"])}, "_")
+	case "outscale_nic_link":
+		return str(v["nic_id"])
 	case "outscale_route":
 		return str(v["route_table_id"]) + "_" + str(v["destination_ip_range"])
 	case "outscale_route_table_link":

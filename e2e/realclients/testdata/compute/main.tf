@@ -269,6 +269,18 @@ data "outscale_vm_types" "small" {
   }
 }
 data "outscale_product_types" "all" {}
+data "outscale_product_type" "linux" {
+  filter {
+    name   = "product_type_ids"
+    values = ["0001"]
+  }
+}
+data "outscale_image_export_tasks" "all" {
+  depends_on = [outscale_image_export_task.from_snapshot]
+}
+data "outscale_snapshot_export_tasks" "all" {
+  depends_on = [outscale_snapshot_export_task.data]
+}
 data "outscale_account" "me" {}
 data "outscale_accounts" "all" {}
 data "outscale_access_keys" "mine" {

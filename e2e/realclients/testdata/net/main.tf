@@ -172,6 +172,26 @@ resource "outscale_nic" "extra" {
   }
 }
 
+# A second interface linked to the web VM, with a secondary private IP
+# (on a NIC whose private_ips terraform does not manage: both on one NIC
+# would fight, as the provider documents).
+resource "outscale_nic" "second" {
+  subnet_id          = outscale_subnet.public.subnet_id
+  security_group_ids = [outscale_security_group.web.security_group_id]
+  description        = "linked interface"
+}
+
+resource "outscale_nic_link" "second" {
+  device_number = "1"
+  vm_id         = outscale_vm.web.vm_id
+  nic_id        = outscale_nic.second.nic_id
+}
+
+resource "outscale_nic_private_ip" "second" {
+  nic_id      = outscale_nic.second.nic_id
+  private_ips = ["10.20.1.20"]
+}
+
 resource "outscale_net" "peer" {
   ip_range = "10.30.0.0/16"
 }
@@ -238,7 +258,7 @@ data "outscale_nics" "main" {
     name   = "net_ids"
     values = [outscale_net.main.net_id]
   }
-  depends_on = [outscale_nic.extra, outscale_vm.web]
+  depends_on = [outscale_nic.extra, outscale_vm.web, outscale_nic_link.second, outscale_nic_private_ip.second]
 }
 data "outscale_internet_service" "igw" {
   filter {
@@ -320,4 +340,16 @@ output "checks" {
     peering     = [for st in data.outscale_net_peering.peer.state : st.name]
     mapped_ip   = outscale_vm.mapped.public_ip
   }
+}
+
+# The peer Net takes the main Net's DHCP options set (a default set, which
+# outlives both).
+resource "outscale_net_attributes" "peer" {
+  net_id              = outscale_net.peer.net_id
+  dhcp_options_set_id = outscale_net.main.dhcp_options_set_id
+}
+
+data "outscale_net_attributes" "peer" {
+  net_id     = outscale_net_attributes.peer.net_id
+  depends_on = [outscale_net_attributes.peer]
 }

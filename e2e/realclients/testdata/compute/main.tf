@@ -292,6 +292,16 @@ data "outscale_access_key" "ci" {
     values = [outscale_access_key.ci.access_key_id]
   }
 }
+data "outscale_tag" "web_name" {
+  filter {
+    name   = "resource_ids"
+    values = [outscale_vm.web.vm_id]
+  }
+  filter {
+    name   = "keys"
+    values = ["name"]
+  }
+}
 data "outscale_tags" "web" {
   filter {
     name   = "resource_ids"

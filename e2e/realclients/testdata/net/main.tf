@@ -245,7 +245,7 @@ data "outscale_subnets" "main" {
     name   = "net_ids"
     values = [outscale_net.main.net_id]
   }
-  depends_on = [outscale_subnet.public, outscale_subnet.private]
+  depends_on = [outscale_subnet.public, outscale_subnet.private, outscale_subnet.mapped]
 }
 data "outscale_nic" "extra" {
   filter {
@@ -258,7 +258,7 @@ data "outscale_nics" "main" {
     name   = "net_ids"
     values = [outscale_net.main.net_id]
   }
-  depends_on = [outscale_nic.extra, outscale_vm.web, outscale_nic_link.second, outscale_nic_private_ip.second]
+  depends_on = [outscale_nic.extra, outscale_vm.web, outscale_vm.mapped, outscale_nic_link.second, outscale_nic_private_ip.second]
 }
 data "outscale_internet_service" "igw" {
   filter {

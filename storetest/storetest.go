@@ -560,38 +560,11 @@ func testScanOrder(t *testing.T, s omi.Store) {
 	}
 }
 
-// matches is the reference semantics of a Query, written from the comments
-// of omi.Query.
-func matches(q omi.Query, r omi.Record) bool {
-	if r.Kind != q.Kind {
-		return false
-	}
-	if len(q.IDs) > 0 && !slices.Contains(q.IDs, r.ID) {
-		return false
-	}
-	if len(q.Owners) > 0 && !slices.Contains(q.Owners, r.Owner) {
-		return false
-	}
-	if len(q.Names) > 0 || len(q.NamePatterns) > 0 {
-		ok := slices.Contains(q.Names, r.Name)
-		for _, p := range q.NamePatterns {
-			ok = ok || omi.MatchPattern(p, r.Name)
-		}
-		if !ok {
-			return false
-		}
-	}
-	if q.VisibleTo != "" && r.Owner != q.VisibleTo && !r.Public && !slices.Contains(r.SharedWith, q.VisibleTo) {
-		return false
-	}
-	return q.AfterID == "" || r.ID > q.AfterID
-}
-
 // expect returns the ids q should select from recs, in order, with Limit.
 func expect(q omi.Query, recs []omi.Record) []string {
 	var out []string
 	for _, r := range recs {
-		if matches(q, r) {
+		if q.Matches(r) {
 			out = append(out, r.ID)
 		}
 	}

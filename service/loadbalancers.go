@@ -746,10 +746,16 @@ func (s *Service) UpdateLoadBalancer(ctx context.Context, c *omi.Caller, in *Upd
 				li.ServerCertificateId = in.ServerCertificateId
 			}
 		}
-		if in.SecurityGroups != nil {
-			if l.NetId == "" {
-				return omi.Invalid(omi.CodeInvalidParamSet, "SecurityGroups are only for a load balancer in a Net.")
-			}
+		switch {
+		case in.SecurityGroups != nil && l.NetId == "" && len(in.SecurityGroups) == 0:
+			// An empty list for a load balancer of the public Cloud
+			// changes nothing: terraform-provider-outscale sends each of
+			// the account's load balancers its groups minus the one it
+			// deletes (resource_security_group.go, unlink), the empty
+			// list to those of the public Cloud.
+		case in.SecurityGroups != nil && l.NetId == "":
+			return omi.Invalid(omi.CodeInvalidParamSet, "SecurityGroups are only for a load balancer in a Net.")
+		case in.SecurityGroups != nil:
 			if len(in.SecurityGroups) == 0 {
 				return omi.Invalid(omi.CodeInvalidParameter, "SecurityGroups: a load balancer of a Net keeps at least one security group.")
 			}

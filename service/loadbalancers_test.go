@@ -192,6 +192,14 @@ func TestLoadBalancerPublicDefaultsAndBadInput(t *testing.T) {
 		t.Errorf("after update %+v %+v", l.HealthCheck, l.AccessLog)
 	}
 
+	// Security groups are for load balancers of a Net; an empty list
+	// (what terraform sends every load balancer when it deletes a group)
+	// changes nothing.
+	_, err = g.svc.UpdateLoadBalancer(ctx, g.joe, &service.UpdateLoadBalancerRequest{LoadBalancerName: "web-1", SecurityGroups: []string{}})
+	g.must("UpdateLoadBalancer with no security group", err)
+	_, err = g.svc.UpdateLoadBalancer(ctx, g.joe, &service.UpdateLoadBalancerRequest{LoadBalancerName: "web-1", SecurityGroups: []string{"sg-12345678"}})
+	nwCode(t, "security group on a public load balancer", err, "4046")
+
 	// Sticky policies.
 	_, err = g.svc.CreateLoadBalancerPolicy(ctx, g.joe, &service.CreateLoadBalancerPolicyRequest{LoadBalancerName: "web-1", PolicyName: "app1", PolicyType: "app"})
 	nwCode(t, "app policy without a cookie", err, "4065")

@@ -39,14 +39,14 @@ func ownListenerRule(tx omi.Tx, c *omi.Caller, name string) (*omi.ListenerRule, 
 	return r, err
 }
 
-// smallID draws a positive 31-bit id, the integer ids of listeners and
-// listener rules.
+// smallID draws a positive id below 2^30, the integer id of a listener
+// rule (clients decode it as an int32).
 func smallID() int {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("omi: crypto/rand failed: " + err.Error()) // the OS entropy source is gone
 	}
-	return int(binary.BigEndian.Uint32(b[:])>>1) + 1
+	return int(binary.BigEndian.Uint32(b[:])>>2) + 1
 }
 
 // validPattern checks a host or path pattern: at most 128 characters and
@@ -165,9 +165,9 @@ func (s *Service) CreateListenerRule(ctx context.Context, c *omi.Caller, in *Cre
 }
 
 // listenerID is the integer id of a listener: stable for a load balancer
-// and port.
+// and port, and within 31 bits (clients decode it as an int32).
 func listenerID(l *omi.LoadBalancer, port int) int {
-	return int(l.Seq%100000)*100000 + port
+	return int(l.Seq%30000)*65536 + port
 }
 
 // isNotFoundErr tells whether err is a NotFound API error.

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -244,16 +245,43 @@ func TestFidelityRuleWithoutPorts(t *testing.T) {
 		"Flow": "Inbound", "IpProtocol": "tcp", "FromPortRange": 22, "IpRange": "10.0.0.0/8"}), "4051")
 }
 
-// ReadLoadBalancers answers an empty list (omi serves no load balancer):
-// terraform reads it before deleting any security group.
-func TestFidelityReadLoadBalancers(t *testing.T) {
+// Load balancers over the wire: the shape the real cloud answers (the
+// provider's recorded states: empty lists rather than absent ones, the
+// outscale-elb-sg source group of the public Cloud, the default health
+// check), requests type-checked, and another account's load balancer
+// reached by name neither seen nor changed. terraform also reads
+// ReadLoadBalancers before deleting any security group.
+func TestFidelityLoadBalancers(t *testing.T) {
 	e := apitest.Start(t)
-	var out struct{ LoadBalancers []json.RawMessage }
+	listener := map[string]any{"LoadBalancerPort": 80, "LoadBalancerProtocol": "HTTP", "BackendPort": 8080, "BackendProtocol": "HTTP"}
+	e.MustCall(t, e.Joe, "CreateLoadBalancer", map[string]any{"LoadBalancerName": "web", "Listeners": []any{listener}}, nil)
+	var out struct{ LoadBalancers []map[string]any }
 	e.MustCall(t, e.Joe, "ReadLoadBalancers", map[string]any{"Filters": map[string]any{"LoadBalancerNames": []string{"web"}}}, &out)
-	if out.LoadBalancers == nil || len(out.LoadBalancers) != 0 {
-		t.Errorf("ReadLoadBalancers = %v, want []", out.LoadBalancers)
+	if len(out.LoadBalancers) != 1 {
+		t.Fatalf("ReadLoadBalancers = %v, want web", out.LoadBalancers)
+	}
+	lb := out.LoadBalancers[0]
+	for _, k := range []string{"BackendVmIds", "BackendIps", "SecurityGroups", "Subnets", "Tags", "ApplicationStickyCookiePolicies", "LoadBalancerStickyCookiePolicies"} {
+		if l, ok := lb[k].([]any); !ok || len(l) != 0 {
+			t.Errorf("%s = %#v, want []", k, lb[k])
+		}
+	}
+	if fmt.Sprint(lb["SourceSecurityGroup"]) != "map[SecurityGroupAccountId:outscale-elb SecurityGroupName:outscale-elb-sg]" ||
+		fmt.Sprint(lb["HealthCheck"]) != "map[CheckInterval:30 HealthyThreshold:10 Port:8080 Protocol:TCP Timeout:5 UnhealthyThreshold:2]" ||
+		lb["State"] != "active" || lb["LoadBalancerType"] != "internet-facing" {
+		t.Errorf("load balancer %v", lb)
+	}
+	if l := lb["Listeners"].([]any); len(l) != 1 || fmt.Sprint(l[0].(map[string]any)["PolicyNames"]) != "[]" {
+		t.Errorf("listeners %v", lb["Listeners"])
 	}
 	wantError(t, "LoadBalancerNames as a string", e.Call(t, e.Joe, "ReadLoadBalancers", map[string]any{"Filters": map[string]any{"LoadBalancerNames": "web"}}), "4108")
+	wantError(t, "LoadBalancerPorts as strings", e.Call(t, e.Joe, "DeleteLoadBalancerListeners", map[string]any{"LoadBalancerName": "web", "LoadBalancerPorts": []any{"80"}}), "4108")
+	wantError(t, "titi deletes joe's", e.Call(t, e.Titi, "DeleteLoadBalancer", map[string]any{"LoadBalancerName": "web"}), "5030")
+	var titi struct{ LoadBalancers []json.RawMessage }
+	e.MustCall(t, e.Titi, "ReadLoadBalancers", map[string]any{}, &titi)
+	if titi.LoadBalancers == nil || len(titi.LoadBalancers) != 0 {
+		t.Errorf("titi's ReadLoadBalancers = %s, want []", titi.LoadBalancers)
+	}
 }
 
 // ReadTags answers ResourceType "vm" for a VM, as the real API (the spec

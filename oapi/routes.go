@@ -69,5 +69,9 @@ func (s *Server) routes() map[string]call {
 	for name, c := range moreRoutes(v) {
 		m[name] = c
 	}
+	// Load balancers (routes_lbu.go).
+	for name, c := range lbuRoutes(v) {
+		m[name] = c
+	}
 	return m
 }

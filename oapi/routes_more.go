@@ -43,10 +43,6 @@ func moreRoutes(v *service.Service) map[string]call {
 		// Quotas.
 		"ReadQuotas": op(authKey, v.ReadQuotas),
 
-		// Load balancers: none is served; the list terraform reads before
-		// deleting a security group is empty (issue 11).
-		"ReadLoadBalancers": op(authKey, v.ReadLoadBalancers),
-
 		// Public IPs.
 		"CreatePublicIp": op(authKey, v.CreatePublicIp),
 		"ReadPublicIps":  op(authKey, v.ReadPublicIps),

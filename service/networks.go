@@ -425,6 +425,9 @@ func (s *Service) DeleteSubnet(ctx context.Context, c *omi.Caller, in *DeleteSub
 				return omi.Conflict(codeSubnetInUse, "The subnet '%s' holds the NIC '%s': delete it (or its VM) first.", sn.SubnetId, n.NicId)
 			}
 		}
+		if err := subnetUsedByLoadBalancer(tx, sn.AccountId, sn.SubnetId); err != nil {
+			return err
+		}
 		if err := s.NetgwDeleteSubnet(tx, sn.AccountId, sn); err != nil {
 			return err
 		}

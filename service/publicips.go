@@ -214,6 +214,9 @@ func (s *Service) LinkPublicIp(ctx context.Context, c *omi.Caller, in *LinkPubli
 		if err := PublicIPUsedByNat(tx, c.AccountID(), p); err != nil {
 			return err
 		}
+		if err := PublicIPUsedByLoadBalancer(tx, c.AccountID(), p); err != nil {
+			return err
+		}
 		// Where the address goes: a VM of the public Cloud (vmID, with
 		// its private IP), or a private IP of a NIC (nic).
 		var vmID, privateIp string
@@ -378,6 +381,9 @@ func (s *Service) DeletePublicIp(ctx context.Context, c *omi.Caller, in *DeleteP
 			return err
 		}
 		if err := PublicIPUsedByNat(tx, c.AccountID(), p); err != nil {
+			return err
+		}
+		if err := PublicIPUsedByLoadBalancer(tx, c.AccountID(), p); err != nil {
 			return err
 		}
 		return retire(tx, omi.KindPublicIp, p.PublicIpId)

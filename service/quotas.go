@@ -55,11 +55,14 @@ var quotaDefs = []quotaDef{
 	{"networklink_request_limit", "VPC", "Peering requests limit", "Maximum number of peering connection in pending acceptance", 25, false},
 	{"rtb_rule_limit", "VPC", "Route Limit", "Maximum number of route rules per route table", 50, false},
 	{"bypass_vpc_limit", "VPC", "Bypass VPC limit", "Maximum number of firewall bypassing VPCs", 0, false},
-	// Services omi does not serve yet: listed as the real cloud lists
-	// them, nothing used.
+	// Load balancers: lb_listeners_limit is reported once per load
+	// balancer (QuotaType = its name), as the real cloud does
+	// (quota/TF-185 of the provider's recorded states).
 	{"lb_limit", "LBU", "Load Balancer Limit", "Maximum number of load balancers per region", 20, false},
 	{"lb_listeners_limit", "LBU", "Load Balancer Listeners Limit", "Maximum number of listeners for load balancers", 5, false},
 	{"lb_rules_limit", "LBU", "Load Balancer Listener Rules Limit", "Maximum number of listener rules for an account", 100, false},
+	// Services omi does not serve yet: listed as the real cloud lists
+	// them, nothing used.
 	{"cgw_limit", "VPN", "Customer Gateway Limit", "Maximum number of CGW gateways", 5, false},
 	{"vpg_limit", "VPN", "VPN Gateway Limit", "Maximum number of VPN gateways", 5, false},
 	{"vpnc_limit", "VPN", "VPN Connection Limit", "Maximum number of VPN connections per VPN gateway", 10, false},
@@ -127,10 +130,16 @@ type usage struct {
 	global map[string]int
 	perNet map[string]map[string]int
 	nets   []string
+	// perLB counts the listeners of each load balancer, in lbs' order.
+	perLB map[string]map[string]int
+	lbs   []string
 }
 
+// perLBQuotas are the quotas reported per load balancer.
+var perLBQuotas = map[string]bool{"lb_listeners_limit": true}
+
 func (s *Service) usage(tx omi.Tx, account string) (*usage, error) {
-	u := &usage{global: map[string]int{}, perNet: map[string]map[string]int{}}
+	u := &usage{global: map[string]int{}, perNet: map[string]map[string]int{}, perLB: map[string]map[string]int{}}
 	own := omi.Query{Owners: []string{account}}
 	net := func(id string) map[string]int {
 		if u.perNet[id] == nil {
@@ -207,6 +216,21 @@ func (s *Service) usage(tx omi.Tx, account string) (*usage, error) {
 			return nil, err
 		}
 	}
+	lbs, err := accountLoadBalancers(tx, account)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lbs {
+		u.global["lb_limit"]++
+		u.lbs = append(u.lbs, l.LoadBalancerName)
+		u.perLB[l.LoadBalancerName] = map[string]int{"lb_listeners_limit": len(l.Listeners)}
+	}
+	if err := omi.Scan(tx, own, func(*omi.ListenerRule) (bool, error) {
+		u.global["lb_rules_limit"]++
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
 	if err := omi.Scan(tx, own, func(t *omi.ExportTask) (bool, error) {
 		if !t.Done() {
 			if t.ImageId != "" {
@@ -249,24 +273,43 @@ func (s *Service) ReadQuotas(ctx context.Context, c *omi.Caller, in *ReadQuotasR
 		return nil, err
 	}
 	me := c.AccountID()
-	scope := func(name string, used map[string]int, perNet bool) QuotaTypes {
+	scope := func(name string, used map[string]int, perNet, perLB bool) QuotaTypes {
 		qt := QuotaTypes{QuotaType: name, Quotas: []Quota{}}
 		for _, d := range quotaDefs {
+			if perLBQuotas[d.name] != perLB {
+				continue
+			}
 			q := Quota{AccountId: me, Description: d.long, MaxValue: d.max, Name: d.name, QuotaCollection: d.collection,
 				ShortDescription: d.short, UsedValue: used[d.name]}
-			if d.perNet == perNet && f.match(q, name) {
+			// The global scope lists the per-Net quotas too, as the real
+			// cloud does (quotas/TF-186's recorded "global" answer has
+			// subnet_limit, rtb_limit and vpc_sg_limit), with the usage of
+			// the Net closest to its limit.
+			inScope := d.perNet == perNet || (!perNet && !perLB)
+			if d.perNet && !perNet {
+				q.UsedValue = 0
+				for _, id := range u.nets {
+					q.UsedValue = max(q.UsedValue, u.perNet[id][d.name])
+				}
+			}
+			if inScope && f.match(q, name) {
 				qt.Quotas = append(qt.Quotas, q)
 			}
 		}
 		return qt
 	}
 	var all []QuotaTypes
-	if g := scope("global", u.global, false); len(g.Quotas) > 0 {
+	if g := scope("global", u.global, false, false); len(g.Quotas) > 0 {
 		all = append(all, g)
 	}
 	for _, id := range u.nets {
-		if n := scope(id, u.perNet[id], true); len(n.Quotas) > 0 {
+		if n := scope(id, u.perNet[id], true, false); len(n.Quotas) > 0 {
 			all = append(all, n)
+		}
+	}
+	for _, name := range u.lbs {
+		if l := scope(name, u.perLB[name], false, true); len(l.Quotas) > 0 {
+			all = append(all, l)
 		}
 	}
 	out, next, err := page(all, in.NextPageToken, in.ResultsPerPage)

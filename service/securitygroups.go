@@ -409,6 +409,9 @@ func groupUnused(tx omi.Tx, me, id string) error {
 	if vmID != "" {
 		return omi.Conflict(codeGroupInUse, "The security group %s is used by VM %s.", id, vmID)
 	}
+	if err := groupUsedByLoadBalancer(tx, me, id); err != nil {
+		return err
+	}
 	var refBy string
 	err = omi.Scan(tx, omi.Query{Owners: []string{me}}, func(g *omi.SecGroup) (bool, error) {
 		if g.SecurityGroupId == id {

@@ -541,6 +541,26 @@ func (f *fuzzer) fixtures(a apitest.Account, tag string, withKey bool) fixtures 
 		t.Fatalf("CreateVms made %d VMs", len(vms.Vms))
 	}
 	v, s, i, vm, g, p := vol.Volume.VolumeId, snap.Snapshot.SnapshotId, img.Image.ImageId, vms.Vms[0].VmId, sg.SecurityGroup.SecurityGroupId, ip.PublicIp
+	// A load balancer with the VM behind it: load balancers are named,
+	// not identified, so the fuzzer reaches them by LoadBalancerName.
+	// (32 characters at most: the tag's hash stands for it.)
+	h := fnv.New32a()
+	h.Write([]byte(tag))
+	lb := fmt.Sprintf("fuzz-lb-%08x", h.Sum32())
+	if r := e.Call(t, a, "CreateLoadBalancer", map[string]any{"LoadBalancerName": lb, "SubregionNames": []any{apitest.Region + "a"},
+		"Listeners": []any{map[string]any{"LoadBalancerPort": 80, "LoadBalancerProtocol": "HTTP", "BackendPort": 8080, "BackendProtocol": "HTTP"}}}); r.Status != 200 {
+		// The account may hold its 20 load balancers already (one per
+		// fuzzed call): reuse one.
+		var lbs struct {
+			LoadBalancers []struct{ LoadBalancerName string }
+		}
+		e.MustCall(t, a, "ReadLoadBalancers", map[string]any{}, &lbs)
+		if len(lbs.LoadBalancers) == 0 {
+			t.Fatalf("CreateLoadBalancer as %s: %s, and no load balancer to reuse", a.Alias, r)
+		}
+		lb = lbs.LoadBalancers[0].LoadBalancerName
+	}
+	e.MustCall(t, a, "RegisterVmsInLoadBalancer", map[string]any{"LoadBalancerName": lb, "BackendVmIds": []any{vms.Vms[0].VmId}}, nil)
 	ids := map[string]any{
 		"VolumeId": v, "VolumeIds": []any{v}, "SnapshotId": s, "SnapshotIds": []any{s}, "SourceSnapshotId": s,
 		"ImageId": i, "ImageIds": []any{i}, "SourceImageId": i, "VmId": vm, "VmIds": []any{vm},
@@ -548,6 +568,7 @@ func (f *fuzzer) fixtures(a apitest.Account, tag string, withKey bool) fixtures 
 		"SecurityGroupId": g, "SecurityGroupIds": []any{g}, "PublicIp": p.PublicIp, "PublicIps": []any{p.PublicIp},
 		"PublicIpId": p.PublicIpId, "PublicIpIds": []any{p.PublicIpId}, "ResourceIds": []any{v, i},
 		"SubregionName": apitest.Region + "a", "SubregionNames": []any{apitest.Region + "a"}, "Login": a.Email,
+		"LoadBalancerName": lb, "LoadBalancerNames": []any{lb}, "BackendVmIds": []any{vm},
 	}
 	if withKey {
 		// Make room under the limit of 10 keys: drop every key but the
@@ -565,5 +586,5 @@ func (f *fuzzer) fixtures(a apitest.Account, tag string, withKey bool) fixtures 
 		e.MustCall(t, a, "CreateAccessKey", map[string]any{}, &key)
 		ids["AccessKeyId"], ids["AccessKeyIds"] = key.AccessKey.AccessKeyId, []any{key.AccessKey.AccessKeyId}
 	}
-	return fixtures{ids: ids, private: []string{v, s, i, vm, g, p.PublicIpId, p.PublicIp, kp.Keypair.KeypairName}}
+	return fixtures{ids: ids, private: []string{v, s, i, vm, g, p.PublicIpId, p.PublicIp, kp.Keypair.KeypairName, lb}}
 }

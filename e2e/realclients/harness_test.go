@@ -281,7 +281,24 @@ func onlyRequestArguments(typ string, before, after map[string]any) bool {
 		skip[a] = true
 	}
 	for k, v := range after {
-		if v != nil && !skip[k] && fmt.Sprint(v) != fmt.Sprint(before[k]) {
+		if !unknown(v) && !skip[k] && fmt.Sprint(v) != fmt.Sprint(before[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// unknown reports whether a planned value is not known yet: null, or a
+// list of values none of which is known (a set of ids of resources the
+// plan replaces, such as a load balancer's security_groups when its groups
+// are replaced for remove_default_outbound_rule).
+func unknown(v any) bool {
+	l, ok := v.([]any)
+	if v == nil || !ok || len(l) == 0 {
+		return v == nil
+	}
+	for _, x := range l {
+		if x != nil {
 			return false
 		}
 	}
@@ -306,7 +323,12 @@ func importID(res stateResource) string {
 	switch res.Type {
 	case "outscale_image_launch_permission", "outscale_image_export_task", "outscale_snapshot_attributes",
 		"outscale_snapshot_export_task", "outscale_nic_private_ip", "outscale_main_route_table_link",
-		"outscale_net_peering_acceptation":
+		"outscale_net_peering_acceptation",
+		// Provider 1.8.0 imports none of these (no ImportState); it
+		// imports outscale_load_balancer_attributes by name but leaves
+		// its load_balancer_name null, so the plan then replaces it.
+		"outscale_load_balancer_listener_rule", "outscale_load_balancer_policy", "outscale_load_balancer_vms",
+		"outscale_load_balancer_attributes":
 		return ""
 	case "outscale_keypair":
 		// Documented as importable by keypair_id, but provider 1.8.0's

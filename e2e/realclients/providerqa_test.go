@@ -218,8 +218,8 @@ func (s *server) qaImage(t *testing.T, a apitest.Account, region string) string 
 }
 
 // defaultQAResources are the QA resources whose calls omi serves (not
-// load balancers, VPN, certificates, flexible GPUs, IAM or OKS).
-const defaultQAResources = `^(access_keys?|dhcp_options?|images?|image_launch_permission|internet_services?|keypairs?|nets|public_ips?|public_ip_link|quotas?|regions|security_groups?|security_group_rule|snapshots?|snapshot_attributes|snapshot_copy|subregions|vms?|vm_states?|vm_types|volumes?|volumes_link)/`
+// VPN, certificates, flexible GPUs, IAM or OKS).
+const defaultQAResources = `^(access_keys?|dhcp_options?|images?|image_launch_permission|internet_services?|keypairs?|load_balancer(_attributes|_listener_rules?|_policy|_tags|_vm_health|_vms)?|nets|public_ips?|public_ip_link|quotas?|regions|security_groups?|security_group_rule|snapshots?|snapshot_attributes|snapshot_copy|subregions|vms?|vm_states?|vm_types|volumes?|volumes_link)/`
 
 // qaMaskedVars are the variables the QA masks in every value, as its
 // resources.auto.tfvars sets them.

@@ -62,6 +62,34 @@ func TestRealClients(t *testing.T) {
 		s.checkNothingLeft(t, res)
 	})
 
+	t.Run("terraform/lbu", func(t *testing.T) {
+		t.Parallel()
+		s.needCalls(t, "CreateLoadBalancer", "CreateLoadBalancerPolicy", "RegisterVmsInLoadBalancer", "ReadVmsHealth",
+			"ReadLoadBalancerTags", "CreateListenerRule")
+		r := s.newRun(t, "lbu", map[string]string{"suffix": suffix})
+		res := r.lifecycle(func(res []stateResource) {
+			m := byAddress(res)
+			lb := m["outscale_load_balancer.public"].Values
+			if str(lb["dns_name"]) == "" || str(lb["public_ip"]) == "" || str(lb["state"]) != "active" {
+				t.Errorf("outscale_load_balancer.public: dns_name %v, public_ip %v, state %v", lb["dns_name"], lb["public_ip"], lb["state"])
+			}
+			in := m["outscale_load_balancer.internal"].Values
+			if str(in["net_id"]) == "" || fmt.Sprint(in["security_groups"]) == "[]" || str(in["public_ip"]) != "" {
+				t.Errorf("outscale_load_balancer.internal: net_id %v, security_groups %v, public_ip %v", in["net_id"], in["security_groups"], in["public_ip"])
+			}
+		})
+		s.checkNothingLeft(t, res)
+		out, err := s.V3(s.Joe).ReadLoadBalancers(t.Context(), oscv3.ReadLoadBalancersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range deref(out.LoadBalancers) {
+			if strings.HasSuffix(l.LoadBalancerName, "-"+suffix) {
+				t.Errorf("load balancer %s left after destroy", l.LoadBalancerName)
+			}
+		}
+	})
+
 	t.Run("terraform/security", func(t *testing.T) {
 		t.Parallel()
 		// The provider reads the NICs of a security group on refresh

@@ -223,12 +223,12 @@ func (s *Store) refreshLocked(st *stripe, h blockstore.Hash) (bool, error) {
 // a trap to the hypervisor on a virtual machine). The name is the hash and
 // a counter of this Store, which alone writes the directory (O_EXCL makes
 // a clash an error instead of a silent overwrite, and the next number is
-// tried).
+// tried). Mode 0600 as os.CreateTemp gave: blocks hold users' disks.
 func (s *Store) writePending(h blockstore.Hash, obj []byte) (string, error) {
 	base := filepath.Join(s.pending, h.String()) + "-"
 	for range 10 {
 		name := base + strconv.FormatUint(s.seq.Add(1), 36)
-		fd, err := unix.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		fd, err := unix.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EEXIST) {
 			continue
 		}

@@ -74,6 +74,20 @@ func TestPublicCloudVmLaunchAddress(t *testing.T) {
 		t.Errorf("ReadVms after unlink %v", got)
 	}
 
+	// Given by its launch address, a VM is a backend address: the real
+	// cloud lists it in BackendIps and leaves BackendVmIds empty
+	// (load_balancer_vms/TF-11 of the provider's recorded states).
+	_, err = g.svc.CreateLoadBalancer(ctx, g.joe, &service.CreateLoadBalancerRequest{LoadBalancerName: "by-ip",
+		SubregionNames: []string{"eu-west-2a"}, Listeners: []service.ListenerForCreation{listener(80, "TCP", 80)}})
+	g.must("CreateLoadBalancer", err)
+	_, err = g.svc.LinkLoadBalancerBackendMachines(ctx, g.joe, &service.BackendMachinesRequest{LoadBalancerName: "by-ip", BackendIps: []string{vm.PublicIp}})
+	g.must("LinkLoadBalancerBackendMachines", err)
+	if l := g.readLB(g.joe, "by-ip"); len(l.BackendVmIds) != 0 || len(l.BackendIps) != 1 || l.BackendIps[0] != vm.PublicIp {
+		t.Errorf("registered by launch address: BackendVmIds %v, BackendIps %v", l.BackendVmIds, l.BackendIps)
+	}
+	_, err = g.svc.LinkLoadBalancerBackendMachines(ctx, g.joe, &service.BackendMachinesRequest{LoadBalancerName: "by-ip", BackendIps: []string{"100.64.0.1"}})
+	nwCode(t, "an address that is no VM's and no public IP of the account", err, "5025")
+
 	n := g.net(g.joe, "10.2.0.0/16")
 	if netVm := g.vmIn(g.joe, n, g.subnet(g.joe, n, "10.2.1.0/24")); netVm.PublicIp != "" || netVm.PublicDnsName != "" {
 		t.Errorf("a VM of a Net got %q / %q", netVm.PublicIp, netVm.PublicDnsName)

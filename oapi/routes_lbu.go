@@ -28,3 +28,15 @@ func lbuRoutes(v *service.Service) map[string]call {
 		"DeleteListenerRule":                op(authKey, v.DeleteListenerRule),
 	}
 }
+
+// vgwRoutes lists the virtual gateway calls (metadata, no tunnel).
+func vgwRoutes(v *service.Service) map[string]call {
+	return map[string]call{
+		"CreateVirtualGateway":   op(authKey, v.CreateVirtualGateway),
+		"ReadVirtualGateways":    op(authKey, v.ReadVirtualGateways),
+		"DeleteVirtualGateway":   op(authKey, v.DeleteVirtualGateway),
+		"LinkVirtualGateway":     op(authKey, v.LinkVirtualGateway),
+		"UnlinkVirtualGateway":   op(authKey, v.UnlinkVirtualGateway),
+		"UpdateRoutePropagation": op(authKey, v.UpdateRoutePropagation),
+	}
+}

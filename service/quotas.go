@@ -61,10 +61,10 @@ var quotaDefs = []quotaDef{
 	{"lb_limit", "LBU", "Load Balancer Limit", "Maximum number of load balancers per region", 20, false},
 	{"lb_listeners_limit", "LBU", "Load Balancer Listeners Limit", "Maximum number of listeners for load balancers", 5, false},
 	{"lb_rules_limit", "LBU", "Load Balancer Listener Rules Limit", "Maximum number of listener rules for an account", 100, false},
+	{"vpg_limit", "VPN", "VPN Gateway Limit", "Maximum number of VPN gateways", maxVirtualGateways, false},
 	// Services omi does not serve yet: listed as the real cloud lists
 	// them, nothing used.
 	{"cgw_limit", "VPN", "Customer Gateway Limit", "Maximum number of CGW gateways", 5, false},
-	{"vpg_limit", "VPN", "VPN Gateway Limit", "Maximum number of VPN gateways", 5, false},
 	{"vpnc_limit", "VPN", "VPN Connection Limit", "Maximum number of VPN connections per VPN gateway", 10, false},
 	{"static_route_limit", "VPN", "Static Route Limit", "Maximum number of static routes per VPN connection", 50, false},
 	{"bgp_route_limit", "VPN", "BGP Route Limit", "Maximum number BGP advertised routes per VPN connection", 100, false},
@@ -207,7 +207,7 @@ func (s *Service) usage(tx omi.Tx, account string) (*usage, error) {
 	counts := []struct {
 		kind omi.Kind
 		name string
-	}{{omi.KindSnapshot, "snapshot_limit"}, {omi.KindPublicIp, "ip_limit"}, {omi.KindInternetService, "igw_limit"}, {omi.KindNatService, "nat_gateway_limit"}}
+	}{{omi.KindSnapshot, "snapshot_limit"}, {omi.KindPublicIp, "ip_limit"}, {omi.KindInternetService, "igw_limit"}, {omi.KindNatService, "nat_gateway_limit"}, {omi.KindVirtualGateway, "vpg_limit"}}
 	for _, k := range counts {
 		if err := tx.Scan(omi.Query{Kind: k.kind, Owners: []string{account}}, func(omi.Record) (bool, error) {
 			u.global[k.name]++

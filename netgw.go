@@ -75,6 +75,8 @@ func netgwKindOfID(id string) (Kind, bool) {
 		return KindDhcpOptions, true
 	case ValidID(id, PrefixVirtualGateway):
 		return KindVirtualGateway, true
+	case ValidID(id, PrefixNetAccessPoint):
+		return KindNetAccessPoint, true
 	}
 	return "", false
 }

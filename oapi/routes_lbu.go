@@ -40,3 +40,14 @@ func vgwRoutes(v *service.Service) map[string]call {
 		"UpdateRoutePropagation": op(authKey, v.UpdateRoutePropagation),
 	}
 }
+
+// napRoutes lists the Net access point calls (metadata, no traffic).
+func napRoutes(v *service.Service) map[string]call {
+	return map[string]call{
+		"CreateNetAccessPoint":       op(authKey, v.CreateNetAccessPoint),
+		"ReadNetAccessPoints":        op(authKey, v.ReadNetAccessPoints),
+		"UpdateNetAccessPoint":       op(authKey, v.UpdateNetAccessPoint),
+		"DeleteNetAccessPoint":       op(authKey, v.DeleteNetAccessPoint),
+		"ReadNetAccessPointServices": op(authNone, v.ReadNetAccessPointServices),
+	}
+}

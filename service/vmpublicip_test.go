@@ -14,7 +14,8 @@ import (
 // Cloud gets at launch under a driver without an address pool: a public
 // address that is no account's public IP, with the real cloud's DNS name;
 // a public IP linked to the VM replaces it in ReadVms and in the PublicIps
-// filter until it is unlinked; a VM of a Net gets none.
+// filter until it is unlinked; a VM of a Net gets none, nor does one
+// whose user data asks for none (private_only=true).
 func TestPublicCloudVmLaunchAddress(t *testing.T) {
 	g := newGwEnv(t)
 	ctx := context.Background()
@@ -87,6 +88,14 @@ func TestPublicCloudVmLaunchAddress(t *testing.T) {
 	}
 	_, err = g.svc.LinkLoadBalancerBackendMachines(ctx, g.joe, &service.BackendMachinesRequest{LoadBalancerName: "by-ip", BackendIps: []string{"100.64.0.1"}})
 	nwCode(t, "an address that is no VM's and no public IP of the account", err, "5025")
+
+	// private_only=true in the user data's OUTSCALE section: no address.
+	priv, err := g.svc.CreateVms(ctx, g.joe, &service.CreateVmsRequest{ImageId: vm.ImageId, VmType: "tinav5.c2r4p2",
+		UserData: "LS0tLS1CRUdJTiBPVVRTQ0FMRSBTRUNUSU9OLS0tLS0KCnByaXZhdGVfb25seT10cnVlCgotLS0tLUVORCBPVVRTQ0FMRSBTRUNUSU9OLS0tLS0="})
+	g.must("CreateVms private_only", err)
+	if v := priv.Vms[0]; v.PublicIp != "" || v.PublicDnsName != "" {
+		t.Errorf("a private_only VM got %q / %q", v.PublicIp, v.PublicDnsName)
+	}
 
 	n := g.net(g.joe, "10.2.0.0/16")
 	if netVm := g.vmIn(g.joe, n, g.subnet(g.joe, n, "10.2.1.0/24")); netVm.PublicIp != "" || netVm.PublicDnsName != "" {

@@ -222,12 +222,14 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				return err
 			}
 			vm.PublicDnsName = vm.PublicIp
-			if vm.PublicIp == "" && netID == "" {
+			if vm.PublicIp == "" && netID == "" && !privateOnly(in.UserData) {
 				// A VM of the public Cloud gets a public IP at launch
 				// on the real cloud (not an account's public IP: it
 				// is in no ReadPublicIps), so configurations that
 				// register VMs by public_ip (load balancer backends)
-				// or print it work as they do there.
+				// or print it work as they do there. User data with
+				// private_only=true in its OUTSCALE section asks for
+				// none.
 				if vm.PublicIp, err = freePublicIP(tx); err != nil {
 					return err
 				}

@@ -73,6 +73,10 @@ func netgwKindOfID(id string) (Kind, bool) {
 		return KindNetPeering, true
 	case ValidID(id, PrefixDhcpOptions):
 		return KindDhcpOptions, true
+	case ValidID(id, PrefixVirtualGateway):
+		return KindVirtualGateway, true
+	case ValidID(id, PrefixNetAccessPoint):
+		return KindNetAccessPoint, true
 	}
 	return "", false
 }
@@ -124,7 +128,7 @@ type LinkRouteTable struct {
 }
 
 // RoutePropagatingVirtualGateway is a virtual gateway propagating routes
-// into a table; omi has no virtual gateways, so the list stays empty.
+// into a table (UpdateRoutePropagation).
 type RoutePropagatingVirtualGateway struct {
 	VirtualGatewayId string `json:"VirtualGatewayId"`
 }

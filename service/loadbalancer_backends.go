@@ -53,9 +53,10 @@ func vmOfPublicIP(tx omi.Tx, c *omi.Caller, ip string) (string, error) {
 // or by public IP. An address that is one of the account's public IPs is
 // registered as an address: the real cloud then lists it in BackendIps
 // and not its VM in BackendVmIds (nets/TF-2, load_balancer_vms/TF-1 of the
-// provider's recorded states); the address a VM got at launch registers
-// that VM. Registering a backend twice, or deregistering one that is not
-// registered, changes nothing.
+// provider's recorded states), and so is the address a VM got at launch
+// (load_balancer_vms/TF-11: VMs given by their public_ip leave
+// BackendVmIds empty). Registering a backend twice, or deregistering one
+// that is not registered, changes nothing.
 func (s *Service) changeBackends(ctx context.Context, c *omi.Caller, name string, vmIDs, ips []string, add bool) error {
 	if len(vmIDs) == 0 && len(ips) == 0 {
 		return omi.Invalid(omi.CodeInvalidParameter, "BackendVmIds or BackendIps is required")
@@ -77,11 +78,10 @@ func (s *Service) changeBackends(ctx context.Context, c *omi.Caller, name string
 				addrs = append(addrs, ip)
 				continue
 			}
-			id, err := vmOfPublicIP(tx, c, ip)
-			if err != nil {
+			if _, err := vmOfPublicIP(tx, c, ip); err != nil {
 				return err
 			}
-			ids = append(ids, id)
+			addrs = append(addrs, ip)
 		}
 		for _, id := range ids {
 			if add {

@@ -508,7 +508,8 @@ func (s *Service) CreateLoadBalancer(ctx context.Context, c *omi.Caller, in *Cre
 
 // lbView completes a stored load balancer for output: its backend VMs
 // that still exist, and in BackendIps the addresses registered as such
-// followed by the public IPs of those VMs.
+// followed by the public IPs of those VMs (a linked public IP, else the
+// address the VM got at launch).
 func lbView(tx omi.Tx, l *omi.LoadBalancer) (*omi.LoadBalancerAPI, error) {
 	l.Normalize()
 	out := l.LoadBalancerAPI
@@ -539,7 +540,7 @@ func lbView(tx omi.Tx, l *omi.LoadBalancer) (*omi.LoadBalancerAPI, error) {
 			return nil, err
 		}
 		out.BackendVmIds = append(out.BackendVmIds, id)
-		if ip := cmp.Or(vm.PublicIp, linked[id]); ip != "" && !slices.Contains(out.BackendIps, ip) {
+		if ip := cmp.Or(linked[id], vm.PublicIp); ip != "" && !slices.Contains(out.BackendIps, ip) {
 			out.BackendIps = append(out.BackendIps, ip)
 		}
 	}

@@ -44,7 +44,7 @@ func (s *Service) NetgwDeleteNet(tx omi.Tx, account, netID string) error {
 }
 
 // NetgwNetDependents refuses the deletion of a Net that has an internet
-// service linked, a NAT service, or a route table besides its main one.
+// service or a virtual gateway linked, a Net access point, a NAT service, or a route table besides its main one.
 func (s *Service) NetgwNetDependents(tx omi.Tx, account, netID string) error {
 	g, err := netInternetService(tx, account, netID)
 	if err != nil {
@@ -52,6 +52,20 @@ func (s *Service) NetgwNetDependents(tx omi.Tx, account, netID string) error {
 	}
 	if g != nil {
 		return omi.Conflict(codeNetHasDependencies, "The Net '%s' has the internet service '%s' linked: unlink it first.", netID, g.InternetServiceId)
+	}
+	naps, err := accountNetAccessPoints(tx, account, netID)
+	if err != nil {
+		return err
+	}
+	if len(naps) > 0 {
+		return omi.Conflict(codeNetHasDependencies, "The Net '%s' has the Net access point '%s': delete it first.", netID, naps[0].NetAccessPointId)
+	}
+	vgw, err := netVirtualGateway(tx, account, netID)
+	if err != nil {
+		return err
+	}
+	if vgw != nil {
+		return omi.Conflict(codeNetHasDependencies, "The Net '%s' has the virtual gateway '%s' linked: unlink it first.", netID, vgw.VirtualGatewayId)
 	}
 	nats, err := netNatServices(tx, account, netID)
 	if err != nil {

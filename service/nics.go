@@ -295,14 +295,15 @@ func (s *Service) showLinks(n *omi.Nic, ips []*omi.PublicIp) {
 	}
 }
 
-// publicDnsName is the DNS name the cloud gives a public IP; an address
-// of the VM driver's pool is its own name (no DNS resolves it, and Packer
-// dials the name).
+// publicDnsName is the DNS name the cloud gives a public IP
+// (ows-203-0-113-1.<region>.compute.outscale.com on the real cloud); an
+// address of the VM driver's pool is its own name (no DNS resolves it,
+// and Packer dials the name).
 func (s *Service) publicDnsName(ip string) string {
 	if s.inPool(ip) {
 		return ip
 	}
-	return "ec2-" + dashes(ip) + "." + s.cfg.Region + ".compute.outscale.com"
+	return "ows-" + dashes(ip) + "." + s.cfg.Region + ".compute.outscale.com"
 }
 
 type CreateNicRequest struct {

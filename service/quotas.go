@@ -50,7 +50,7 @@ var quotaDefs = []quotaDef{
 	{"sc1_volume_size_limit", "Storage", "SC1 Volume Size Limit", "Maximum cumulated size of SC1 volumes (GiB)", 0, false},
 	{"concurrent_snapshot_limit", "Storage", "Concurrent Snapshot Limit", "Maximum number of active snapshots", 20, false},
 	{"vpc_sg_rule_limit", "Security Groups", "VPC Security Groups Rules Limit", "Maximum number of rules per VPC security group", MaxRuleEntries, false},
-	{"network_endpoint_limit", "VPC", "VPC Endpoint Limit", "Maximum number of VPC endpoints", 5, false},
+	{"network_endpoint_limit", "VPC", "VPC Endpoint Limit", "Maximum number of VPC endpoints", maxNetAccessPoints, false},
 	{"networklink_limit", "VPC", "Peering connection limit", "Maximum number of available peering connections per VPC", 50, false},
 	{"networklink_request_limit", "VPC", "Peering requests limit", "Maximum number of peering connection in pending acceptance", 25, false},
 	{"rtb_rule_limit", "VPC", "Route Limit", "Maximum number of route rules per route table", 50, false},
@@ -61,10 +61,10 @@ var quotaDefs = []quotaDef{
 	{"lb_limit", "LBU", "Load Balancer Limit", "Maximum number of load balancers per region", 20, false},
 	{"lb_listeners_limit", "LBU", "Load Balancer Listeners Limit", "Maximum number of listeners for load balancers", 5, false},
 	{"lb_rules_limit", "LBU", "Load Balancer Listener Rules Limit", "Maximum number of listener rules for an account", 100, false},
+	{"vpg_limit", "VPN", "VPN Gateway Limit", "Maximum number of VPN gateways", maxVirtualGateways, false},
 	// Services omi does not serve yet: listed as the real cloud lists
 	// them, nothing used.
 	{"cgw_limit", "VPN", "Customer Gateway Limit", "Maximum number of CGW gateways", 5, false},
-	{"vpg_limit", "VPN", "VPN Gateway Limit", "Maximum number of VPN gateways", 5, false},
 	{"vpnc_limit", "VPN", "VPN Connection Limit", "Maximum number of VPN connections per VPN gateway", 10, false},
 	{"static_route_limit", "VPN", "Static Route Limit", "Maximum number of static routes per VPN connection", 50, false},
 	{"bgp_route_limit", "VPN", "BGP Route Limit", "Maximum number BGP advertised routes per VPN connection", 100, false},
@@ -207,7 +207,7 @@ func (s *Service) usage(tx omi.Tx, account string) (*usage, error) {
 	counts := []struct {
 		kind omi.Kind
 		name string
-	}{{omi.KindSnapshot, "snapshot_limit"}, {omi.KindPublicIp, "ip_limit"}, {omi.KindInternetService, "igw_limit"}, {omi.KindNatService, "nat_gateway_limit"}}
+	}{{omi.KindSnapshot, "snapshot_limit"}, {omi.KindPublicIp, "ip_limit"}, {omi.KindInternetService, "igw_limit"}, {omi.KindNatService, "nat_gateway_limit"}, {omi.KindVirtualGateway, "vpg_limit"}, {omi.KindNetAccessPoint, "network_endpoint_limit"}}
 	for _, k := range counts {
 		if err := tx.Scan(omi.Query{Kind: k.kind, Owners: []string{account}}, func(omi.Record) (bool, error) {
 			u.global[k.name]++

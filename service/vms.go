@@ -222,6 +222,19 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				return err
 			}
 			vm.PublicDnsName = vm.PublicIp
+			if vm.PublicIp == "" && netID == "" && !privateOnly(in.UserData) {
+				// A VM of the public Cloud gets a public IP at launch
+				// on the real cloud (not an account's public IP: it
+				// is in no ReadPublicIps), so configurations that
+				// register VMs by public_ip (load balancer backends)
+				// or print it work as they do there. User data with
+				// private_only=true in its OUTSCALE section asks for
+				// none.
+				if vm.PublicIp, err = freePublicIP(tx); err != nil {
+					return err
+				}
+				vm.PublicDnsName = s.publicDnsName(vm.PublicIp)
+			}
 			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
 				return err
 			}
@@ -747,8 +760,8 @@ func (f *FiltersVm) match(v *omi.Vm) bool {
 }
 
 // vmPublicIps returns what ReadVms shows as a VM's PublicIp: the public
-// IP of its primary NIC, else its own address, else a public IP linked to
-// the VM itself.
+// IP of its primary NIC, else a public IP linked to the VM itself, else
+// its own address.
 func (s *Service) vmPublicIps(tx omi.Tx, account string) (func(*omi.Vm) string, error) {
 	ips, err := nicPublicIps(tx, account)
 	if err != nil {
@@ -779,10 +792,13 @@ func (s *Service) vmPublicIps(tx omi.Tx, account string) (func(*omi.Vm) string, 
 			return ""
 		case ofNic[v.VmId] != "":
 			return ofNic[v.VmId]
-		case v.PublicIp != "":
-			return v.PublicIp
+		case direct[v.VmId] != "" && (v.PublicIp == "" || s.inPool(direct[v.VmId]) || !s.inPool(v.PublicIp)):
+			// As ReadVms shows it: a linked address replaces the
+			// VM's own, except one outside the pool of a driver
+			// with a pool.
+			return direct[v.VmId]
 		}
-		return direct[v.VmId]
+		return v.PublicIp
 	}, err
 }
 
@@ -834,7 +850,7 @@ func (s *Service) ReadVms(ctx context.Context, c *omi.Caller, in *ReadVmsRequest
 			// the cloud (under a driver with a pool, the forwards move
 			// to it: applyForwards); one outside the pool reaches
 			// nothing, and the VM keeps its pool address.
-			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && (vm.PublicIp == "" || s.inPool(addr)) {
+			if addr, ok := linked[vm.VmId]; ok && vm.State != omi.VmTerminated && (vm.PublicIp == "" || s.inPool(addr) || !s.inPool(vm.PublicIp)) {
 				vm.PublicIp = addr
 				vm.PublicDnsName = s.publicDnsName(addr)
 			}

@@ -358,7 +358,15 @@ func (s *server) runQACase(t *testing.T, caseDir string, a qaAccount, outDir, na
 		}
 		got = qaMask(got)
 		ref = qaDropRandomDeps(ref)
-		diffs := qaCompare("", got, ref, map[string]string{})
+		// Two passes: the first binds ids only where they stand alone
+		// (an id attribute), the second compares everything with those
+		// bindings. A list of bare ids (backend_vm_ids) is a set whose
+		// order says nothing about which id is which, so binding it
+		// first, greedily, can pair ids that the resources' own id
+		// attributes later contradict.
+		ids := map[string]string{}
+		qaCompareIDs("", got, ref, ids, true)
+		diffs := qaCompare("", got, ref, ids)
 		if outDir != "" {
 			d := filepath.Join(outDir, name)
 			_ = os.MkdirAll(d, 0o755)
@@ -553,9 +561,33 @@ func qaDropRandomDeps(ref any) any {
 // qaCompare returns the differences between a masked output and a
 // reference, with the QA's rules: "########" in the reference matches
 // anything, lists match as sets, and a masked id of the output binds to
-// the first masked id of the reference it meets (ids maps them).
+// the first masked id of the reference it meets that no other id of the
+// output stands for (ids maps them).
 func qaCompare(path string, got, ref any, ids map[string]string) []string {
+	return qaCompareIDs(path, got, ref, ids, false)
+}
+
+// idList reports whether v is a non-empty list of masked ids only.
+func idList(v any) bool {
+	l, ok := v.([]any)
+	if !ok || len(l) == 0 {
+		return false
+	}
+	for _, e := range l {
+		if s, ok := e.(string); !ok || !strings.HasPrefix(s, qaIDPrefix) {
+			return false
+		}
+	}
+	return true
+}
+
+// qaCompareIDs is qaCompare; with skipIDLists, lists of bare ids are
+// left alone (neither compared nor bound).
+func qaCompareIDs(path string, got, ref any, ids map[string]string, skipIDLists bool) []string {
 	if qaIgnorePaths[path] || ref == qaNoTest {
+		return nil
+	}
+	if skipIDLists && idList(got) && idList(ref) {
 		return nil
 	}
 	switch r := ref.(type) {
@@ -586,7 +618,7 @@ func qaCompare(path string, got, ref any, ids map[string]string) []string {
 			case !rok:
 				diffs = append(diffs, fmt.Sprintf("%s.%s: %s here, not in reference", path, k, short(gv)))
 			default:
-				diffs = append(diffs, qaCompare(path+"."+k, gv, rv, ids)...)
+				diffs = append(diffs, qaCompareIDs(path+"."+k, gv, rv, ids, skipIDLists)...)
 			}
 		}
 		return diffs
@@ -612,7 +644,7 @@ func qaCompare(path string, got, ref any, ids map[string]string) []string {
 					continue
 				}
 				cand := copyMap(ids)
-				d := qaCompare(elemPath, ge, re, cand)
+				d := qaCompareIDs(elemPath, ge, re, cand, skipIDLists)
 				if best < 0 || len(d) < len(bestDiffs) {
 					best, bestDiffs, bestIDs = i, d, cand
 				}
@@ -642,12 +674,24 @@ func qaCompare(path string, got, ref any, ids map[string]string) []string {
 		if ids[gs] == rs {
 			return nil
 		}
-		if _, bound := ids[gs]; !bound && strings.HasPrefix(gs, qaIDPrefix) && strings.HasPrefix(rs, qaIDPrefix) {
+		if _, bound := ids[gs]; !bound && strings.HasPrefix(gs, qaIDPrefix) && strings.HasPrefix(rs, qaIDPrefix) && !boundTo(ids, rs) {
 			ids[gs] = rs
 			return nil
 		}
 	}
 	return []string{fmt.Sprintf("%s: %s here, reference %s", path, short(got), short(ref))}
+}
+
+// boundTo reports whether some id of the output already stands for the
+// reference's id rs: two ids omi tells apart are two objects, and cannot
+// both be the reference's one.
+func boundTo(ids map[string]string, rs string) bool {
+	for _, v := range ids {
+		if v == rs {
+			return true
+		}
+	}
+	return false
 }
 
 func copyMap(m map[string]string) map[string]string {

@@ -93,9 +93,9 @@ func (m *Manager) logsOf(id string) ([]string, uint64, error) {
 
 // RecoverLogs replays the write logs a dead process left (see WithWriteLog)
 // into their maps and saves them, so that readers of saved maps (views,
-// clones, exports) see every write that was acknowledged. A map held by
-// another process is left for when it is opened here. It returns how many
-// maps it recovered.
+// clones, exports) see every write that was acknowledged. Call it before
+// serving. The logs of a map another process holds now are deleted: that
+// process took over without them. It returns how many maps it recovered.
 func (m *Manager) RecoverLogs(ctx context.Context) (int, error) {
 	if m.cfg.logDir == "" {
 		return 0, nil
@@ -115,6 +115,14 @@ func (m *Manager) RecoverLogs(ctx context.Context) (int, error) {
 	for id := range ids {
 		s, err := m.acquire(ctx, id) // replays and saves
 		if errors.Is(err, ErrBusy) {
+			// Another node took the map over while this one was down:
+			// its client reconnected there, without these writes, and
+			// may have written since. Replaying them later would put
+			// stale data over newer.
+			logs, _, _ := m.logsOf(id)
+			for _, p := range logs {
+				os.Remove(p)
+			}
 			continue
 		}
 		if err != nil {

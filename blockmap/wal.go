@@ -212,11 +212,10 @@ func (s *devState) appendLog(kind byte, off, n int64, data []byte) error {
 	if s.m.cfg.logDir == "" {
 		return nil
 	}
-	rec := make([]byte, recHdr+len(data))
+	var rec [recHdr]byte
 	rec[0] = kind
 	binary.LittleEndian.PutUint64(rec[1:], uint64(off))
 	binary.LittleEndian.PutUint64(rec[9:], uint64(n))
-	copy(rec[recHdr:], data)
 	c := crc32.Update(crc32.Checksum(rec[:17], castagnoli), castagnoli, data)
 	binary.LittleEndian.PutUint32(rec[17:], c)
 	s.logFileMu.Lock()
@@ -229,7 +228,13 @@ func (s *devState) appendLog(kind byte, off, n int64, data []byte) error {
 		}
 		s.logF = f
 	}
-	if _, err := s.logF.Write(rec); err != nil {
+	// Header and data in two writes (no copy): the mutex keeps records
+	// whole, and the CRC catches one torn by the death of the process.
+	_, err := s.logF.Write(rec[:])
+	if err == nil && len(data) > 0 {
+		_, err = s.logF.Write(data)
+	}
+	if err != nil {
 		// The record may be partly written and would end this file's
 		// replay: later records go to a new file.
 		s.logF.Close()

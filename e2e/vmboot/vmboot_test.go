@@ -439,14 +439,14 @@ func TestFailurePaths(t *testing.T) {
 	}
 
 	// omi killed: the machine lives on and the new omi adopts it. The
-	// guest keeps rewriting a file, and its dirty pages go to the disk
+	// guest keeps writing new files, and their dirty pages go to the disk
 	// within 0.1 s while FLUSH comes only with the 5 s journal commits, so
 	// omi dies holding writes it acknowledged but had not flushed (issue
 	// 12). They must not be lost: QEMU reconnects to the next omi without
 	// resending them.
 	osimagetest.Run(t, c, "echo 10 > /proc/sys/vm/dirty_expire_centisecs; echo 10 > /proc/sys/vm/dirty_writeback_centisecs; "+
-		"dd if=/dev/urandom of=/root/churn bs=4k count=256 2>/dev/null; sync; "+
-		"nohup sh -c 'while :; do dd if=/dev/urandom of=/root/churn bs=4k count=256 conv=notrunc 2>/dev/null; sleep 0.05; done' >/dev/null 2>&1 & echo $! > /root/churn.pid")
+		"mkdir /root/churn; "+
+		"(trap '' HUP; i=0; while :; do i=$((i+1)); dd if=/dev/urandom of=/root/churn/$i bs=4k count=16 2>/dev/null; sleep 0.05; done) </dev/null >/dev/null 2>&1 & echo $! > /root/churn.pid")
 	c.Close()
 	time.Sleep(time.Second)
 	before := s.machines()[vm.VmId]
@@ -467,8 +467,8 @@ func TestFailurePaths(t *testing.T) {
 	c = dial(t, *vm.PublicIp, signer, bootWithin)
 	// What the guest reads from its page cache and, once the cache is
 	// dropped, from the disk (the new omi) must agree after a sync.
-	cached := osimagetest.Run(t, c, "kill $(cat /root/churn.pid); sleep 0.2; sync; md5sum /root/churn")
-	onDisk := osimagetest.Run(t, c, "echo 3 > /proc/sys/vm/drop_caches; md5sum /root/churn")
+	cached := osimagetest.Run(t, c, "kill $(cat /root/churn.pid) 2>/dev/null; while pidof dd >/dev/null; do sleep 0.1; done; sync; cat /root/churn/* | md5sum; ls /root/churn | wc -l")
+	onDisk := osimagetest.Run(t, c, "echo 3 > /proc/sys/vm/drop_caches; cat /root/churn/* | md5sum; ls /root/churn | wc -l")
 	if cached != onDisk {
 		t.Errorf("after the omi restart and a sync, the disk differs from what the guest wrote: %q in its cache, %q on the disk", cached, onDisk)
 	}

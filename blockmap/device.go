@@ -448,6 +448,13 @@ func (s *devState) maybeWriteback(ctx context.Context) error {
 	if !over {
 		return nil // another writer wrote back meanwhile
 	}
+	if s.m.cfg.logDir != "" {
+		// Save the map too, so that the write log never holds more
+		// than about the buffer limit: a long stream of writes without
+		// a flush (an image copied in) would otherwise grow it until
+		// the kernel writes it to disk.
+		return s.flushLocked(ctx)
+	}
 	return s.writebackLocked(ctx)
 }
 
@@ -542,6 +549,11 @@ func (s *devState) writebackLocked(ctx context.Context) error {
 func (s *devState) flush(ctx context.Context) error {
 	s.wbMu.Lock()
 	defer s.wbMu.Unlock()
+	return s.flushLocked(ctx)
+}
+
+// flushLocked is flush with s.wbMu held.
+func (s *devState) flushLocked(ctx context.Context) error {
 	// Every change logged so far is buffered now or written back already:
 	// once the map is saved, the closed logs are no longer needed.
 	s.logMu.Lock()

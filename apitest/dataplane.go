@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -29,7 +30,12 @@ func openDataPlane(dir string, store omi.Store) (*dataplane.Plane, func(), error
 		blocks.Close()
 		return nil, nil, fmt.Errorf("open block maps: %w", err)
 	}
-	plane := dataplane.New(blockmap.NewManager(blocks, maps), blocks, store)
+	wlog := filepath.Join(dir, "wlog")
+	if err := os.MkdirAll(wlog, 0o700); err != nil {
+		blocks.Close()
+		return nil, nil, err
+	}
+	plane := dataplane.New(blockmap.NewManager(blocks, maps, blockmap.WithWriteLog(wlog)), blocks, store)
 	return plane, func() { blocks.Close() }, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -46,6 +47,15 @@ type devState struct {
 	closed     bool
 
 	lastRead atomic.Int64 // last block whose end was read, for read-ahead
+
+	// The write log (wal.go). Writers hold logMu shared from logging a
+	// change to applying it; Flush holds it exclusively to rotate.
+	logMu          sync.RWMutex
+	logFileMu      sync.Mutex // guards logF, logSeq, oldLogsPending
+	logF           *os.File   // current log, nil until the next change
+	logSeq         uint64
+	oldLogsPending []string // closed after a failed append
+	oldLogs        []string // closed logs not yet covered by a saved map; guarded by wbMu
 }
 
 // readAhead is how many blocks a sequential reader prefetches.
@@ -268,6 +278,23 @@ func (s *devState) writeAt(ctx context.Context, p []byte, off int64, zero bool) 
 	if err := s.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
+	s.logMu.RLock()
+	err := s.appendLog(recWrite, off, int64(len(p)), p)
+	if err == nil {
+		err = s.applyWrite(ctx, p, off, zero)
+	}
+	s.logMu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return s.maybeWriteback(ctx)
+}
+
+// applyWrite buffers p at off without logging it.
+func (s *devState) applyWrite(ctx context.Context, p []byte, off int64, zero bool) error {
+	if err := s.checkRange(off, int64(len(p))); err != nil {
+		return err
+	}
 	for len(p) > 0 {
 		i, boff := off/blockstore.BlockSize, int(off%blockstore.BlockSize)
 		n := min(len(p), blockstore.BlockSize-boff)
@@ -276,10 +303,27 @@ func (s *devState) writeAt(ctx context.Context, p []byte, off int64, zero bool) 
 		}
 		p, off = p[n:], off+int64(n)
 	}
-	return s.maybeWriteback(ctx)
+	return nil
 }
 
 func (s *devState) zeroRange(ctx context.Context, off, length int64) error {
+	if err := s.checkRange(off, length); err != nil {
+		return err
+	}
+	s.logMu.RLock()
+	err := s.appendLog(recZero, off, length, nil)
+	if err == nil {
+		err = s.applyZero(ctx, off, length)
+	}
+	s.logMu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return s.maybeWriteback(ctx)
+}
+
+// applyZero buffers zeros over [off, off+length) without logging it.
+func (s *devState) applyZero(ctx context.Context, off, length int64) error {
 	if err := s.checkRange(off, length); err != nil {
 		return err
 	}
@@ -291,7 +335,7 @@ func (s *devState) zeroRange(ctx context.Context, off, length int64) error {
 		}
 		length, off = length-n, off+n
 	}
-	return s.maybeWriteback(ctx)
+	return nil
 }
 
 // setDirty replaces the buffered content of block i. s.mu is held.
@@ -404,6 +448,13 @@ func (s *devState) maybeWriteback(ctx context.Context) error {
 	if !over {
 		return nil // another writer wrote back meanwhile
 	}
+	if s.m.cfg.logDir != "" {
+		// Save the map too, so that the write log never holds more
+		// than about the buffer limit: a long stream of writes without
+		// a flush (an image copied in) would otherwise grow it until
+		// the kernel writes it to disk.
+		return s.flushLocked(ctx)
+	}
 	return s.writebackLocked(ctx)
 }
 
@@ -498,6 +549,17 @@ func (s *devState) writebackLocked(ctx context.Context) error {
 func (s *devState) flush(ctx context.Context) error {
 	s.wbMu.Lock()
 	defer s.wbMu.Unlock()
+	return s.flushLocked(ctx)
+}
+
+// flushLocked is flush with s.wbMu held.
+func (s *devState) flushLocked(ctx context.Context) error {
+	// Every change logged so far is buffered now or written back already:
+	// once the map is saved, the closed logs are no longer needed.
+	s.logMu.Lock()
+	s.rotateLog()
+	covered := s.oldLogs[:len(s.oldLogs):len(s.oldLogs)]
+	s.logMu.Unlock()
 	if err := s.writebackLocked(ctx); err != nil {
 		return err
 	}
@@ -511,6 +573,7 @@ func (s *devState) flush(ctx context.Context) error {
 		for _, h := range pins {
 			s.m.pins.Unpin(h)
 		}
+		s.dropLogs(covered)
 		return nil
 	}
 	pins := s.pinned
@@ -533,6 +596,7 @@ func (s *devState) flush(ctx context.Context) error {
 	for _, h := range pins {
 		s.m.pins.Unpin(h)
 	}
+	s.dropLogs(covered)
 	return nil
 }
 
@@ -545,9 +609,17 @@ func (s *devState) snapshot() *Map {
 
 // grow extends the volume. A short last block gets longer, so its content
 // is buffered at the new length and rewritten under a new hash.
-func (s *devState) grow(ctx context.Context, size int64) error {
+func (s *devState) grow(ctx context.Context, size int64, logIt bool) error {
 	s.wbMu.Lock()
 	defer s.wbMu.Unlock()
+	if logIt {
+		s.logMu.RLock()
+		err := s.appendLog(recGrow, size, 0, nil)
+		s.logMu.RUnlock()
+		if err != nil {
+			return err
+		}
+	}
 	if err := s.writebackLocked(ctx); err != nil {
 		return err
 	}
@@ -678,7 +750,13 @@ func (s *devState) readFrom(ctx context.Context, r io.Reader) (int64, error) {
 		}
 		n, err := io.ReadFull(r, buf[:want])
 		if n > 0 {
-			if werr := s.writeAt(ctx, buf[:n], off, false); werr != nil {
+			// Not logged: WriteFrom acknowledges nothing before its
+			// flush, and an import would be written twice.
+			werr := s.applyWrite(ctx, buf[:n], off, false)
+			if werr == nil {
+				werr = s.maybeWriteback(ctx)
+			}
+			if werr != nil {
 				return off, werr
 			}
 			off += int64(n)

@@ -34,8 +34,12 @@
 // survives kill -9, and a root never names a chunk block that is not
 // durable: a crash between the chunk Puts and the root save leaves the old
 // root, and the new chunk blocks are garbage. Writes not yet flushed may be
-// lost, as on a disk with a volatile cache. Create, Clone, Resize, Delete
-// and WriteFrom are durable when they return nil.
+// lost in a power loss, as on a disk with a volatile cache. With
+// WithWriteLog they survive the death of the process, which a client that
+// reconnects (QEMU) would not notice: each is logged to a file before it
+// is acknowledged, and replayed when the map is next opened (wal.go).
+// Create, Clone, Resize, Delete and WriteFrom are durable when they return
+// nil.
 //
 // # Garbage collection protocol
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -35,6 +36,7 @@ type config struct {
 	cacheChunks int
 	workers     int
 	owner       Owner
+	logDir      string
 }
 
 // WithDirtyLimit sets how many bytes of written blocks each open Device
@@ -282,7 +284,7 @@ func (m *Manager) Resize(ctx context.Context, id string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("blockmap: resize %s: %w", id, err)
 	}
-	err = s.grow(ctx, size)
+	err = s.grow(ctx, size, true)
 	if err == nil {
 		err = s.flush(ctx)
 	}
@@ -316,7 +318,14 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if err := m.barrierLocked(ctx, id); err != nil {
 		return fmt.Errorf("blockmap: delete %s: %w", id, err)
 	}
-	return m.maps.Delete(ctx, id)
+	if err := m.maps.Delete(ctx, id); err != nil {
+		return err
+	}
+	logs, _, _ := m.logsOf(id)
+	for _, p := range logs {
+		os.Remove(p)
+	}
+	return nil
 }
 
 // IDs calls fn with the id of every saved map, in no particular order.
@@ -389,6 +398,12 @@ func (m *Manager) acquire(ctx context.Context, id string) (*devState, error) {
 		return nil, err
 	}
 	s := newDevState(m, id, mp)
+	if err := s.replayLogs(ctx); err != nil {
+		s.closeLog()
+		s.shut()
+		m.unclaim(id)
+		return nil, err
+	}
 	m.mu.Lock()
 	m.devs[id] = s
 	m.mu.Unlock()
@@ -412,6 +427,7 @@ func (m *Manager) release(ctx context.Context, s *devState) error {
 	m.mu.Lock()
 	delete(m.devs, s.id)
 	m.mu.Unlock()
+	s.closeLog() // kept on disk if the flush failed
 	s.shut()
 	m.unclaim(s.id)
 	return err

@@ -66,7 +66,12 @@ func newStackWith(t testing.TB, cfg service.Config) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plane := dataplane.New(blockmap.NewManager(blocks, maps), blocks, store)
+	// As cmd/omi: writes acknowledged over NBD are logged until flushed.
+	wlog := filepath.Join(dir, "wlog")
+	if err := os.MkdirAll(wlog, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	plane := dataplane.New(blockmap.NewManager(blocks, maps, blockmap.WithWriteLog(wlog)), blocks, store)
 	svc := service.New(store, cfg, nil)
 	svc.SetDataPlane(plane)
 	svc.SetInspector(plane)

@@ -147,6 +147,10 @@ func (s *Service) vmSpec(tx omi.Tx, vm *omi.Vm) (VmSpec, error) {
 		if err != nil {
 			return spec, err
 		}
+		// A rule's ports are forwarded whatever its IpRanges and
+		// SecurityGroupsMembers: every client is a process on this host
+		// and slirp cannot filter by source (docs/vms.md, "Security-group
+		// sources are not enforced").
 		for _, r := range sg.InboundRules {
 			if r.IpProtocol != "tcp" && r.IpProtocol != "6" && r.IpProtocol != omi.ProtocolAll {
 				continue

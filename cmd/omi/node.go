@@ -94,9 +94,17 @@ func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConf
 	}
 	n.backend = backend
 	n.blocks = n.mets.Blocks(backend)
+	// Writes acknowledged over NBD but not yet flushed are logged here, so
+	// that a killed omi loses none of them while QEMU reconnects to the
+	// next one (blockmap.WithWriteLog).
+	wlog := filepath.Join(dataDir, "wlog")
+	if err := os.MkdirAll(wlog, 0o700); err != nil {
+		n.Close()
+		return nil, err
+	}
 	var mgr *blockmap.Manager
 	if pg, ok := raw.(*postgres.Store); ok {
-		if mgr, err = n.join(ctx, pg, blocksCfg, nc, log); err != nil {
+		if mgr, err = n.join(ctx, pg, blocksCfg, nc, wlog, log); err != nil {
 			n.Close()
 			return nil, err
 		}
@@ -106,7 +114,13 @@ func openNode(ctx context.Context, dataDir, storeDSN string, blocksCfg blockConf
 			n.Close()
 			return nil, err
 		}
-		mgr = blockmap.NewManager(n.blocks, maps)
+		mgr = blockmap.NewManager(n.blocks, maps, blockmap.WithWriteLog(wlog))
+	}
+	if k, err := mgr.RecoverLogs(ctx); err != nil {
+		n.Close()
+		return nil, err
+	} else if k > 0 {
+		log.Warn("volumes written by an omi that died: their acknowledged writes were recovered from the write log", "volumes", k)
 	}
 	n.plane = dataplane.New(mgr, n.blocks, n.store)
 	n.svc = service.New(n.store, cfg, log)
@@ -163,7 +177,7 @@ func openStore(ctx context.Context, dataDir, dsn string) (omi.Store, error) {
 // join makes this process a node of the cluster of the PostgreSQL store:
 // block map roots live in the database, fenced by this node's claims, and
 // every Put goes through the node's guard (see package cluster).
-func (n *node) join(ctx context.Context, pg *postgres.Store, blocksCfg blockConfig, nc nodeConfig, log *slog.Logger) (*blockmap.Manager, error) {
+func (n *node) join(ctx context.Context, pg *postgres.Store, blocksCfg blockConfig, nc nodeConfig, wlog string, log *slog.Logger) (*blockmap.Manager, error) {
 	if nc.name == "" {
 		host, _ := os.Hostname()
 		nc.name = fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -187,7 +201,7 @@ func (n *node) join(ctx context.Context, pg *postgres.Store, blocksCfg blockConf
 		log.Warn("blocks are in this node's data directory: run several nodes on one PostgreSQL store only with --blockstore s3")
 	}
 	n.blocks = member.Guard(n.blocks)
-	mgr := blockmap.NewManager(n.blocks, pg.NodeRoots(member.ID()), blockmap.WithOwner(member))
+	mgr := blockmap.NewManager(n.blocks, pg.NodeRoots(member.ID()), blockmap.WithOwner(member), blockmap.WithWriteLog(wlog))
 	member.SetLowWater(mgr.LowWater)
 	log.Info("cluster node", "node", nc.name, "id", member.ID(), "lease_ttl", nc.ttl)
 	return mgr, nil

@@ -183,7 +183,9 @@ func qaRegion(t *testing.T, caseDir string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(b), `"us-east-2`) {
+		// A subregion ("us-east-2a") or a service name
+		// ("com.outscale.us-east-2.api") of the region.
+		if strings.Contains(string(b), `"us-east-2`) || strings.Contains(string(b), `.us-east-2.`) {
 			return "us-east-2"
 		}
 	}
@@ -219,7 +221,7 @@ func (s *server) qaImage(t *testing.T, a apitest.Account, region string) string 
 
 // defaultQAResources are the QA resources whose calls omi serves (not
 // VPN, certificates, flexible GPUs, IAM or OKS).
-const defaultQAResources = `^(access_keys?|dhcp_options?|images?|image_launch_permission|internet_services?|keypairs?|load_balancer(_attributes|_listener_rules?|_policy|_tags|_vm_health|_vms)?|nets|public_ips?|public_ip_link|quotas?|regions|security_groups?|security_group_rule|snapshots?|snapshot_attributes|snapshot_copy|subregions|vms?|vm_states?|vm_types|volumes?|volumes_link)/`
+const defaultQAResources = `^(access_keys?|dhcp_options?|images?|image_launch_permission|internet_services?|keypairs?|load_balancer(_attributes|_listener_rules?|_policy|_tags|_vm_health|_vms)?|net_access_point_services|nets|public_ips?|public_ip_link|quotas?|regions|security_groups?|security_group_rule|snapshots?|snapshot_attributes|snapshot_copy|subregions|virtual_gateways?|vms?|vm_states?|vm_types|volumes?|volumes_link)/`
 
 // qaMaskedVars are the variables the QA masks in every value, as its
 // resources.auto.tfvars sets them.

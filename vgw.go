@@ -11,12 +11,15 @@ const KindVirtualGateway Kind = "virtual-private-gateway"
 const PrefixVirtualGateway = "vgw"
 
 // States of a virtual gateway and of its links to Nets. omi creates
-// gateways available and links them attached at once; an unlinked link is
-// dropped (terraform-provider-outscale waits for "detached" or for the link
-// to be gone, and treats both alike).
+// gateways available and links them attached at once. An unlinked link
+// stays listed, detached, as on the real cloud (terraform-provider-outscale's
+// acceptance tests expect it after an unlink, and two links, the old one
+// detached, after a move to another Net); linking to that Net again
+// reattaches it.
 const (
 	VirtualGatewayAvailable = "available"
 	VgwLinkAttached         = "attached"
+	VgwLinkDetached         = "detached"
 )
 
 // VirtualGateway is a virtual gateway and the Net it is linked to, if any.

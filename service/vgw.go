@@ -138,7 +138,14 @@ func (s *Service) LinkVirtualGateway(ctx context.Context, c *omi.Caller, in *Lin
 		if omi.IsDryRun(ctx) {
 			return nil
 		}
-		g.NetToVirtualGatewayLinks = []omi.NetToVirtualGatewayLink{link}
+		// The attached link first, then the detached ones of other Nets.
+		links := []omi.NetToVirtualGatewayLink{link}
+		for _, l := range g.NetToVirtualGatewayLinks {
+			if l.NetId != in.NetId {
+				links = append(links, l)
+			}
+		}
+		g.NetToVirtualGatewayLinks = links
 		return omi.Put(tx, g)
 	})
 	if err != nil {
@@ -154,8 +161,9 @@ type UnlinkVirtualGatewayRequest struct {
 }
 type UnlinkVirtualGatewayResponse struct{}
 
-// UnlinkVirtualGateway detaches a virtual gateway from its Net; the
-// gateway stops propagating routes into the Net's route tables.
+// UnlinkVirtualGateway detaches a virtual gateway from its Net: the link
+// stays listed, detached, and the gateway stops propagating routes into
+// the Net's route tables.
 func (s *Service) UnlinkVirtualGateway(ctx context.Context, c *omi.Caller, in *UnlinkVirtualGatewayRequest) (*UnlinkVirtualGatewayResponse, error) {
 	if err := required("NetId", in.NetId, "VirtualGatewayId", in.VirtualGatewayId); err != nil {
 		return nil, err
@@ -185,7 +193,11 @@ func (s *Service) UnlinkVirtualGateway(ctx context.Context, c *omi.Caller, in *U
 				}
 			}
 		}
-		g.NetToVirtualGatewayLinks = []omi.NetToVirtualGatewayLink{}
+		for i := range g.NetToVirtualGatewayLinks {
+			if g.NetToVirtualGatewayLinks[i].NetId == in.NetId {
+				g.NetToVirtualGatewayLinks[i].State = omi.VgwLinkDetached
+			}
+		}
 		return omi.Put(tx, g)
 	})
 	if err != nil {

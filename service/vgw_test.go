@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/omiproject/omi"
@@ -121,9 +122,25 @@ func TestVirtualGateways(t *testing.T) {
 	}
 	_, err = g.svc.UpdateRoutePropagation(ctx, g.joe, &service.UpdateRoutePropagationRequest{Enable: ptr(false), RouteTableId: t1.RouteTableId, VirtualGatewayId: vgw.VirtualGatewayId})
 	g.must("disable a propagation that is already gone", err)
-	if got := read(g.joe, service.FiltersVirtualGateway{VirtualGatewayIds: []string{vgw.VirtualGatewayId}}); len(got) != 1 || len(got[0].NetToVirtualGatewayLinks) != 0 {
+	// The link stays, detached (the provider's acceptance tests of
+	// outscale_virtual_gateway_link expect it).
+	if got := read(g.joe, service.FiltersVirtualGateway{VirtualGatewayIds: []string{vgw.VirtualGatewayId}}); len(got) != 1 ||
+		!slices.Equal(got[0].NetToVirtualGatewayLinks, []omi.NetToVirtualGatewayLink{{NetId: n1.NetId, State: "detached"}}) {
 		t.Errorf("after unlink: %+v", got)
 	}
+	// Moved to another Net: the new link attached first, the old one
+	// detached; back to the first Net, its link is attached again.
+	_, err = g.svc.LinkVirtualGateway(ctx, g.joe, &service.LinkVirtualGatewayRequest{VirtualGatewayId: vgw.VirtualGatewayId, NetId: n2.NetId})
+	g.must("LinkVirtualGateway to another Net", err)
+	if got := read(g.joe, service.FiltersVirtualGateway{VirtualGatewayIds: []string{vgw.VirtualGatewayId}}); len(got) != 1 ||
+		!slices.Equal(got[0].NetToVirtualGatewayLinks, []omi.NetToVirtualGatewayLink{{NetId: n2.NetId, State: "attached"}, {NetId: n1.NetId, State: "detached"}}) {
+		t.Errorf("after a move: %+v", got)
+	}
+	if got := read(g.joe, service.FiltersVirtualGateway{LinkNetIds: []string{n1.NetId}, LinkStates: []string{"attached"}}); len(got) != 0 {
+		t.Errorf("a detached link matched LinkStates attached: %+v", got)
+	}
+	_, err = g.svc.UnlinkVirtualGateway(ctx, g.joe, &service.UnlinkVirtualGatewayRequest{VirtualGatewayId: vgw.VirtualGatewayId, NetId: n2.NetId})
+	g.must("UnlinkVirtualGateway from the second Net", err)
 	_, err = g.svc.DeleteVirtualGateway(ctx, g.joe, &service.DeleteVirtualGatewayRequest{VirtualGatewayId: vgw.VirtualGatewayId})
 	g.must("DeleteVirtualGateway", err)
 	_, err = g.svc.DeleteVirtualGateway(ctx, g.joe, &service.DeleteVirtualGatewayRequest{VirtualGatewayId: vgw.VirtualGatewayId})

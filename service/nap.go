@@ -55,7 +55,7 @@ func (s *Service) napServices() []NapService {
 		h := fnv.New32a()
 		h.Write([]byte(name))
 		out[i] = NapService{ServiceName: name, ServiceId: fmt.Sprintf("%s-%08x", omi.PrefixServicePrefixList, h.Sum32()),
-			IpRanges: []string{fmt.Sprintf("203.0.113.%d", i+1)}}
+			IpRanges: []string{fmt.Sprintf("203.0.113.%d/32", i+1)}}
 	}
 	return out
 }

@@ -328,7 +328,9 @@ func importID(res stateResource) string {
 		// imports outscale_load_balancer_attributes by name but leaves
 		// its load_balancer_name null, so the plan then replaces it.
 		"outscale_load_balancer_listener_rule", "outscale_load_balancer_policy", "outscale_load_balancer_vms",
-		"outscale_load_balancer_attributes":
+		"outscale_load_balancer_attributes",
+		// Nor this one ("Resource Import Not Implemented").
+		"outscale_virtual_gateway_route_propagation":
 		return ""
 	case "outscale_keypair":
 		// Documented as importable by keypair_id, but provider 1.8.0's

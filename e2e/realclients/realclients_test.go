@@ -90,6 +90,25 @@ func TestRealClients(t *testing.T) {
 		}
 	})
 
+	t.Run("terraform/gateways", func(t *testing.T) {
+		t.Parallel()
+		s.needCalls(t, "CreateVirtualGateway", "LinkVirtualGateway", "UpdateRoutePropagation", "CreateNetAccessPoint",
+			"ReadNetAccessPointServices")
+		r := s.newRun(t, "gateways", map[string]string{"suffix": suffix})
+		res := r.lifecycle(func(res []stateResource) {
+			m := byAddress(res)
+			links := fmt.Sprint(m["outscale_virtual_gateway_link.gw"].Values["net_to_virtual_gateway_links"])
+			if !strings.Contains(links, "attached") {
+				t.Errorf("outscale_virtual_gateway_link.gw: net_to_virtual_gateway_links %s", links)
+			}
+			nap := m["outscale_net_access_point.api"].Values
+			if str(nap["state"]) != "available" || !strings.HasSuffix(str(nap["service_name"]), ".api") {
+				t.Errorf("outscale_net_access_point.api: state %v, service_name %v", nap["state"], nap["service_name"])
+			}
+		})
+		s.checkNothingLeft(t, res)
+	})
+
 	t.Run("terraform/security", func(t *testing.T) {
 		t.Parallel()
 		// The provider reads the NICs of a security group on refresh

@@ -73,11 +73,11 @@ func (s *Server) routes() map[string]call {
 	for name, c := range lbuRoutes(v) {
 		m[name] = c
 	}
-	// Virtual gateways (routes_lbu.go).
+	// Virtual gateways (routes_gateways.go).
 	for name, c := range vgwRoutes(v) {
 		m[name] = c
 	}
-	// Net access points (routes_lbu.go).
+	// Net access points (routes_gateways.go).
 	for name, c := range napRoutes(v) {
 		m[name] = c
 	}

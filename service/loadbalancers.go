@@ -333,45 +333,39 @@ func PublicIPUsedByLoadBalancer(tx omi.Tx, account string, p *omi.PublicIp) erro
 	return nil
 }
 
-// groupUsedByLoadBalancer refuses the deletion of a security group that a
-// load balancer uses, with the real cloud's 9085 (on which the terraform
-// provider removes the group from the load balancer and retries).
-func groupUsedByLoadBalancer(tx omi.Tx, account, id string) error {
+// lbUsing returns the name of the first of the account's load balancers
+// whose list (as picked by field) holds id, or "".
+func lbUsing(tx omi.Tx, account, id string, field func(*omi.LoadBalancer) []string) (string, error) {
 	var name string
 	err := omi.Scan(tx, omi.Query{Owners: []string{account}}, func(l *omi.LoadBalancer) (bool, error) {
-		if slices.Contains(l.SecurityGroups, id) {
+		if slices.Contains(field(l), id) {
 			name = l.LoadBalancerName
 			return false, nil
 		}
 		return true, nil
 	})
-	if err != nil {
-		return err
+	return name, err
+}
+
+// groupUsedByLoadBalancer refuses the deletion of a security group that a
+// load balancer uses, with the real cloud's 9085 (on which the terraform
+// provider removes the group from the load balancer and retries).
+func groupUsedByLoadBalancer(tx omi.Tx, account, id string) error {
+	name, err := lbUsing(tx, account, id, func(l *omi.LoadBalancer) []string { return l.SecurityGroups })
+	if err == nil && name != "" {
+		err = omi.Conflict(codeGroupInUse, "The security group %s is used by the load balancer '%s'.", id, name)
 	}
-	if name != "" {
-		return omi.Conflict(codeGroupInUse, "The security group %s is used by the load balancer '%s'.", id, name)
-	}
-	return nil
+	return err
 }
 
 // subnetUsedByLoadBalancer refuses the deletion of a subnet holding a load
 // balancer, with the code of a subnet in use.
 func subnetUsedByLoadBalancer(tx omi.Tx, account, id string) error {
-	var name string
-	err := omi.Scan(tx, omi.Query{Owners: []string{account}}, func(l *omi.LoadBalancer) (bool, error) {
-		if slices.Contains(l.Subnets, id) {
-			name = l.LoadBalancerName
-			return false, nil
-		}
-		return true, nil
-	})
-	if err != nil {
-		return err
+	name, err := lbUsing(tx, account, id, func(l *omi.LoadBalancer) []string { return l.Subnets })
+	if err == nil && name != "" {
+		err = omi.Conflict(codeSubnetInUse, "The subnet '%s' holds the load balancer '%s': delete it first.", id, name)
 	}
-	if name != "" {
-		return omi.Conflict(codeSubnetInUse, "The subnet '%s' holds the load balancer '%s': delete it first.", id, name)
-	}
-	return nil
+	return err
 }
 
 type CreateLoadBalancerRequest struct {

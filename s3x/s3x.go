@@ -160,7 +160,7 @@ func (c *Client) Delete(ctx context.Context, bucket, prefix string) (int, error)
 	if prefix == "" {
 		return 0, errors.New("s3x: refusing to delete with an empty prefix")
 	}
-	if err := c.abortUploads(ctx, bucket, prefix); err != nil {
+	if err := c.abortUploads(ctx, bucket, prefix, false); err != nil {
 		return 0, err
 	}
 	removed := 0
@@ -194,7 +194,9 @@ func (c *Client) Delete(ctx context.Context, bucket, prefix string) (int, error)
 	return removed, nil
 }
 
-func (c *Client) abortUploads(ctx context.Context, bucket, prefix string) error {
+// abortUploads aborts the multipart uploads open under prefix, or, with
+// exact, those of the key prefix only.
+func (c *Client) abortUploads(ctx context.Context, bucket, prefix string, exact bool) error {
 	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
 	for {
 		out, err := c.s3.ListMultipartUploads(ctx, in)
@@ -202,6 +204,9 @@ func (c *Client) abortUploads(ctx context.Context, bucket, prefix string) error 
 			return fmt.Errorf("s3x: list uploads under %s/%s: %w", bucket, prefix, err)
 		}
 		for _, u := range out.Uploads {
+			if exact && aws.ToString(u.Key) != prefix {
+				continue
+			}
 			_, err := c.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 				Bucket: aws.String(bucket), Key: u.Key, UploadId: u.UploadId,
 			})

@@ -82,6 +82,17 @@ func (c *Client) Upload(ctx context.Context, bucket, key string, r io.Reader, op
 		Bucket: aws.String(bucket), Key: aws.String(key), ContentType: aws.String(o.ContentType),
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Cancelled while the request was on its way: the server may
+			// have opened the upload all the same, and nothing else
+			// would ever abort it (an export cancelled at its start
+			// left one in the bucket).
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if aerr := c.abortUploads(actx, bucket, key, true); aerr != nil {
+				err = fmt.Errorf("%w (and abort failed: %v)", err, aerr)
+			}
+		}
 		return "", fmt.Errorf("s3x: start upload %s/%s: %w", bucket, key, err)
 	}
 	mu := &multipart{c: c, bucket: bucket, key: key, id: up.UploadId}

@@ -344,7 +344,11 @@ func importID(res stateResource) string {
 		"outscale_load_balancer_listener_rule", "outscale_load_balancer_policy", "outscale_load_balancer_vms",
 		"outscale_load_balancer_attributes",
 		// Nor this one ("Resource Import Not Implemented").
-		"outscale_virtual_gateway_route_propagation":
+		"outscale_virtual_gateway_route_propagation",
+		// Its id is a random one of the provider's making, and its
+		// passthrough import keeps neither tag nor resource_ids, both
+		// ForceNew: the plan after any import replaces it.
+		"outscale_tag":
 		return ""
 	case "outscale_keypair":
 		// Documented as importable by keypair_id, but provider 1.8.0's

@@ -115,7 +115,20 @@ func TestRealClients(t *testing.T) {
 		// and before deleting it.
 		s.needCalls(t, "ReadNics")
 		r := s.newRun(t, "security", map[string]string{"suffix": suffix})
-		res := r.lifecycle(nil)
+		res := r.lifecycle(func(res []stateResource) {
+			// outscale_tag reads back the tag it put on the Net's
+			// default security group (the tags data source checks
+			// the same in a postcondition).
+			tag := byAddress(res)["outscale_tag.net_default"].Values
+			ids, _ := tag["resource_ids"].([]any)
+			if len(ids) != 1 || !strings.HasPrefix(str(ids[0]), "sg-") {
+				t.Fatalf("outscale_tag.net_default: resource_ids %v", tag["resource_ids"])
+			}
+			want := fmt.Sprintf("[map[key:owner resource_id:%s resource_type:security-group value:platform-%s]]", ids[0], suffix)
+			if got := fmt.Sprint(tag["tags"]); got != want {
+				t.Errorf("outscale_tag.net_default: tags %s, want %s", got, want)
+			}
+		})
 		s.checkNothingLeft(t, res)
 	})
 }

@@ -114,3 +114,44 @@ data "outscale_security_groups" "all" {
 output "rules" {
   value = length(data.outscale_security_group.web.inbound_rules)
 }
+
+# The deprecated outscale_tag resource, used as users use it: on what the
+# configuration does not manage itself, here the default security group the
+# cloud makes with a Net (a tag on a resource whose own tags terraform
+# manages would show as drift there).
+resource "outscale_net" "tagged" {
+  ip_range = "10.7.0.0/16"
+}
+
+data "outscale_security_group" "net_default" {
+  filter {
+    name   = "net_ids"
+    values = [outscale_net.tagged.net_id]
+  }
+  filter {
+    name   = "security_group_names"
+    values = ["default"]
+  }
+}
+
+resource "outscale_tag" "net_default" {
+  resource_ids = [data.outscale_security_group.net_default.security_group_id]
+  tag {
+    key   = "owner"
+    value = "platform-${var.suffix}"
+  }
+}
+
+data "outscale_tags" "net_default" {
+  filter {
+    name   = "resource_ids"
+    values = [data.outscale_security_group.net_default.security_group_id]
+  }
+  depends_on = [outscale_tag.net_default]
+  lifecycle {
+    postcondition {
+      condition     = length(self.tags) == 1 && contains([for t in self.tags : t.value], "platform-${var.suffix}")
+      error_message = "outscale_tags does not list the tag outscale_tag put on the default security group"
+    }
+  }
+}

@@ -68,6 +68,42 @@ type Vm struct {
 	// the VM is stopped for the snapshots and started again once they are
 	// taken (not in the API).
 	ImagingFor string `json:"ImagingFor,omitempty"`
+	// PrivateOnly is set for a VM of the public Cloud whose user data asks
+	// for private_only=true: the real cloud then places it in a Net and a
+	// subnet of the cloud's own, with a primary NIC, and shows them in
+	// NetId, SubnetId and Nics (the provider's recorded states vm/TF-147,
+	// and TF-178 where an update of the user data takes effect at the next
+	// start). The Net is not the account's: no ReadNets, ReadSubnets or
+	// ReadNics lists it, and the VM keeps the rules of the public Cloud
+	// (its security groups are the public Cloud's). Not in the API.
+	PrivateOnly *PrivatePlacement `json:"PrivateOnly,omitempty"`
+}
+
+// PrivatePlacement is the Net, subnet and primary NIC that the cloud keeps
+// for a private-only VM of the public Cloud; ForWire shows them.
+type PrivatePlacement struct {
+	NetId      string `json:"NetId"`
+	SubnetId   string `json:"SubnetId"`
+	NicId      string `json:"NicId"`
+	LinkNicId  string `json:"LinkNicId"`
+	MacAddress string `json:"MacAddress"`
+}
+
+// NewPrivatePlacement draws the ids of a private-only VM's Net, subnet and
+// primary NIC; mac is the NIC's MAC address.
+func NewPrivatePlacement(mac string) *PrivatePlacement {
+	return &PrivatePlacement{NetId: NewID(PrefixNet), SubnetId: NewID(PrefixSubnet), NicId: NewID(PrefixNic),
+		LinkNicId: NewID(PrefixLinkNic), MacAddress: mac}
+}
+
+// Network returns the Net and subnet the VM shows: those of its primary
+// NIC in a Net of the account, those the cloud keeps for a private-only
+// VM, or none for a VM of the public Cloud.
+func (v *Vm) Network() (netID, subnetID string) {
+	if v.NetId == "" && v.PrivateOnly != nil {
+		return v.PrivateOnly.NetId, v.PrivateOnly.SubnetId
+	}
+	return v.NetId, v.SubnetId
 }
 
 // ShutdownBehaviorConfiguration is the API's object of the same name.
@@ -79,7 +115,22 @@ type ShutdownBehaviorConfiguration struct {
 // ForWire returns a copy without the fields the API's Vm object lacks.
 func (v *Vm) ForWire() *Vm {
 	c := *v
-	c.TerminatedAt, c.ImagingFor = "", ""
+	c.TerminatedAt, c.ImagingFor, c.PrivateOnly = "", "", nil
+	if p := v.PrivateOnly; p != nil && v.NetId == "" && v.State != VmTerminated {
+		c.NetId, c.SubnetId = p.NetId, p.SubnetId
+		// The recorded NIC: the cloud's primary NIC description, not
+		// source/dest checked (as the VM), the VM's security groups,
+		// address and public IP.
+		var public *LinkPublicIpLight
+		if v.PublicIp != "" {
+			public = &LinkPublicIpLight{PublicDnsName: v.PublicDnsName, PublicIp: v.PublicIp, PublicIpAccountId: v.AccountId}
+		}
+		c.Nics = []VmNic{{AccountId: v.AccountId, Description: "Primary network interface",
+			LinkNic:      VmNicLink{DeleteOnVmDeletion: true, DeviceNumber: 0, LinkNicId: p.LinkNicId, State: "attached"},
+			LinkPublicIp: public, MacAddress: p.MacAddress, NetId: p.NetId, NicId: p.NicId, PrivateDnsName: v.PrivateDnsName,
+			PrivateIps:     []VmNicPrivateIp{{IsPrimary: true, LinkPublicIp: public, PrivateDnsName: v.PrivateDnsName, PrivateIp: v.PrivateIp}},
+			SecurityGroups: append([]SecurityGroup{}, v.SecurityGroups...), State: "in-use", SubnetId: p.SubnetId}}
+	}
 	c.Normalize()
 	return &c
 }

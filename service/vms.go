@@ -235,6 +235,7 @@ func (s *Service) CreateVms(ctx context.Context, c *omi.Caller, in *CreateVmsReq
 				}
 				vm.PublicDnsName = s.publicDnsName(vm.PublicIp)
 			}
+			s.placePrivateOnly(vm)
 			if err := insertNew(tx, vm, func() { vm.VmId = omi.NewID(omi.PrefixVm) }); err != nil {
 				return err
 			}
@@ -736,7 +737,8 @@ func (f *FiltersVm) match(v *omi.Vm) bool {
 		len(f.vmGroupNames) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.vmGroupNames, g.SecurityGroupName) }) {
 		return false
 	}
-	if len(f.unsupported) > 0 || !anyOf(f.NetIds, v.NetId) || !anyOf(f.SubnetIds, v.SubnetId) ||
+	netID, subnetID := v.Network()
+	if len(f.unsupported) > 0 || !anyOf(f.NetIds, netID) || !anyOf(f.SubnetIds, subnetID) ||
 		(len(f.SecurityGroupIds) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.SecurityGroupIds, g.SecurityGroupId) })) ||
 		(len(f.SecurityGroupNames) > 0 && !slices.ContainsFunc(v.SecurityGroups, func(g omi.SecurityGroup) bool { return contains(f.SecurityGroupNames, g.SecurityGroupName) })) {
 		return false
@@ -944,7 +946,7 @@ func (s *Service) StopVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) 
 
 // StartVms starts stopped VMs (pending, then running).
 func (s *Service) StartVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest) (*VmStatesResponse, error) {
-	return s.changeVms(ctx, c, in.VmIds, func(_ omi.Tx, vm *omi.Vm) error {
+	return s.changeVms(ctx, c, in.VmIds, func(tx omi.Tx, vm *omi.Vm) error {
 		switch vm.State {
 		case omi.VmStopped:
 			vm.State = omi.VmPending
@@ -952,6 +954,11 @@ func (s *Service) StartVms(ctx context.Context, c *omi.Caller, in *VmIdsRequest)
 			// the real API shows SecureBoot "none" again once the VM
 			// runs (the provider's recorded TF-206, steps 2 and 3).
 			vm.ActionsOnNextBoot = nil
+			// User data changed while the VM was stopped takes effect
+			// now (the provider's recorded TF-178, step 8).
+			if err := s.replacePrivateOnly(tx, vm); err != nil {
+				return err
+			}
 		case omi.VmRunning, omi.VmPending:
 		default:
 			return omi.BadState(omi.CodeInvalidVmState, "VM %s is %s and cannot be started", vm.VmId, vm.State)

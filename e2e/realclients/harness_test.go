@@ -115,9 +115,6 @@ type tfRun struct {
 	vars map[string]string
 	// as is the account terraform runs as (nil: joe).
 	as *apitest.Account
-	// retried is set once a command was run again after a provider
-	// crash (tf): one retry per run, so a crash that repeats fails.
-	retried bool
 }
 
 // newRun copies testdata/<name> into a fresh directory.
@@ -185,17 +182,6 @@ func (r *tfRun) tf(dir string, allowed []int, args ...string) (int, string) {
 			r.t.Fatalf("terraform %s: %v", strings.Join(args, " "), err)
 		}
 		code = ee.ExitCode()
-	}
-	if code != 0 && strings.Contains(string(out), "Stack trace from the terraform-provider-outscale plugin") && !r.retried {
-		// Provider 1.8.0 panics reading the VMs data sources when its
-		// batched read of their volumes' tags fails for any reason
-		// (GetBsuTagsMaps' error is dropped, then a nil map is indexed:
-		// data_source_outscale_vm.go:254). Seen twice in CI under load;
-		// no omi error was found behind it. Run the command once more,
-		// as a user would, and say so.
-		r.retried = true
-		r.t.Logf("terraform %s: the provider crashed (its own panic); running it again once:\n%s", strings.Join(args, " "), lastLines(string(out), 12))
-		return r.tf(dir, allowed, append([]string{args[0]}, args[2:]...)...)
 	}
 	for _, a := range allowed {
 		if a == code {

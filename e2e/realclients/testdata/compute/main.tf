@@ -184,10 +184,15 @@ data "outscale_vm" "web" {
     values = [outscale_vm.web.vm_id]
   }
 }
+# Only this configuration's VM: a filter on the key alone also finds the VMs
+# other configurations of the same account are deleting at the time, and
+# provider 1.8.0's outscale_vms panics when one of their volumes goes away
+# between its read of the VMs and its read of their volumes (it drops that
+# error, data_source_outscale_vms.go:132, then indexes a nil map).
 data "outscale_vms" "tagged" {
   filter {
-    name   = "tag_keys"
-    values = ["name"]
+    name   = "tags"
+    values = ["name=web-${var.suffix}"]
   }
   depends_on = [outscale_vm.web]
 }

@@ -26,5 +26,10 @@ func lbuRoutes(v *service.Service) map[string]call {
 		"ReadListenerRules":                 op(authKey, v.ReadListenerRules),
 		"UpdateListenerRule":                op(authKey, v.UpdateListenerRule),
 		"DeleteListenerRule":                op(authKey, v.DeleteListenerRule),
+		// Server certificates are EIM's; the listeners above use them.
+		"CreateServerCertificate": op(authKey, v.CreateServerCertificate),
+		"ReadServerCertificates":  op(authKey, v.ReadServerCertificates),
+		"UpdateServerCertificate": op(authKey, v.UpdateServerCertificate),
+		"DeleteServerCertificate": op(authKey, v.DeleteServerCertificate),
 	}
 }

@@ -22,7 +22,10 @@ func (s *Service) CreateLoadBalancerListeners(ctx context.Context, c *omi.Caller
 		return nil, omi.Invalid(omi.CodeInvalidParameter, "Listeners is required")
 	}
 	return s.changeLoadBalancer(ctx, c, in.LoadBalancerName, func(tx omi.Tx, l *omi.LoadBalancer) error {
-		return addListeners(l, in.Listeners)
+		if err := addListeners(l, in.Listeners); err != nil {
+			return err
+		}
+		return listenerCertificatesKnown(tx, c.AccountID(), l)
 	})
 }
 

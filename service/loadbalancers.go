@@ -130,8 +130,9 @@ type ListenerForCreation struct {
 	ServerCertificateId  string `json:"ServerCertificateId"`
 }
 
-// validCertificate checks a server certificate ORN. omi does not serve
-// server certificates (EIM), so the ORN is kept as given.
+// validCertificate checks the form of a server certificate ORN; whether
+// the account has that certificate is checked in the transaction
+// (certificateKnown).
 func validCertificate(orn string) error {
 	if !strings.HasPrefix(orn, "arn:") && !strings.HasPrefix(orn, "orn:") {
 		return omi.Invalid(codeWrongCertificateORN, "ServerCertificateId '%s' is not the ORN of a server certificate.", orn)
@@ -443,6 +444,9 @@ func (s *Service) CreateLoadBalancer(ctx context.Context, c *omi.Caller, in *Cre
 		Timeout: lbCheckTimeout, UnhealthyThreshold: lbUnhealthyThreshold}
 	l.DnsName = s.lbDNSName(l.LoadBalancerName, typ)
 	err := s.update(ctx, func(tx omi.Tx) error {
+		if err := listenerCertificatesKnown(tx, c.AccountID(), l); err != nil {
+			return err
+		}
 		if len(in.Subnets) > 0 {
 			sn, err := ownSubnet(tx, c, in.Subnets[0])
 			if err != nil {
@@ -736,6 +740,9 @@ func (s *Service) UpdateLoadBalancer(ctx context.Context, c *omi.Caller, in *Upd
 			if in.ServerCertificateId != "" {
 				if li.LoadBalancerProtocol != "HTTPS" && li.LoadBalancerProtocol != "SSL" {
 					return omi.Invalid(omi.CodeInvalidParameter, "ServerCertificateId is only for HTTPS and SSL listeners (port %d is %s).", li.LoadBalancerPort, li.LoadBalancerProtocol)
+				}
+				if err := certificateKnown(tx, c.AccountID(), in.ServerCertificateId); err != nil {
+					return err
 				}
 				li.ServerCertificateId = in.ServerCertificateId
 			}

@@ -221,7 +221,7 @@ func (s *server) qaImage(t *testing.T, a apitest.Account, region string) string 
 
 // defaultQAResources are the QA resources whose calls omi serves (not
 // VPN, certificates, flexible GPUs, IAM or OKS).
-const defaultQAResources = `^(access_keys?|dhcp_options?|images?|image_launch_permission|internet_services?|keypairs?|load_balancer(_attributes|_listener_rules?|_policy|_tags|_vm_health|_vms)?|net_access_point_services|nets|public_ips?|public_ip_link|quotas?|regions|security_groups?|security_group_rule|snapshots?|snapshot_attributes|snapshot_copy|subregions|virtual_gateways?|vms?|vm_states?|vm_types|volumes?|volumes_link)/`
+const defaultQAResources = `^(access_keys?|dhcp_options?|images?|image_launch_permission|internet_services?|keypairs?|load_balancer(_attributes|_listener_rules?|_policy|_tags|_vm_health|_vms)?|net_access_point_services|nets|public_ips?|public_ip_link|quotas?|regions|security_groups?|security_group_rule|server_certificates?|snapshots?|snapshot_attributes|snapshot_copy|subregions|virtual_gateways?|vms?|vm_states?|vm_types|volumes?|volumes_link)/`
 
 // qaMaskedVars are the variables the QA masks in every value, as its
 // resources.auto.tfvars sets them.
@@ -304,6 +304,15 @@ func (s *server) runQACase(t *testing.T, caseDir string, a qaAccount, outDir, na
 	r := &tfRun{t: t, s: s, dir: t.TempDir(), vars: vars, as: &a.Account}
 	if err := qaProviderFiles(r.dir); err != nil {
 		t.Fatal(err)
+	}
+	// The QA generates a certificate and its key for the cases that
+	// upload one (file("certs/certificate.pem")); the extracted cases do
+	// not hold them.
+	for _, step := range steps {
+		if b, _ := os.ReadFile(step); strings.Contains(string(b), `"certs/`) {
+			writeCertificate(t, filepath.Join(r.dir, "certs"))
+			break
+		}
 	}
 	t.Cleanup(func() {
 		r.tfQuiet("destroy", "-auto-approve")

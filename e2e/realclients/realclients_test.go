@@ -4,7 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,11 +72,17 @@ func TestRealClients(t *testing.T) {
 		s.needCalls(t, "CreateLoadBalancer", "CreateLoadBalancerPolicy", "RegisterVmsInLoadBalancer", "ReadVmsHealth",
 			"ReadLoadBalancerTags", "CreateListenerRule")
 		r := s.newRun(t, "lbu", map[string]string{"suffix": suffix})
+		writeCertificate(t, filepath.Join(r.dir, "certs"))
 		res := r.lifecycle(func(res []stateResource) {
 			m := byAddress(res)
 			lb := m["outscale_load_balancer.public"].Values
 			if str(lb["dns_name"]) == "" || str(lb["public_ip"]) == "" || str(lb["state"]) != "active" {
 				t.Errorf("outscale_load_balancer.public: dns_name %v, public_ip %v, state %v", lb["dns_name"], lb["public_ip"], lb["state"])
+			}
+			tls := m["outscale_load_balancer.tls"].Values
+			cert := m["outscale_server_certificate.web"].Values
+			if orn := str(cert["orn"]); !strings.HasSuffix(orn, ":server-certificate/lbu/web-"+suffix) || !strings.Contains(fmt.Sprint(tls["listeners"]), orn) {
+				t.Errorf("outscale_load_balancer.tls: listeners %v, certificate orn %q", tls["listeners"], orn)
 			}
 			in := m["outscale_load_balancer.internal"].Values
 			if str(in["net_id"]) == "" || fmt.Sprint(in["security_groups"]) == "[]" || str(in["public_ip"]) != "" {
@@ -322,4 +333,34 @@ func (s *server) checkCompute(t *testing.T, res []stateResource) {
 		t.Errorf("public IP %s is not linked to %s: %v", ip, vm, ips.PublicIps)
 	}
 	_ = apitest.Region
+}
+
+// writeCertificate writes a self-signed certificate and its RSA key
+// (PKCS #1, as the user guide asks) as certificate.pem and certificate.key
+// into dir, for configurations that upload a server certificate.
+func writeCertificate(t *testing.T, dir string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "www.example.com"},
+		DNSNames: []string{"www.example.com"}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]*pem.Block{
+		"certificate.pem": {Type: "CERTIFICATE", Bytes: der},
+		"certificate.key": {Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)},
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

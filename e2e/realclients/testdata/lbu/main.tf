@@ -217,3 +217,50 @@ output "health" {
 output "listener_quota_used" {
   value = data.outscale_quotas.listeners.quotas[0].used_value
 }
+
+# An HTTPS load balancer whose listener uses a certificate uploaded to EIM.
+# The test writes a self-signed certificate and its key into certs/, as a
+# user keeps them beside the configuration.
+resource "outscale_server_certificate" "web" {
+  name        = "web-${var.suffix}"
+  path        = "/lbu/"
+  body        = file("certs/certificate.pem")
+  chain       = file("certs/certificate.pem")
+  private_key = file("certs/certificate.key")
+}
+
+resource "outscale_load_balancer" "tls" {
+  load_balancer_name = "tls-${var.suffix}"
+  subregion_names    = ["eu-west-2a"]
+  listeners {
+    backend_port           = 8443
+    backend_protocol       = "HTTPS"
+    load_balancer_protocol = "HTTPS"
+    load_balancer_port     = 443
+    server_certificate_id  = outscale_server_certificate.web.orn
+  }
+}
+
+data "outscale_server_certificate" "web" {
+  filter {
+    name   = "paths"
+    values = [outscale_server_certificate.web.path]
+  }
+  depends_on = [outscale_server_certificate.web]
+  lifecycle {
+    postcondition {
+      condition     = self.orn == outscale_server_certificate.web.orn && self.name == "web-${var.suffix}"
+      error_message = "outscale_server_certificate does not find the certificate by its path"
+    }
+  }
+}
+
+data "outscale_server_certificates" "all" {
+  depends_on = [outscale_server_certificate.web]
+  lifecycle {
+    postcondition {
+      condition     = contains([for c in self.server_certificates : c.orn], outscale_server_certificate.web.orn)
+      error_message = "outscale_server_certificates does not list the certificate"
+    }
+  }
+}

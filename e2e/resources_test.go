@@ -55,6 +55,11 @@ func TestSnapshotSharing(t *testing.T) {
 	if copyID == snap || cp.Snapshot.AccountId != e.Titi.AccountID {
 		t.Errorf("copy %s owned by %s, want a new snapshot of titi's", copyID, cp.Snapshot.AccountId)
 	}
+	// A copy names no volume (the real cloud's VolumeId ""), and titi
+	// learns nothing of joe's volumes from it.
+	if id := cp.Snapshot.VolumeId; id != "" {
+		t.Errorf("titi's copy names the volume %s", id)
+	}
 	waitSnapshot(t, e, e.Titi, copyID)
 	// titi may not reshare or delete joe's snapshot.
 	_, err = titi.UpdateSnapshot(ctx, oscv3.UpdateSnapshotRequest{SnapshotId: snap, PermissionsToCreateVolume: oscv3.PermissionsOnResourceCreation{

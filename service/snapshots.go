@@ -74,7 +74,10 @@ func (s *Service) CreateSnapshot(ctx context.Context, c *omi.Caller, in *CreateS
 			if src.State != omi.SnapshotCompleted {
 				return omi.BadState(omi.CodeInvalidState, "snapshot %s is %s, not completed", src.SnapshotId, src.State)
 			}
-			snap.VolumeId, snap.VolumeSize, snap.SizeBytes = src.VolumeId, src.VolumeSize, src.SizeBytes
+			// A copy names no volume: the real cloud shows VolumeId ""
+			// for it (the provider's recorded snapshot/TF-131 and
+			// snapshot_copy/TF-133); its data comes from the source.
+			snap.VolumeSize, snap.SizeBytes = src.VolumeSize, src.SizeBytes
 			snap.SourceSnapshotId = src.SnapshotId
 			if in.Description == "" {
 				snap.Description = src.Description

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -141,7 +142,9 @@ type qaAccount struct {
 // qaAccountN is the i-th account of the pool, added to the example
 // accounts of omi's configuration.
 func qaAccountN(i int) apitest.Account {
-	return apitest.Account{Alias: fmt.Sprintf("qa%d", i), AccountID: fmt.Sprintf("9000000000%02d", i),
+	// No alias: the recording account has none (its OMIs and snapshots
+	// show an empty account_alias).
+	return apitest.Account{AccountID: fmt.Sprintf("9000000000%02d", i),
 		Email: fmt.Sprintf("qa%d@example.com", i), Password: fmt.Sprintf("qa-password-%d-1234", i),
 		AccessKey: fmt.Sprintf("QAQAQAQAQAQAQAQAQA%02d", i), SecretKey: fmt.Sprintf("qa%038d", i)}
 }
@@ -157,8 +160,8 @@ func qaConfig(t *testing.T, region string) string {
 	var qa strings.Builder
 	for i := 0; i < qaAccounts; i++ {
 		a := qaAccountN(i)
-		fmt.Fprintf(&qa, "  - account_id: %q\n    alias: %s\n    email: %s\n    password: %s\n    access_keys:\n      - access_key_id: %q\n        secret_key: %q\n",
-			a.AccountID, a.Alias, a.Email, a.Password, a.AccessKey, a.SecretKey)
+		fmt.Fprintf(&qa, "  - account_id: %q\n    email: %s\n    password: %s\n    access_keys:\n      - access_key_id: %q\n        secret_key: %q\n",
+			a.AccountID, a.Email, a.Password, a.AccessKey, a.SecretKey)
 	}
 	body = strings.Replace(body, "\naccounts:\n", "\naccounts:\n"+qa.String(), 1)
 	body += "\nregions:\n" +
@@ -592,8 +595,10 @@ func idList(v any) bool {
 	return true
 }
 
-// qaCompareIDs is qaCompare; with skipIDLists, lists of bare ids are
-// left alone (neither compared nor bound).
+// qaCompareIDs is qaCompare; with skipIDLists (the first pass), lists of
+// bare ids and lists of several elements are left alone (neither compared
+// nor bound), but resources (paired by address) and their instances
+// (paired by index_key) are not.
 func qaCompareIDs(path string, got, ref any, ids map[string]string, skipIDLists bool) []string {
 	if qaIgnorePaths[path] || ref == qaNoTest {
 		return nil
@@ -637,6 +642,23 @@ func qaCompareIDs(path string, got, ref any, ids map[string]string, skipIDLists 
 		g, ok := got.([]any)
 		if !ok {
 			return []string{fmt.Sprintf("%s: type %T, reference list", path, got)}
+		}
+		if path == ".resources" {
+			return qaCompareResources(g, r, ids, skipIDLists)
+		}
+		if pairs, ok := byIndexKey(g, r); ok {
+			var diffs []string
+			for i := range g {
+				diffs = append(diffs, qaCompareIDs(path, g[i], r[pairs[i]], ids, skipIDLists)...)
+			}
+			return diffs
+		}
+		if skipIDLists && len(r) > 1 {
+			// The first pass binds no id inside a list of several
+			// elements: matched greedily, elements that differ only
+			// by their ids (a route table's links) would pair ids
+			// that the resources' own id attributes contradict.
+			return nil
 		}
 		if len(g) != len(r) {
 			return []string{fmt.Sprintf("%s: %d elements, reference %d: %s vs %s", path, len(g), len(r), short(g), short(r))}
@@ -694,6 +716,92 @@ func qaCompareIDs(path string, got, ref any, ids map[string]string, skipIDLists 
 		return nil
 	}
 	return []string{fmt.Sprintf("%s: %s here, reference %s", path, short(got), short(ref))}
+}
+
+// qaCompareResources compares the resources of a state with the
+// reference's, each with the one of the same address (mode, type and
+// name), as terraform names them: managed resources first, so that their
+// own ids bind before the data sources that list them are compared.
+func qaCompareResources(got, ref []any, ids map[string]string, skipIDLists bool) []string {
+	address := func(v any) string {
+		m, _ := v.(map[string]any)
+		return fmt.Sprintf("%v.%v.%v", m["mode"], m["type"], m["name"])
+	}
+	refs := map[string]any{}
+	for _, r := range ref {
+		refs[address(r)] = r
+	}
+	ordered := slices.Clone(got)
+	slices.SortStableFunc(ordered, func(a, b any) int {
+		am, _ := a.(map[string]any)
+		bm, _ := b.(map[string]any)
+		return cmpBool(am["mode"] == "data", bm["mode"] == "data")
+	})
+	var diffs []string
+	seen := map[string]bool{}
+	for _, ge := range ordered {
+		addr := address(ge)
+		m, _ := ge.(map[string]any)
+		elemPath := fmt.Sprintf(".resources[%v.%v]", m["type"], m["name"])
+		re, ok := refs[addr]
+		if !ok {
+			diffs = append(diffs, elemPath+": here, not in reference")
+			continue
+		}
+		seen[addr] = true
+		diffs = append(diffs, qaCompareIDs(elemPath, ge, re, ids, skipIDLists)...)
+	}
+	for _, r := range ref {
+		if m, _ := r.(map[string]any); !seen[address(r)] {
+			diffs = append(diffs, fmt.Sprintf(".resources[%v.%v]: in reference, missing here", m["type"], m["name"]))
+		}
+	}
+	return diffs
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// byIndexKey pairs the instances of a resource made with count or
+// for_each by their index_key, when every element on both sides has one;
+// ok is false otherwise, or when the keys do not pair one to one.
+func byIndexKey(got, ref []any) (pairs map[int]int, ok bool) {
+	key := func(v any) (string, bool) {
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return "", false
+		}
+		k, has := m["index_key"]
+		return fmt.Sprint(k), has
+	}
+	if len(got) != len(ref) || len(got) == 0 {
+		return nil, false
+	}
+	at := map[string]int{}
+	for j, r := range ref {
+		k, has := key(r)
+		if !has {
+			return nil, false
+		}
+		at[k] = j
+	}
+	pairs = map[int]int{}
+	for i, g := range got {
+		k, has := key(g)
+		j, found := at[k]
+		if !has || !found {
+			return nil, false
+		}
+		pairs[i] = j
+	}
+	return pairs, len(at) == len(got)
 }
 
 // boundTo reports whether some id of the output already stands for the

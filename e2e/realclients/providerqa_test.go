@@ -743,6 +743,9 @@ func qaCompareResources(got, ref []any, ids map[string]string, skipIDLists bool)
 		addr := address(ge)
 		m, _ := ge.(map[string]any)
 		elemPath := fmt.Sprintf(".resources[%v.%v]", m["type"], m["name"])
+		if m["mode"] == "data" {
+			elemPath = fmt.Sprintf(".resources[data.%v.%v]", m["type"], m["name"])
+		}
 		re, ok := refs[addr]
 		if !ok {
 			diffs = append(diffs, elemPath+": here, not in reference")

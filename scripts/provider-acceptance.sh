@@ -45,8 +45,13 @@ trap cleanup EXIT
 "$work/omi" serve --data "$work/data" --vm-driver sim --listen "127.0.0.1:$port" \
 	--oos-listen "127.0.0.1:$((port + 1))" --nbd-listen "127.0.0.1:$((port + 2))" >"$work/omi.out" 2>"$work/omi.err" &
 pid=$!
-for _ in $(seq 1 100); do
-	[ -s "$work/data/default-account.env" ] && break
+# The first start publishes the official OMIs before it serves.
+for _ in $(seq 1 600); do
+	[ -s "$work/data/default-account.env" ] && curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+	if ! kill -0 "$pid" 2>/dev/null; then
+		cat "$work/omi.err" >&2
+		exit 1
+	fi
 	sleep 0.1
 done
 set -a
@@ -62,7 +67,14 @@ json() { python3 -c "import json,sys; print($1)"; }
 
 # What the provider's test environment expects: an OMI, the account, the
 # region, and a keypair named terraform-basic.
-OUTSCALE_IMAGEID=$(call ReadImages '{"Filters":{"AccountAliases":["Outscale"],"ImageNames":["Ubuntu*"]}}' | json "json.load(sys.stdin)['Images'][0]['ImageId']")
+OUTSCALE_IMAGEID=""
+for _ in $(seq 1 120); do
+	OUTSCALE_IMAGEID=$(call ReadImages '{"Filters":{"AccountAliases":["Outscale"],"ImageNames":["Ubuntu*"],"States":["available"]}}' |
+		json "' '.join(i['ImageId'] for i in json.load(sys.stdin)['Images'][:1])")
+	[ -n "$OUTSCALE_IMAGEID" ] && break
+	sleep 0.5
+done
+[ -n "$OUTSCALE_IMAGEID" ] || { echo "no official Ubuntu OMI published" >&2; exit 1; }
 OUTSCALE_ACCOUNT=$(call ReadAccounts | json "json.load(sys.stdin)['Accounts'][0]['AccountId']")
 export OUTSCALE_IMAGEID OUTSCALE_ACCOUNT OUTSCALE_REGION=eu-west-2
 call CreateKeypair '{"KeypairName":"terraform-basic"}' >/dev/null
